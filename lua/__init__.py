@@ -1,0 +1,1 @@
+"""Lua scripts shipped with rkit (mapped from the top-level lua/ directory)."""

@@ -1,0 +1,77 @@
+"""The one error hierarchy of rkit.
+
+Bad input raises a subclass of :class:`ConfigError` (also a ``ValueError``) before
+Redis is touched; Redis failures propagate as redis-py exceptions (fail closed).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class RkitError(Exception):
+    """Base class of every error raised by rkit itself."""
+
+
+class ConfigError(RkitError, ValueError):
+    """Invalid configuration or argument; raised before anything is written."""
+
+
+class SerializationError(ConfigError, TypeError):
+    """A value that must be JSON (action arguments, results) is not."""
+
+
+class ActionNotFound(RkitError, LookupError):
+    """No action is registered under the given name in this App."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"No action registered under the name {name!r}.")
+        self.name = name
+
+
+class RateLimitNotDefined(ConfigError):
+    """A rate limit name was used that is neither registered nor given inline."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"Rate limit {name} not defined. Pass config=... inline or register it "
+            "in RateLimiter(app, {name: config})."
+        )
+        self.name = name
+
+
+class RateLimitCountTooLarge(ConfigError):
+    """``count`` can never be satisfied by the limit's configuration."""
+
+    def __init__(self, name: str, count: float, bound: float, shards: int, *, reserve: bool):
+        bound_s = f"{bound:.2f}" if reserve else _num(bound)
+        suffix = f" per {shards} shards." if shards > 1 else "."
+        super().__init__(f"Rate limit {name} count {_num(count)} exceeds {bound_s}{suffix}")
+        self.name = name
+        self.count = count
+        self.bound = bound
+        self.shards = shards
+
+
+class RateLimited(RkitError):
+    """Raised by ``limit``/``check`` with ``throws=True`` when the caller must wait."""
+
+    kind: ClassVar[str] = "RateLimited"
+
+    def __init__(self, name: str, retry_after: float) -> None:
+        super().__init__(f"Rate limit {name} exceeded; retry after {retry_after:.3f} ms.")
+        self.name = name
+        self.retry_after = retry_after
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "name": self.name, "retry_after": self.retry_after}
+
+
+def is_rate_limit_error(exc: BaseException) -> bool:
+    """True iff ``exc`` is the error raised for a rate-limited call."""
+    return isinstance(exc, RateLimited)
+
+
+def _num(x: float) -> str:
+    """Print a number like JavaScript does: integers without a trailing ``.0``."""
+    return str(int(x)) if float(x).is_integer() else repr(float(x))

@@ -1,0 +1,57 @@
+"""arq workers for an rkit App.
+
+``rkit worker myservice.tasks:app`` (or :func:`run_worker`) starts an arq worker
+whose one job function runs the App's registered actions. Everything arq-specific
+lives in :mod:`rkit._arq`; this module only assembles the settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from arq.worker import Worker, func
+
+from rkit import _arq
+
+if TYPE_CHECKING:
+    from rkit.app import App
+
+__all__ = ["create_worker", "run_worker", "worker_settings"]
+
+
+def worker_settings(app: App, **overrides: Any) -> dict[str, Any]:
+    """Keyword arguments for :class:`arq.worker.Worker` that run ``app``'s actions."""
+    settings: dict[str, Any] = {
+        "functions": [func(_arq.run_action, name=_arq.JOB_FUNCTION, max_tries=1)],
+        "queue_name": app.queue_name,
+        "job_serializer": _arq.json_serializer,
+        "job_deserializer": _arq.json_deserializer,
+        "ctx": {"rkit_app": app},
+        "max_jobs": 50,
+        "keep_result": 3600,
+        "poll_delay": 0.05,
+    }
+    settings.update(overrides)
+    return settings
+
+
+async def create_worker(app: App, **overrides: Any) -> Worker:
+    """An arq ``Worker`` bound to ``app`` (its queue connection created here)."""
+    pool = await app.queue_pool()
+    return Worker(redis_pool=pool, **worker_settings(app, **overrides))
+
+
+async def run_worker(app: App, **overrides: Any) -> None:
+    """Run a worker until cancelled (or, with ``burst=True``, until the queue is empty)."""
+    worker = await create_worker(app, **overrides)
+    try:
+        await worker.async_run()
+    finally:
+        await worker.close()  # closes the queue connection too
+        app._queue_pool = None
+
+
+def run_worker_blocking(app: App, **overrides: Any) -> None:
+    """Entry point of ``rkit worker``: SIGINT/SIGTERM stop it gracefully."""
+    asyncio.run(run_worker(app, **overrides))
