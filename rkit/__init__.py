@@ -1,1 +1,67 @@
-"""rkit."""
+"""rkit: a Redis-native component runtime for asyncio services.
+
+State lives in Redis and changes only through atomic Lua scripts; side effects run
+on arq workers. Start with :class:`App`, then build components on it.
+"""
+
+from .app import Action, App
+from .clock import Clock, ServerClock, TestClock
+from .errors import (
+    ActionNotFound,
+    ConfigError,
+    RateLimitCountTooLarge,
+    RateLimited,
+    RateLimitNotDefined,
+    RkitError,
+    SerializationError,
+    is_rate_limit_error,
+)
+from .rate_limit import (
+    DAY,
+    HOUR,
+    MINUTE,
+    SECOND,
+    WEEK,
+    CalculatedState,
+    FixedWindow,
+    LimitRequest,
+    RateLimitConfig,
+    RateLimiter,
+    RateLimitResult,
+    RateLimitValue,
+    TokenBucket,
+    calculate_rate_limit,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DAY",
+    "HOUR",
+    "MINUTE",
+    "SECOND",
+    "WEEK",
+    "Action",
+    "ActionNotFound",
+    "App",
+    "CalculatedState",
+    "Clock",
+    "ConfigError",
+    "FixedWindow",
+    "LimitRequest",
+    "RateLimitConfig",
+    "RateLimitCountTooLarge",
+    "RateLimitNotDefined",
+    "RateLimitResult",
+    "RateLimitValue",
+    "RateLimited",
+    "RateLimiter",
+    "RkitError",
+    "SerializationError",
+    "ServerClock",
+    "TestClock",
+    "TokenBucket",
+    "__version__",
+    "calculate_rate_limit",
+    "is_rate_limit_error",
+]

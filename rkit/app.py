@@ -59,6 +59,8 @@ class App:
             raise ConfigError("clock must have a now_ms() method returning float or None")
         self.clock: Clock = clock or ServerClock()
         self.actions: dict[str, Action] = {}
+        # components register themselves here (the admin API finds them)
+        self.components: dict[str, Any] = {}
         self._fake_server: fakeredis.FakeServer | None = None
 
         if redis is None:

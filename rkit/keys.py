@@ -18,13 +18,17 @@ PREFIX = "rkit"
 _NAMESPACE_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 
 
-@lru_cache(maxsize=65536)
 def encode(part: str | None) -> str:
     """Encode one user-supplied key part; ``None`` and ``""`` stay distinct."""
     if part is None:
         return "~"
-    if not isinstance(part, str):
+    if type(part) is not str:
         raise ConfigError(f"key parts must be str or None, got {type(part).__name__}")
+    return _encode(part)
+
+
+@lru_cache(maxsize=65536)
+def _encode(part: str) -> str:
     return base64.urlsafe_b64encode(part.encode("utf-8")).rstrip(b"=").decode("ascii")
 
 

@@ -158,15 +158,19 @@ local function rl_flush(key, cfg, now, margin)
   redis.call("HSET", key, unpack(args))
   redis.call("HSETNX", key, "c", rk_fmt(now))
   local latest = now
-  local all = redis.call("HGETALL", key)
-  for x = 1, #all, 2 do
-    local f = all[x]
-    if string.sub(f, -2) == ":v" then
-      local shard = string.sub(f, 1, -3)
-      local st = rl_get(key, shard)
-      if st then
-        local at = rl_full_at(cfg, st.v, st.ts)
-        if at > latest then latest = at end
+  if redis.call("HLEN", key) <= 3 and cfg.shards == 1 then
+    local st = rl_get(key, "0")
+    if st then latest = math.max(latest, rl_full_at(cfg, st.v, st.ts)) end
+  else
+    local all = redis.call("HGETALL", key)
+    for x = 1, #all, 2 do
+      local f = all[x]
+      if string.sub(f, -2) == ":v" then
+        local st = rl_get(key, string.sub(f, 1, -3))
+        if st then
+          local at = rl_full_at(cfg, st.v, st.ts)
+          if at > latest then latest = at end
+        end
       end
     end
   end

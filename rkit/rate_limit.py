@@ -1,0 +1,629 @@
+"""Rate limiter: token bucket and fixed window limits whose state lives in Redis.
+
+Each (name, key) is one Redis hash changed only by ``lua/rate_limit/eval.lua``, so
+concurrent callers are totally ordered by Redis and can never over-admit. Configs
+travel with every call (they are not stored); time comes from the Redis server
+unless the App has a test clock. Spec: rate-limiter.md.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, TypeAdapter, field_validator
+
+from . import scripts
+from .clock import argv_now
+from .errors import (
+    ConfigError,
+    RateLimitCountTooLarge,
+    RateLimited,
+    RateLimitNotDefined,
+    is_rate_limit_error,
+)
+from .keys import encode
+
+if TYPE_CHECKING:
+    from .app import App
+
+__all__ = [
+    "DAY",
+    "HOUR",
+    "MINUTE",
+    "SECOND",
+    "WEEK",
+    "CalculatedState",
+    "FixedWindow",
+    "LimitRequest",
+    "RateLimitConfig",
+    "RateLimitResult",
+    "RateLimitValue",
+    "RateLimiter",
+    "TokenBucket",
+    "calculate_rate_limit",
+    "is_rate_limit_error",
+]
+
+SECOND: int = 1_000
+MINUTE: int = 60 * SECOND
+HOUR: int = 60 * MINUTE
+DAY: int = 24 * HOUR
+WEEK: int = 7 * DAY
+
+Rng = Callable[[], float]
+
+_Pos = Annotated[float, Field(strict=True, gt=0, allow_inf_nan=False)]
+_NonNeg = Annotated[float, Field(strict=True, ge=0, allow_inf_nan=False)]
+_Finite = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+
+
+class _LimitBase(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    rate: _Pos
+    """Units added per ``period``."""
+    period: _Pos
+    """Milliseconds."""
+    capacity: _Pos | None = None
+    """Most units that can accumulate; default ``rate``."""
+    max_reserved: _NonNeg | None = None
+    """Most reservation debt; ``None`` = unlimited, ``0`` = no debt (DEVIATION Q1)."""
+    shards: _Finite | None = None
+    """Sub-buckets (rounded to the nearest integer; ``None``/``0`` mean 1)."""
+
+    _argv_cache: tuple[str, ...] | None = PrivateAttr(default=None)
+
+    def __eq__(self, other: object) -> bool:  # ignore the private ARGV cache
+        return type(self) is type(other) and self.__dict__ == other.__dict__
+
+    def __hash__(self) -> int:
+        return hash((type(self), *self.__dict__.values()))
+
+    @field_validator("shards")
+    @classmethod
+    def _round_shards(cls, v: float | None) -> int | None:
+        if v is None or v == 0:
+            return None
+        n = math.floor(v + 0.5)
+        if n <= 0:
+            raise ValueError("Shards must be a positive number")
+        return n
+
+    # -- derived numbers (cached: configs are frozen) -----------------------------------
+
+    @property
+    def n_shards(self) -> int:
+        return int(self.shards or 1)
+
+    @property
+    def effective_capacity(self) -> float:
+        return self.capacity if self.capacity is not None else self.rate
+
+    def filled(self) -> _LimitBase:
+        """This config with defaults filled in (``shards``, ``capacity``)."""
+        return self.with_(shards=self.n_shards, capacity=self.effective_capacity)
+
+    def per_shard(self) -> _LimitBase:
+        """The numbers one shard enforces (spec §4.1)."""
+        n = self.n_shards
+        return self.with_(
+            rate=self.rate / n,
+            capacity=self.effective_capacity / n,
+            max_reserved=None if self.max_reserved is None else self.max_reserved / n,
+            shards=1,
+        )
+
+    def with_(self, **changes: Any) -> Any:
+        """A validated copy with ``changes`` applied."""
+        return type(self).model_validate({**self.model_dump(), **changes})
+
+    def _argv(self) -> tuple[str, ...]:
+        cached = self._argv_cache
+        if cached is None:
+            start = getattr(self, "start", None)
+            cached = (
+                "fw" if isinstance(self, FixedWindow) else "tb",
+                repr(float(self.rate)),
+                repr(float(self.period)),
+                repr(float(self.effective_capacity)),
+                "" if self.max_reserved is None else repr(float(self.max_reserved)),
+                str(self.n_shards),
+                "" if start is None else repr(float(start)),
+            )
+            self._argv_cache = cached
+        return cached
+
+
+class TokenBucket(_LimitBase):
+    """Continuous refill: ``rate`` units per ``period`` ms, up to ``capacity``."""
+
+    kind: Literal["token bucket"] = "token bucket"
+    start: None = None
+
+
+class FixedWindow(_LimitBase):
+    """Lump refill of ``rate`` units at each window start ``start + k·period``."""
+
+    kind: Literal["fixed window"] = "fixed window"
+    start: _Finite | None = None
+    """Window phase (UTC ms); default: a random phase per bucket."""
+
+
+RateLimitConfig = Annotated[TokenBucket | FixedWindow, Field(discriminator="kind")]
+_CONFIG_ADAPTER: TypeAdapter[TokenBucket | FixedWindow] = TypeAdapter(RateLimitConfig)
+
+
+def parse_config(config: Any) -> TokenBucket | FixedWindow:
+    """A config model from a model or a plain mapping (``{"kind": ..., ...}``)."""
+    if isinstance(config, TokenBucket | FixedWindow):
+        return config
+    if isinstance(config, Mapping):
+        return _CONFIG_ADAPTER.validate_python(dict(config))
+    raise ConfigError(
+        f"rate limit config must be TokenBucket, FixedWindow or a mapping, "
+        f"got {type(config).__name__}"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitResult:
+    """Outcome of ``limit``/``check``: ``ok`` and, when set, ms to wait."""
+
+    ok: bool
+    retry_after: float | None = None
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitValue:
+    """A bucket's stored state (``get_value``/``credit``)."""
+
+    value: float
+    ts: float
+    shard: int
+    config: TokenBucket | FixedWindow
+    """Unsharded config, defaults filled; fixed window ``start`` = the shard's anchor."""
+    shard_config: TokenBucket | FixedWindow
+    """The per-shard numbers actually enforced."""
+
+
+@dataclass(frozen=True, slots=True)
+class LimitRequest:
+    """One entry of :meth:`RateLimiter.limit_all`."""
+
+    name: str
+    key: str | None = None
+    count: float = 1
+    config: TokenBucket | FixedWindow | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CalculatedState:
+    value: float
+    ts: float
+    retry_after: float | None
+    window_start: float | None
+
+
+def calculate_rate_limit(
+    existing: tuple[float, float] | None,
+    config: TokenBucket | FixedWindow,
+    now: float,
+    count: float = 0,
+    *,
+    rand: float = 0.0,
+) -> CalculatedState:
+    """Project a bucket state ``(value, ts)`` to ``now`` and consume ``count`` (pure).
+
+    The same math as the Lua scripts (spec §4.2 with DEVIATIONs Q3, Q4). The config's
+    numbers are used as given (pass ``per_shard()`` for one shard of a sharded limit).
+    """
+    cap = config.effective_capacity
+    fw = isinstance(config, FixedWindow)
+    if existing is None:
+        value = cap
+        if not fw:
+            ts = now
+        elif config.start is not None:
+            ts = config.start + math.floor((now - config.start) / config.period) * config.period
+        else:
+            ts = now - math.floor(rand * config.period)
+    else:
+        value, ts = float(existing[0]), float(existing[1])
+    if not fw:
+        per_ms = config.rate / config.period
+        elapsed = max(0.0, now - ts)
+        value = min(value + elapsed * per_ms, cap) - count
+        ts = max(ts, now)
+        retry = (-value) / per_ms if value < 0 else None
+        return CalculatedState(value, ts, retry, None)
+    window_start = ts
+    windows = max(0, math.floor((now - ts) / config.period))
+    value = min(value + config.rate * windows, cap) - count
+    ts = ts + windows * config.period
+    retry = ts + config.period * math.ceil(-value / config.rate) - now if value < 0 else None
+    return CalculatedState(value, ts, retry, window_start)
+
+
+def _check_count(count: Any, what: str = "count") -> float:
+    if isinstance(count, bool) or not isinstance(count, int | float):
+        raise ConfigError(f"{what} must be a number, got {type(count).__name__}")
+    if not math.isfinite(count) or count < 0:
+        raise ConfigError(f"{what} must be a finite number >= 0, got {count!r}")
+    return count
+
+
+def _check_key(key: Any) -> None:
+    if key is not None and type(key) is not str:
+        raise ConfigError(f"key must be a str or None, got {type(key).__name__}")
+
+
+def _check_name(name: Any) -> None:
+    if type(name) is not str:
+        raise ConfigError(f"rate limit name must be a str, got {type(name).__name__}")
+
+
+class RateLimiter:
+    """Named rate limits on an :class:`~rkit.App`.
+
+    >>> limiter = RateLimiter(app, {"send": TokenBucket(rate=10, period=MINUTE)})
+    >>> if not await limiter.limit("send", key=user_id): ...
+
+    ``rng`` (uniform ``[0, 1)``) picks shards and fixed-window phases; inject one for
+    deterministic tests. ``hash_tag`` puts every key of this limiter in one Cluster
+    slot so :meth:`limit_all` is a single atomic script there too.
+    """
+
+    def __init__(
+        self,
+        app: App,
+        limits: Mapping[str, TokenBucket | FixedWindow | Mapping[str, Any]] | None = None,
+        *,
+        rng: Rng | None = None,
+        hash_tag: str | None = None,
+    ) -> None:
+        self.app = app
+        self.limits: dict[str, TokenBucket | FixedWindow] = {}
+        for name, cfg in (limits or {}).items():
+            _check_name(name)
+            self.limits[name] = parse_config(cfg)
+        self._rng: Rng = rng or random.random
+        if hash_tag is not None and type(hash_tag) is not str:
+            raise ConfigError("hash_tag must be a str or None")
+        self.hash_tag = hash_tag
+        self._stem = app.keys.tag("rl", hash_tag) + ":" if hash_tag is not None else None
+        self._eval = scripts.load("rate_limit", "eval")
+        self._credit = scripts.load("rate_limit", "credit")
+        self._value = scripts.load("rate_limit", "value")
+        self._limit_all = scripts.load("rate_limit", "limit_all")
+        self._clear_one = scripts.load("rate_limit", "clear_one")
+        registry: list[RateLimiter] = app.components.setdefault("rate_limiters", [])
+        registry.append(self)
+
+    # -- helpers -----------------------------------------------------------------------
+
+    def key_for(self, name: str, key: str | None = None) -> str:
+        """The Redis key holding every shard of (name, key)."""
+        if self._stem is not None:
+            return f"{self._stem}{encode(name)}:{encode(key)}"
+        return self.app.keys.tag("rl", name, key)
+
+    def config_for(
+        self, name: str, config: TokenBucket | FixedWindow | Mapping[str, Any] | None = None
+    ) -> TokenBucket | FixedWindow:
+        """The config a call uses: inline beats named (Q11); neither raises."""
+        _check_name(name)
+        if config is not None:
+            return parse_config(config)
+        try:
+            return self.limits[name]
+        except KeyError:
+            raise RateLimitNotDefined(name) from None
+
+    @staticmethod
+    def _margin(cfg: TokenBucket | FixedWindow) -> str:
+        return repr(max(float(cfg.period), 1000.0))
+
+    def _validate(
+        self, name: str, cfg: TokenBucket | FixedWindow, count: Any, reserve: bool
+    ) -> float:
+        count = _check_count(count)
+        n = cfg.n_shards
+        m = 1 if n < 3 else 2  # DEVIATION Q2: the achievable bound
+        cap = cfg.effective_capacity
+        if reserve:
+            if cfg.max_reserved is not None:  # DEVIATION Q1
+                bound = m * (cap + cfg.max_reserved) / n
+                if count > bound:
+                    raise RateLimitCountTooLarge(name, count, bound, n, reserve=True)
+        elif count > m * cap / n:
+            raise RateLimitCountTooLarge(name, count, m * cap / n, n, reserve=False)
+        return count
+
+    def _randoms(self) -> tuple[str, str, str, str]:
+        r = self._rng
+        return (repr(r()), repr(r()), repr(r()), repr(r()))
+
+    async def _run(
+        self,
+        mode: str,
+        name: str,
+        key: str | None,
+        count: Any,
+        reserve: bool,
+        throws: bool,
+        config: Any,
+    ) -> RateLimitResult:
+        cfg = self.config_for(name, config)
+        _check_key(key)
+        count = self._validate(name, cfg, count, reserve)
+        res = await self._eval(
+            self.app.redis,
+            (self.key_for(name, key),),
+            (
+                mode,
+                argv_now(self.app.clock),
+                *cfg._argv(),
+                repr(count),
+                "1" if reserve else "0",
+                "1" if throws else "0",
+                *self._randoms(),
+                self._margin(cfg),
+            ),
+        )
+        status = res[0]
+        retry = float(res[1]) if res[1] else None
+        if status == "OK":
+            return RateLimitResult(True, retry)
+        if status == "LIMITED":
+            return RateLimitResult(False, retry)
+        raise RateLimited(name, retry if retry is not None else 0.0)
+
+    # -- public API --------------------------------------------------------------------
+
+    async def limit(
+        self,
+        name: str,
+        *,
+        key: str | None = None,
+        count: float = 1,
+        reserve: bool = False,
+        throws: bool = False,
+        config: TokenBucket | FixedWindow | Mapping[str, Any] | None = None,
+    ) -> RateLimitResult:
+        """Consume ``count`` units of (name, key).
+
+        Returns ``ok=True`` (proceed; with ``reserve`` maybe after ``retry_after`` ms)
+        or ``ok=False`` with the ms after which a retry could succeed. With
+        ``throws=True`` raises :class:`RateLimited` instead whenever ``retry_after``
+        is set, writing nothing.
+        """
+        return await self._run("limit", name, key, count, reserve, throws, config)
+
+    async def check(
+        self,
+        name: str,
+        *,
+        key: str | None = None,
+        count: float = 1,
+        reserve: bool = False,
+        throws: bool = False,
+        config: TokenBucket | FixedWindow | Mapping[str, Any] | None = None,
+    ) -> RateLimitResult:
+        """Evaluate like :meth:`limit` but never write."""
+        return await self._run("check", name, key, count, reserve, throws, config)
+
+    async def reset(self, name: str, *, key: str | None = None) -> None:
+        """Forget every shard of (name, key); the next use starts full."""
+        _check_name(name)
+        _check_key(key)
+        await self.app.redis.delete(self.key_for(name, key))
+
+    async def get_value(
+        self,
+        name: str,
+        *,
+        key: str | None = None,
+        sample_shards: int = 1,
+        config: TokenBucket | FixedWindow | Mapping[str, Any] | None = None,
+    ) -> RateLimitValue:
+        """Inspect a bucket without writing (spec §3.6 with DEVIATION Q5).
+
+        Samples ``min(sample_shards, shards)`` distinct shards, projects them to the
+        latest sampled ``ts`` and reports the fullest one's *stored* value and ts.
+        A never-used shard reads as full at "now".
+        """
+        cfg = self.config_for(name, config)
+        _check_key(key)
+        if isinstance(sample_shards, bool) or not isinstance(sample_shards, int):
+            raise ConfigError("sample_shards must be an int")
+        n = cfg.n_shards
+        k = max(1, min(sample_shards, n))
+        rng = self._rng
+        pool = list(range(n))
+        picked = []
+        for _ in range(k):
+            picked.append(pool.pop(min(int(rng() * len(pool)), len(pool) - 1)))
+        res = await self._value(
+            self.app.redis,
+            (self.key_for(name, key),),
+            (argv_now(self.app.clock), *map(str, picked)),
+        )
+        now = float(res[0])
+        shard_cfg = cfg.per_shard()
+        states: list[tuple[int, float, float]] = []
+        for idx, shard in enumerate(picked):
+            v, ts = res[1 + 2 * idx], res[2 + 2 * idx]
+            if v:
+                states.append((shard, float(v), float(ts)))
+            else:
+                fresh = calculate_rate_limit(None, shard_cfg, now, 0, rand=rng())
+                states.append((shard, fresh.value, fresh.ts))
+        latest = max(ts for _, _, ts in states)
+        best = states[0]
+        best_v = -math.inf
+        for st in states:
+            projected = calculate_rate_limit((st[1], st[2]), shard_cfg, latest, 0).value
+            if projected >= best_v:  # ties go to the later sampled
+                best, best_v = st, projected
+        shard, value, ts = best
+        filled = cfg.filled()
+        if isinstance(cfg, FixedWindow) and cfg.start is None:
+            filled = filled.with_(start=ts)
+            shard_cfg = shard_cfg.with_(start=ts)
+        return RateLimitValue(value, ts, shard, filled, shard_cfg)
+
+    async def credit(
+        self,
+        name: str,
+        *,
+        key: str | None = None,
+        count: float,
+        shard: int | None = None,
+        config: TokenBucket | FixedWindow | Mapping[str, Any] | None = None,
+    ) -> RateLimitValue:
+        """Give ``count`` units back (a refund), clamped at capacity.
+
+        Credits ``shard`` or, by default, the shard with the lowest projected value.
+        """
+        cfg = self.config_for(name, config)
+        _check_key(key)
+        count = _check_count(count)
+        if count <= 0:
+            raise ConfigError(f"credit count must be > 0, got {count!r}")
+        if shard is not None and (
+            isinstance(shard, bool) or not isinstance(shard, int) or not 0 <= shard < cfg.n_shards
+        ):
+            raise ConfigError(f"shard must be an int in 0..{cfg.n_shards - 1}, got {shard!r}")
+        res = await self._credit(
+            self.app.redis,
+            (self.key_for(name, key),),
+            (
+                argv_now(self.app.clock),
+                *cfg._argv(),
+                "" if shard is None else str(shard),
+                repr(float(count)),
+                self._margin(cfg),
+            ),
+        )
+        return RateLimitValue(float(res[1]), float(res[2]), int(res[0]), cfg.filled(), cfg.per_shard())
+
+    async def limit_all(
+        self, requests: Sequence[LimitRequest], *, throws: bool = False
+    ) -> RateLimitResult:
+        """Consume several limits all-or-nothing.
+
+        One atomic script when all keys share a slot (standalone Redis, or a
+        ``hash_tag``); on Cluster across slots the limits are taken one by one and
+        what was taken is credited back if a later one fails (never over-admits).
+        ``retry_after`` is the largest among the failing limits.
+        """
+        prepared = []
+        for req in requests:
+            if not isinstance(req, LimitRequest):
+                raise ConfigError(f"limit_all takes LimitRequest items, got {type(req).__name__}")
+            cfg = self.config_for(req.name, req.config)
+            _check_key(req.key)
+            count = self._validate(req.name, cfg, req.count, False)
+            prepared.append((req, cfg, count, self.key_for(req.name, req.key)))
+        if not prepared:
+            return RateLimitResult(True, None)
+        if self.app.is_cluster and self._stem is None and len({p[3] for p in prepared}) > 1:
+            return await self._limit_all_sequential(prepared, throws)
+        args: list[str] = [argv_now(self.app.clock), "1" if throws else "0"]
+        args.append(repr(max(max(float(c.period), 1000.0) for _, c, _, _ in prepared)))
+        for _, cfg, count, _ in prepared:
+            args.extend(cfg._argv())
+            args.append(repr(count))
+            args.extend(self._randoms())
+        res = await self._limit_all(self.app.redis, [p[3] for p in prepared], args)
+        retry = float(res[1]) if res[1] else None
+        if res[0] == "THROW":
+            failing = [p[0].name for i, p in enumerate(prepared) if res[3 + 2 * i]]
+            raise RateLimited(",".join(failing) or prepared[0][0].name, retry or 0.0)
+        return RateLimitResult(res[0] == "OK", retry)
+
+    async def _limit_all_sequential(
+        self, prepared: list[tuple[LimitRequest, Any, float, str]], throws: bool
+    ) -> RateLimitResult:
+        taken: list[tuple[LimitRequest, Any, float, int]] = []
+        worst: float | None = None
+        failed: list[str] = []
+        for req, cfg, count, key in prepared:
+            res = await self._eval(
+                self.app.redis,
+                (key,),
+                (
+                    "limit",
+                    argv_now(self.app.clock),
+                    *cfg._argv(),
+                    repr(count),
+                    "0",
+                    "0",
+                    *self._randoms(),
+                    self._margin(cfg),
+                ),
+            )
+            if res[0] == "OK":
+                # shard, take for each decision
+                for x in range(2, len(res), 4):
+                    taken.append((req, cfg, float(res[x + 1]), int(res[x])))
+                continue
+            failed.append(req.name)
+            r = float(res[1]) if res[1] else 0.0
+            worst = r if worst is None else max(worst, r)
+            break
+        if not failed:
+            return RateLimitResult(True, None)
+        for req, cfg, amount, shard in taken:  # compensate: never over-admit
+            if amount > 0:
+                await self.credit(req.name, key=req.key, count=amount, shard=shard, config=cfg)
+        if throws:
+            raise RateLimited(",".join(failed), worst or 0.0)
+        return RateLimitResult(False, worst)
+
+    async def clear_all(self, *, before: float | None = None) -> int:
+        """Delete every rate-limit state of this App's namespace created at or before
+        ``before`` (ms; default now). Scans every primary on Cluster. Returns the count."""
+        if before is not None:
+            before = _check_count(before, "before")
+        redis = self.app.redis
+        now = argv_now(self.app.clock)
+        args = (now, "" if before is None else repr(float(before)))
+        deleted = 0
+        async for key in _scan_all(redis, self.app.keys.pattern("rl")):
+            deleted += int(await self._clear_one(redis, (key,), args))
+        return deleted
+
+    async def server_time(self) -> float:
+        """The limiter's clock in ms (Redis ``TIME`` unless a test clock is set)."""
+        return await self.app.server_time()
+
+    def names(self) -> dict[str, TokenBucket | FixedWindow]:
+        return dict(self.limits)
+
+
+async def _scan_all(redis: Any, pattern: str) -> Any:
+    """SCAN every primary (Cluster) or the one server for keys matching ``pattern``."""
+    from redis.asyncio.cluster import RedisCluster
+
+    if isinstance(redis, RedisCluster):
+        for node in redis.get_primaries():
+            cursor = 0
+            while True:
+                cursor, keys = await redis.scan(cursor, match=pattern, count=500, target_nodes=node)
+                for k in keys:
+                    yield k
+                if cursor == 0:
+                    break
+        return
+    async for k in redis.scan_iter(match=pattern, count=500):
+        yield k
+
+
