@@ -610,20 +610,6 @@ class RateLimiter:
 
 
 async def _scan_all(redis: Any, pattern: str) -> Any:
-    """SCAN every primary (Cluster) or the one server for keys matching ``pattern``."""
-    from redis.asyncio.cluster import RedisCluster
-
-    if isinstance(redis, RedisCluster):
-        for node in redis.get_primaries():
-            cursor = 0
-            while True:
-                cursor, keys = await redis.scan(cursor, match=pattern, count=500, target_nodes=node)
-                for k in keys:
-                    yield k
-                if cursor == 0:
-                    break
-        return
+    """SCAN for keys matching ``pattern`` (redis-py's Cluster client scans every primary)."""
     async for k in redis.scan_iter(match=pattern, count=500):
         yield k
-
-
