@@ -13,9 +13,9 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 import arq.worker
-from arq.connections import ArqRedis, RedisSettings, log_redis_info
+from arq.connections import ArqRedis, RedisSettings
 from arq.jobs import Job, JobStatus
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError
 
 if TYPE_CHECKING:
     from .app import App
@@ -42,10 +42,18 @@ def _reject(obj: Any) -> Any:
 
 
 async def _log_redis_info(redis: Any, log_func: Any) -> None:
+    """arq's start-up log line without its pipelined INFO (fakeredis has no INFO and
+    its TCP server drops the connection on it)."""
     try:
-        await log_redis_info(redis, log_func)
-    except ResponseError:  # fakeredis has no INFO
-        log_func("redis_version=? (server does not implement INFO)")
+        keys = await redis.dbsize()
+        info = await redis.info(section="server")
+        version = info.get("redis_version", "?")
+    except RedisError:
+        # the connection may have been dropped by the server: start clean
+        await redis.connection_pool.disconnect()
+        version = "? (server does not implement INFO)"
+        keys = "?"
+    log_func(f"redis_version={version} db_keys={keys}")
 
 
 arq.worker.log_redis_info = _log_redis_info  # type: ignore[attr-defined]

@@ -1,0 +1,34 @@
+"""The admin API factory."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Depends, FastAPI
+from fastapi.responses import JSONResponse
+
+from rkit import App
+
+from . import rate_limits
+from .auth import RequireAdmin, resolve_token
+
+
+def create_api(app: App, *, admin_token: str | None = None, title: str = "rkit admin") -> FastAPI:
+    """A FastAPI app serving ``/health`` and the admin routes for ``app``'s components."""
+    api = FastAPI(title=title)
+    api.state.rkit = app
+    guard = [Depends(RequireAdmin(resolve_token(admin_token)))]
+
+    @api.get("/health", tags=["health"])
+    async def health() -> Any:
+        try:
+            await app.redis.ping()
+        except Exception as exc:  # report, don't crash: health must answer
+            return JSONResponse(
+                {"status": "error", "redis": f"{type(exc).__name__}: {exc}"}, status_code=503
+            )
+        return {"status": "ok", "redis": "ok", "namespace": app.namespace,
+                "embedded": app.embedded}
+
+    api.include_router(rate_limits.router(app), prefix="/rate-limits", dependencies=guard)
+    return api

@@ -1,0 +1,39 @@
+"""Bearer-token auth for admin routes."""
+
+from __future__ import annotations
+
+import hmac
+import os
+
+from fastapi import HTTPException, Request, status
+
+ENV_TOKEN = "RKIT_ADMIN_TOKEN"
+
+
+def resolve_token(admin_token: str | None) -> str | None:
+    token = admin_token if admin_token is not None else os.environ.get(ENV_TOKEN)
+    return token or None
+
+
+class RequireAdmin:
+    """FastAPI dependency: the request must carry ``Authorization: Bearer <token>``."""
+
+    def __init__(self, token: str | None) -> None:
+        self._token = token.encode("utf-8") if token else None
+
+    async def __call__(self, request: Request) -> None:
+        if self._token is None:
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                detail=f"admin API disabled: no admin token configured (set {ENV_TOKEN})",
+            )
+        header = request.headers.get("authorization", "")
+        scheme, _, given = header.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            given.strip().encode("utf-8"), self._token
+        ):
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED,
+                detail="missing or wrong bearer token",
+                headers={"WWW-Authenticate": "Bearer"},
+            )

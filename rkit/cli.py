@@ -1,0 +1,206 @@
+"""The ``rkit`` command: ``dev``, ``worker APP``, ``api APP``.
+
+``APP`` is an import path like uvicorn's: ``myservice.tasks:app``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib
+import logging
+import os
+import secrets
+import sys
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from .app import ENV_URL, App
+
+DEFAULT_APP = "rkit.example:app"
+
+
+def load_app(path: str) -> App:
+    """Import ``module:attribute`` and return the App it names."""
+    module_name, sep, attr = path.partition(":")
+    if not sep or not module_name or not attr:
+        raise SystemExit(f"rkit: APP must look like 'package.module:app', got {path!r}")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise SystemExit(f"rkit: cannot import {module_name!r}: {exc}") from None
+    obj: Any = module
+    for part in attr.split("."):
+        obj = getattr(obj, part, None)
+    if not isinstance(obj, App):
+        raise SystemExit(f"rkit: {path!r} is not an rkit.App (got {type(obj).__name__})")
+    return obj
+
+
+def start_embedded_redis(port: int = 0) -> tuple[str, Any]:
+    """Serve an in-process fakeredis on loopback; returns (url, server).
+
+    fakeredis' TCP handler closes the connection after any error reply (NOSCRIPT
+    included, which EVALSHA relies on); our handler answers the error and keeps the
+    connection, as a real server does.
+    """
+    import redis.exceptions
+    from fakeredis import TcpFakeServer
+    from fakeredis._clients._tcp_server import TCPFakeRequestHandler
+
+    class KeepAliveHandler(TCPFakeRequestHandler):
+        def setup(self) -> None:
+            super().setup()
+            conn = self.current_client
+            read = conn.read_response
+
+            def read_response(*args: Any, **kwargs: Any) -> Any:
+                try:
+                    return read(*args, **kwargs)
+                except redis.exceptions.ResponseError as exc:
+                    return exc  # sent as an error reply
+
+            conn.read_response = read_response  # type: ignore[method-assign]
+
+    server = TcpFakeServer(("127.0.0.1", port), server_type="redis")
+    server.RequestHandlerClass = KeepAliveHandler
+    thread = threading.Thread(target=server.serve_forever, name="rkit-fakeredis", daemon=True)
+    thread.start()
+    return f"redis://127.0.0.1:{server.server_address[1]}/0", server
+
+
+async def _serve_api(api: Any, host: str, port: int) -> tuple[Any, asyncio.Task[None], int]:
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(api, host=host, port=port, log_level="warning"))
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+            raise SystemExit(f"rkit: admin API could not start on {host}:{port}")
+        await asyncio.sleep(0.02)
+    bound = server.servers[0].sockets[0].getsockname()[1]
+    return server, task, int(bound)
+
+
+async def _dev(args: argparse.Namespace) -> int:
+    from rkit.api import create_api
+    from rkit.workers import run_worker
+
+    app = load_app(args.app)
+    token = os.environ.get("RKIT_ADMIN_TOKEN") or secrets.token_urlsafe(18)
+    worker = asyncio.create_task(run_worker(app, handle_signals=False))
+    server, api_task, port = await _serve_api(create_api(app, admin_token=token), args.host, args.port)
+    base = f"http://{args.host}:{port}"
+    print(f"rkit dev: app {args.app} on {app.redis_url or 'embedded fakeredis'}")
+    print(f"rkit dev: worker running, admin API at {base} (docs: {base}/docs)")
+    print(f"rkit dev: admin token {token}")
+    print(f"  curl {base}/health")
+    print(f"  curl -H 'Authorization: Bearer {token}' {base}/rate-limits")
+    module = importlib.import_module(args.app.split(":")[0])
+    demo = getattr(module, "demo", None)
+    code = 0
+    try:
+        if demo is not None and not args.no_demo:
+            print("rkit dev: running the app's demo()")
+            for line in await demo(app):
+                print(f"  {line}")
+        if args.exit_after_demo:
+            return code
+        print("rkit dev: press Ctrl-C to stop")
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in ("SIGINT", "SIGTERM"):
+            import signal
+
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(getattr(signal, sig), stop.set)
+        await stop.wait()
+        return code
+    finally:
+        server.should_exit = True
+        await api_task
+        worker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await worker
+        await app.aclose()
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    embedded = None
+    if not (args.redis_url or os.environ.get(ENV_URL)):
+        url, embedded = start_embedded_redis(args.redis_port)
+        os.environ[ENV_URL] = url
+        print(f"rkit dev: no {ENV_URL} given: serving embedded fakeredis at {url}")
+    else:
+        os.environ[ENV_URL] = args.redis_url or os.environ[ENV_URL]
+    try:
+        return asyncio.run(_dev(args))
+    finally:
+        if embedded is not None:
+            embedded.shutdown()
+            embedded.server_close()
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from rkit.workers import run_worker_blocking
+
+    app = load_app(args.app)
+    overrides: dict[str, Any] = {"burst": args.burst}
+    if args.max_jobs:
+        overrides["max_jobs"] = args.max_jobs
+    run_worker_blocking(app, **overrides)
+    return 0
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from rkit.api import create_api
+
+    app = load_app(args.app)
+    uvicorn.run(create_api(app), host=args.host, port=args.port, log_level="info")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="rkit", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    dev = sub.add_parser("dev", help="run an app with a worker and the admin API (embedded Redis by default)")
+    dev.add_argument("app", nargs="?", default=DEFAULT_APP, help=f"APP import path (default {DEFAULT_APP})")
+    dev.add_argument("--redis-url", default=None, help=f"use this Redis instead of the embedded one (or {ENV_URL})")
+    dev.add_argument("--redis-port", type=int, default=0, help="port of the embedded fakeredis (default: any free)")
+    dev.add_argument("--host", default="127.0.0.1")
+    dev.add_argument("--port", type=int, default=8000, help="admin API port (0 = any free)")
+    dev.add_argument("--no-demo", action="store_true", help="do not run the app's demo()")
+    dev.add_argument("--exit-after-demo", action="store_true", help="stop after demo() (smoke test)")
+    dev.set_defaults(func=cmd_dev)
+
+    worker = sub.add_parser("worker", help="run an arq worker for APP")
+    worker.add_argument("app", help="APP import path, e.g. myservice.tasks:app")
+    worker.add_argument("--burst", action="store_true", help="exit when the queue is empty")
+    worker.add_argument("--max-jobs", type=int, default=0, help="concurrent jobs (default 50)")
+    worker.set_defaults(func=cmd_worker)
+
+    api = sub.add_parser("api", help="serve the admin API for APP (token: RKIT_ADMIN_TOKEN)")
+    api.add_argument("app", help="APP import path")
+    api.add_argument("--host", default="127.0.0.1")
+    api.add_argument("--port", type=int, default=8000)
+    api.set_defaults(func=cmd_api)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=os.environ.get("RKIT_LOG_LEVEL", "WARNING"))
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
