@@ -12,9 +12,10 @@ import math
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, TypeAdapter, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
 from . import scripts
 from .clock import argv_now
@@ -56,6 +57,10 @@ WEEK: int = 7 * DAY
 
 Rng = Callable[[], float]
 
+_COUNT_1 = b"1"
+_ARGV_CACHE: dict[int, tuple[Any, bytes]] = {}
+_FLAGS = {(r, t): f"{int(r)}{int(t)}".encode() for r in (False, True) for t in (False, True)}
+
 _Pos = Annotated[float, Field(strict=True, gt=0, allow_inf_nan=False)]
 _NonNeg = Annotated[float, Field(strict=True, ge=0, allow_inf_nan=False)]
 _Finite = Annotated[float, Field(strict=True, allow_inf_nan=False)]
@@ -74,14 +79,6 @@ class _LimitBase(BaseModel):
     """Most reservation debt; ``None`` = unlimited, ``0`` = no debt (DEVIATION Q1)."""
     shards: _Finite | None = None
     """Sub-buckets (rounded to the nearest integer; ``None``/``0`` mean 1)."""
-
-    _argv_cache: tuple[str, ...] | None = PrivateAttr(default=None)
-
-    def __eq__(self, other: object) -> bool:  # ignore the private ARGV cache
-        return type(self) is type(other) and self.__dict__ == other.__dict__
-
-    def __hash__(self) -> int:
-        return hash((type(self), *self.__dict__.values()))
 
     @field_validator("shards")
     @classmethod
@@ -121,21 +118,32 @@ class _LimitBase(BaseModel):
         """A validated copy with ``changes`` applied."""
         return type(self).model_validate({**self.model_dump(), **changes})
 
-    def _argv(self) -> tuple[str, ...]:
-        cached = self._argv_cache
-        if cached is None:
-            start = getattr(self, "start", None)
-            cached = (
+    def _argv(self) -> bytes:
+        """The config as the scripts' one ARGV string (see ``rl_cfg`` in Lua)."""
+        entry = _ARGV_CACHE.get(id(self))
+        if entry is not None and entry[0] is self:
+            return entry[1]
+        start = getattr(self, "start", None)
+        argv = " ".join(
+            (
                 "fw" if isinstance(self, FixedWindow) else "tb",
                 repr(float(self.rate)),
                 repr(float(self.period)),
                 repr(float(self.effective_capacity)),
-                "" if self.max_reserved is None else repr(float(self.max_reserved)),
+                "-" if self.max_reserved is None else repr(float(self.max_reserved)),
                 str(self.n_shards),
-                "" if start is None else repr(float(start)),
+                "-" if start is None else repr(float(start)),
             )
-            self._argv_cache = cached
-        return cached
+        ).encode("ascii")
+        if len(_ARGV_CACHE) >= 4096:  # bounded: inline configs built per call
+            _ARGV_CACHE.clear()
+        _ARGV_CACHE[id(self)] = (self, argv)  # holds self, so the id stays unique
+        return argv
+
+    @property
+    def _uses_randoms(self) -> bool:
+        """Whether shard picks or a random window phase can matter."""
+        return self.n_shards > 1 or (isinstance(self, FixedWindow) and self.start is None)
 
 
 class TokenBucket(_LimitBase):
@@ -298,6 +306,7 @@ class RateLimiter:
             raise ConfigError("hash_tag must be a str or None")
         self.hash_tag = hash_tag
         self._stem = app.keys.tag("rl", hash_tag) + ":" if hash_tag is not None else None
+        self._key_cached = lru_cache(maxsize=16384)(self._key_uncached)
         self._eval = scripts.load("rate_limit", "eval")
         self._credit = scripts.load("rate_limit", "credit")
         self._value = scripts.load("rate_limit", "value")
@@ -310,6 +319,9 @@ class RateLimiter:
 
     def key_for(self, name: str, key: str | None = None) -> str:
         """The Redis key holding every shard of (name, key)."""
+        return self._key_cached(name, key)
+
+    def _key_uncached(self, name: str, key: str | None) -> str:
         if self._stem is not None:
             return f"{self._stem}{encode(name)}:{encode(key)}"
         return self.app.keys.tag("rl", name, key)
@@ -325,10 +337,6 @@ class RateLimiter:
             return self.limits[name]
         except KeyError:
             raise RateLimitNotDefined(name) from None
-
-    @staticmethod
-    def _margin(cfg: TokenBucket | FixedWindow) -> str:
-        return repr(max(float(cfg.period), 1000.0))
 
     def _validate(
         self, name: str, cfg: TokenBucket | FixedWindow, count: Any, reserve: bool
@@ -346,13 +354,17 @@ class RateLimiter:
             raise RateLimitCountTooLarge(name, count, m * cap / n, n, reserve=False)
         return count
 
-    def _randoms(self) -> tuple[str, str, str, str]:
+    def _randoms(self, cfg: _LimitBase) -> bytes:
+        """Always draw the four numbers (deterministic tests); send them only if used."""
         r = self._rng
-        return (repr(r()), repr(r()), repr(r()), repr(r()))
+        drawn = (r(), r(), r(), r())
+        if not cfg._uses_randoms:
+            return b""
+        return " ".join(map(repr, drawn)).encode("ascii")
 
     async def _run(
         self,
-        mode: str,
+        mode: bytes,
         name: str,
         key: str | None,
         count: Any,
@@ -361,7 +373,8 @@ class RateLimiter:
         config: Any,
     ) -> RateLimitResult:
         cfg = self.config_for(name, config)
-        _check_key(key)
+        if key is not None and type(key) is not str:
+            _check_key(key)
         count = self._validate(name, cfg, count, reserve)
         res = await self._eval(
             self.app.redis,
@@ -369,12 +382,10 @@ class RateLimiter:
             (
                 mode,
                 argv_now(self.app.clock),
-                *cfg._argv(),
-                repr(count),
-                "1" if reserve else "0",
-                "1" if throws else "0",
-                *self._randoms(),
-                self._margin(cfg),
+                cfg._argv(),
+                _COUNT_1 if count == 1 else repr(count),
+                _FLAGS[reserve, throws],
+                self._randoms(cfg),
             ),
         )
         status = res[0]
@@ -404,7 +415,7 @@ class RateLimiter:
         ``throws=True`` raises :class:`RateLimited` instead whenever ``retry_after``
         is set, writing nothing.
         """
-        return await self._run("limit", name, key, count, reserve, throws, config)
+        return await self._run(b"limit", name, key, count, reserve, throws, config)
 
     async def check(
         self,
@@ -417,7 +428,7 @@ class RateLimiter:
         config: TokenBucket | FixedWindow | Mapping[str, Any] | None = None,
     ) -> RateLimitResult:
         """Evaluate like :meth:`limit` but never write."""
-        return await self._run("check", name, key, count, reserve, throws, config)
+        return await self._run(b"check", name, key, count, reserve, throws, config)
 
     async def reset(self, name: str, *, key: str | None = None) -> None:
         """Forget every shard of (name, key); the next use starts full."""
@@ -506,10 +517,9 @@ class RateLimiter:
             (self.key_for(name, key),),
             (
                 argv_now(self.app.clock),
-                *cfg._argv(),
+                cfg._argv(),
                 "" if shard is None else str(shard),
                 repr(float(count)),
-                self._margin(cfg),
             ),
         )
         return RateLimitValue(float(res[1]), float(res[2]), int(res[0]), cfg.filled(), cfg.per_shard())
@@ -536,12 +546,9 @@ class RateLimiter:
             return RateLimitResult(True, None)
         if self.app.is_cluster and self._stem is None and len({p[3] for p in prepared}) > 1:
             return await self._limit_all_sequential(prepared, throws)
-        args: list[str] = [argv_now(self.app.clock), "1" if throws else "0"]
-        args.append(repr(max(max(float(c.period), 1000.0) for _, c, _, _ in prepared)))
+        args: list[str | bytes] = [argv_now(self.app.clock), "1" if throws else "0"]
         for _, cfg, count, _ in prepared:
-            args.extend(cfg._argv())
-            args.append(repr(count))
-            args.extend(self._randoms())
+            args.extend((cfg._argv(), repr(count), self._randoms(cfg)))
         res = await self._limit_all(self.app.redis, [p[3] for p in prepared], args)
         retry = float(res[1]) if res[1] else None
         if res[0] == "THROW":
@@ -559,16 +566,8 @@ class RateLimiter:
             res = await self._eval(
                 self.app.redis,
                 (key,),
-                (
-                    "limit",
-                    argv_now(self.app.clock),
-                    *cfg._argv(),
-                    repr(count),
-                    "0",
-                    "0",
-                    *self._randoms(),
-                    self._margin(cfg),
-                ),
+                (b"limit", argv_now(self.app.clock), cfg._argv(), repr(count), b"00",
+                 self._randoms(cfg)),
             )
             if res[0] == "OK":
                 # shard, take for each decision

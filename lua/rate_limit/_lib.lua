@@ -1,27 +1,37 @@
 -- Rate limiter core (spec rate-limiter.md §4 with the rkit deviations of §4.10).
 -- State: one hash per (name, key); fields "<i>:v" / "<i>:ts" per shard i, "c" = creation.
--- Config ARGV block (6 values): kind ("tb"|"fw"), rate, period, capacity,
--- max_reserved|"", shards, start|""  -- 7 values; numbers are unsharded.
+-- A config travels as one ARGV string (fewer arguments = less protocol work):
+-- "<kind> <rate> <period> <capacity> <max_reserved|-> <shards> <start|->", kind tb|fw,
+-- numbers unsharded. rl_cfg returns the per-shard numbers (spec §4.1).
 
-local RL_CFG_LEN = 7
-
-local function rl_cfg(argv, i)
-  local shards = tonumber(argv[i + 5])
+local function rl_cfg(s)
+  local f = {}
+  for w in string.gmatch(s, "%S+") do f[#f + 1] = w end
+  local shards = tonumber(f[6])
   local cfg = {
-    fw = argv[i] == "fw",
-    period = tonumber(argv[i + 2]),
+    fw = f[1] == "fw",
+    period = tonumber(f[3]),
     shards = shards,
-    start = rk_optnum(argv[i + 6]),
+    rate = tonumber(f[2]) / shards,
+    cap = tonumber(f[4]) / shards,
   }
-  -- per-shard numbers (spec §4.1)
-  cfg.rate = tonumber(argv[i + 1]) / shards
-  cfg.cap = tonumber(argv[i + 3]) / shards
-  local mr = rk_optnum(argv[i + 4])
-  if mr ~= nil then
-    mr = mr / shards
-  end
-  cfg.maxres = mr
+  if f[5] ~= "-" then cfg.maxres = tonumber(f[5]) / shards end
+  if f[7] ~= "-" then cfg.start = tonumber(f[7]) end
+  -- state outlives its refill by max(period, 1 s) (spec §7.4)
+  cfg.margin = math.max(cfg.period, 1000)
   return cfg
+end
+
+-- The four random numbers (first shard, second shard, phase 1, phase 2) as one
+-- string; "" means all zero (Python sends "" when none can matter).
+local function rl_rand(s)
+  local r = {0, 0, 0, 0}
+  local i = 1
+  for w in string.gmatch(s, "%S+") do
+    r[i] = tonumber(w)
+    i = i + 1
+  end
+  return r
 end
 
 -- Pending state of the scripts's keys: reads see earlier writes of the same script.
@@ -97,7 +107,8 @@ end
 
 -- spec §4.5: shard choice with the power of two choices and the combining step.
 -- Returns ok, retry|nil, list of decisions to write.
-local function rl_evaluate(key, cfg, now, count, reserve, r1, r2, rs1, rs2)
+local function rl_evaluate(key, cfg, now, count, reserve, rand)
+  local r1, r2, rs1, rs2 = rand[1], rand[2], rand[3], rand[4]
   local n = cfg.shards
   local i = math.floor(r1 * n)
   local a = rl_decide(key, cfg, i, now, count, reserve, rs1)
@@ -126,7 +137,11 @@ end
 
 -- Stage a decision's new state in the view (written by rl_flush).
 local function rl_stage(key, d)
-  rl_view[key .. "\0" .. d.shard] = {v = d.value, ts = d.ts, dirty = true}
+  local k = key .. "\0" .. d.shard
+  local prev = rl_view[k]
+  local existed = d.existed
+  if prev and prev.dirty and not prev.existed then existed = false end -- staged twice
+  rl_view[k] = {v = d.value, ts = d.ts, dirty = true, existed = existed}
 end
 
 -- When does one shard become indistinguishable from a fresh bucket? (spec §7.4)
@@ -141,40 +156,75 @@ end
 
 -- Write every staged shard of key, set the creation field and a relative TTL that
 -- covers the slowest shard's refill (debt extends it) plus margin.
-local function rl_flush(key, cfg, now, margin)
+local function rl_flush(key, cfg, now)
   local args = {}
   local prefix = key .. "\0"
-  for k, s in pairs(rl_view) do
-    if s and s.dirty and string.sub(k, 1, #prefix) == prefix then
+  local created = true
+  for k, st in pairs(rl_view) do
+    if st and st.dirty and string.sub(k, 1, #prefix) == prefix then
       local shard = string.sub(k, #prefix + 1)
       args[#args + 1] = shard .. ":v"
-      args[#args + 1] = rk_fmt(s.v)
+      args[#args + 1] = rk_fmt(st.v)
       args[#args + 1] = shard .. ":ts"
-      args[#args + 1] = rk_fmt(s.ts)
-      s.dirty = false
+      args[#args + 1] = rk_fmt(st.ts)
+      st.dirty = false
+      if st.existed then created = false end
     end
   end
   if #args == 0 then return end
   redis.call("HSET", key, unpack(args))
-  redis.call("HSETNX", key, "c", rk_fmt(now))
+  if created then
+    -- creation time for clear_all (kept if another shard created the hash earlier)
+    redis.call("HSETNX", key, "c", rk_fmt(now))
+  end
+  -- TTL: until the slowest configured shard is full again (debt extends it)
   local latest = now
-  if redis.call("HLEN", key) <= 3 and cfg.shards == 1 then
-    local st = rl_get(key, "0")
-    if st then latest = math.max(latest, rl_full_at(cfg, st.v, st.ts)) end
+  for i = 0, cfg.shards - 1 do
+    local st = rl_get(key, i)
+    if st then
+      local at = rl_full_at(cfg, st.v, st.ts)
+      if at > latest then latest = at end
+    end
+  end
+  local ttl = math.ceil(latest - now + cfg.margin)
+  if ttl < 1 then ttl = 1 end
+  redis.call("PEXPIRE", key, ttl)
+end
+
+-- Fast path of rl_flush for one script's own decisions (limit/check): write them,
+-- the creation time if new, and the TTL.
+local function rl_write(key, cfg, now, ds)
+  local args = {}
+  local new = false
+  for _, d in ipairs(ds) do
+    args[#args + 1] = d.shard .. ":v"
+    args[#args + 1] = rk_fmt(d.value)
+    args[#args + 1] = d.shard .. ":ts"
+    args[#args + 1] = rk_fmt(d.ts)
+    if not d.existed then new = true end
+  end
+  local latest
+  if cfg.shards == 1 then
+    if new then
+      args[#args + 1] = "c"
+      args[#args + 1] = rk_fmt(now)
+    end
+    redis.call("HSET", key, unpack(args))
+    latest = rl_full_at(cfg, ds[1].value, ds[1].ts)
   else
-    local all = redis.call("HGETALL", key)
-    for x = 1, #all, 2 do
-      local f = all[x]
-      if string.sub(f, -2) == ":v" then
-        local st = rl_get(key, string.sub(f, 1, -3))
-        if st then
-          local at = rl_full_at(cfg, st.v, st.ts)
-          if at > latest then latest = at end
-        end
+    redis.call("HSET", key, unpack(args))
+    if new then redis.call("HSETNX", key, "c", rk_fmt(now)) end
+    for _, d in ipairs(ds) do rl_stage(key, d) end
+    latest = now
+    for i = 0, cfg.shards - 1 do
+      local st = rl_get(key, i)
+      if st then
+        local at = rl_full_at(cfg, st.v, st.ts)
+        if at > latest then latest = at end
       end
     end
   end
-  local ttl = math.ceil(latest - now + margin)
+  local ttl = math.ceil(latest - now + cfg.margin)
   if ttl < 1 then ttl = 1 end
   redis.call("PEXPIRE", key, ttl)
 end

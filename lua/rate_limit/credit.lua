@@ -1,13 +1,13 @@
 -- credit: give units back to one shard (refund), clamped at the per-shard capacity.
 -- KEYS[1] state hash
--- ARGV: now|"", config x7, shard|"" ("" = the shard with the lowest projected value),
---       amount, ttl_margin_ms
+-- ARGV: now|"", config (see rl_cfg), shard|"" ("" = the shard with the lowest
+--       projected value), amount
 -- Reply: {shard, value, ts, written (1/0)}; a missing shard is full: nothing is written.
 local key = KEYS[1]
 local now = rk_now(ARGV[1])
-local cfg = rl_cfg(ARGV, 2)
-local amount = tonumber(ARGV[10])
-local shard = rk_optnum(ARGV[9])
+local cfg = rl_cfg(ARGV[2])
+local amount = tonumber(ARGV[4])
+local shard = rk_optnum(ARGV[3])
 if shard == nil then
   local lowest = nil
   for i = 0, cfg.shards - 1 do
@@ -28,6 +28,6 @@ if st == nil then
 end
 local v, ts = rl_calc(st, cfg, now, 0, 0)
 v = math.min(v + amount, cfg.cap)
-rl_stage(key, {shard = shard, value = v, ts = ts})
-rl_flush(key, cfg, now, tonumber(ARGV[11]))
+rl_stage(key, {shard = shard, value = v, ts = ts, existed = true})
+rl_flush(key, cfg, now)
 return {tostring(shard), rk_fmt(v), rk_fmt(ts), "1"}

@@ -1,20 +1,17 @@
 -- limit_all: consume several limits all-or-nothing (all KEYS in one slot).
 -- KEYS[n] state hash of request n (a key may repeat)
--- ARGV: now|"", throws (0/1), ttl_margin_ms, then per request 12 values:
---       config x7, count, r_shard1, r_shard2, r_start1, r_start2
+-- ARGV: now|"", throws (0/1), then per request 3 values: config, count, randoms
 -- Reply: {status, retry|"", then per request: ok (1/0), retry|""}
 local now = rk_now(ARGV[1])
 local throws = ARGV[2] == "1"
-local margin = tonumber(ARGV[3])
 local all_ok, worst = true, nil
 local per = {}
 local cfgs = {}
 for n = 1, #KEYS do
-  local b = 4 + (n - 1) * 12
-  local cfg = rl_cfg(ARGV, b)
+  local b = 3 + (n - 1) * 3
+  local cfg = rl_cfg(ARGV[b])
   local key = KEYS[n]
-  local ok, retry, ds = rl_evaluate(key, cfg, now, tonumber(ARGV[b + 7]), false,
-    tonumber(ARGV[b + 8]), tonumber(ARGV[b + 9]), tonumber(ARGV[b + 10]), tonumber(ARGV[b + 11]))
+  local ok, retry, ds = rl_evaluate(key, cfg, now, tonumber(ARGV[b + 1]), false, rl_rand(ARGV[b + 2]))
   if ok then
     -- later requests on the same key see this consumption
     for _, d in ipairs(ds) do rl_stage(key, d) end
@@ -32,7 +29,7 @@ if throws and worst ~= nil then
 elseif not all_ok then
   status = "LIMITED"
 else
-  for key, cfg in pairs(cfgs) do rl_flush(key, cfg, now, margin) end
+  for key, cfg in pairs(cfgs) do rl_flush(key, cfg, now) end
 end
 local out = {status, worst and rk_fmt(worst) or ""}
 for _, x in ipairs(per) do out[#out + 1] = x end
