@@ -566,7 +566,7 @@ class RateLimiter:
             res = await self._eval(
                 self.app.redis,
                 (key,),
-                (b"limit", argv_now(self.app.clock), cfg._argv(), repr(count), b"00",
+                (b"limit+", argv_now(self.app.clock), cfg._argv(), repr(count), b"00",
                  self._randoms(cfg)),
             )
             if res[0] == "OK":

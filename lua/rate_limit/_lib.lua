@@ -5,18 +5,18 @@
 -- numbers unsharded. rl_cfg returns the per-shard numbers (spec §4.1).
 
 local function rl_cfg(s)
-  local f = {}
-  for w in string.gmatch(s, "%S+") do f[#f + 1] = w end
-  local shards = tonumber(f[6])
+  local kind, rate, period, cap, maxres, shards, start =
+    string.match(s, "^(%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+)$")
+  shards = tonumber(shards)
   local cfg = {
-    fw = f[1] == "fw",
-    period = tonumber(f[3]),
+    fw = kind == "fw",
+    period = tonumber(period),
     shards = shards,
-    rate = tonumber(f[2]) / shards,
-    cap = tonumber(f[4]) / shards,
+    rate = tonumber(rate) / shards,
+    cap = tonumber(cap) / shards,
   }
-  if f[5] ~= "-" then cfg.maxres = tonumber(f[5]) / shards end
-  if f[7] ~= "-" then cfg.start = tonumber(f[7]) end
+  if maxres ~= "-" then cfg.maxres = tonumber(maxres) / shards end
+  if start ~= "-" then cfg.start = tonumber(start) end
   -- state outlives its refill by max(period, 1 s) (spec §7.4)
   cfg.margin = math.max(cfg.period, 1000)
   return cfg
@@ -26,6 +26,7 @@ end
 -- string; "" means all zero (Python sends "" when none can matter).
 local function rl_rand(s)
   local r = {0, 0, 0, 0}
+  if s == "" then return r end
   local i = 1
   for w in string.gmatch(s, "%S+") do
     r[i] = tonumber(w)
@@ -231,6 +232,7 @@ end
 
 local function rl_reply(status, retry, decisions)
   local out = {status, retry and rk_fmt(retry) or ""}
+  if decisions == nil then return out end
   for _, d in ipairs(decisions) do
     out[#out + 1] = tostring(d.shard)
     out[#out + 1] = rk_fmt(d.take)
