@@ -27,8 +27,7 @@ def create_api(app: App, *, admin_token: str | None = None, title: str = "rkit a
             return JSONResponse(
                 {"status": "error", "redis": f"{type(exc).__name__}: {exc}"}, status_code=503
             )
-        return {"status": "ok", "redis": "ok", "namespace": app.namespace,
-                "embedded": app.embedded}
+        return {"status": "ok", "redis": "ok", "namespace": app.namespace, "embedded": app.embedded}
 
     api.include_router(rate_limits.router(app), prefix="/rate-limits", dependencies=guard)
     return api

@@ -62,8 +62,15 @@ def router(app: App) -> APIRouter:
     ) -> ValueOut:
         limiter = _find(app, name)
         v: RateLimitValue = await limiter.get_value(name, key=key, sample_shards=sample_shards)
-        return ValueOut(name=name, key=key, value=v.value, ts=v.ts, shard=v.shard,
-                        config=v.config, shard_config=v.shard_config)
+        return ValueOut(
+            name=name,
+            key=key,
+            value=v.value,
+            ts=v.ts,
+            shard=v.shard,
+            config=v.config,
+            shard_config=v.shard_config,
+        )
 
     @r.post("/{name}/reset", status_code=status.HTTP_204_NO_CONTENT)
     async def reset(name: str, body: ResetBody | None = None) -> Response:

@@ -27,7 +27,7 @@ import redis.asyncio as aioredis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rkit import App, RateLimiter, TokenBucket  # noqa: E402
+from rkit import App, RateLimiter, TokenBucket
 
 # The ceiling: one EVALSHA of the smallest correct token bucket (no sharding,
 # reservation, TTL policy or config handling).
@@ -51,7 +51,9 @@ KEYS = [f"user-{i}" for i in range(1000)]
 def start_redis() -> tuple[str, subprocess.Popen[bytes] | None]:
     exe = shutil.which("redis-server")
     if not exe:
-        raise SystemExit("redis-server not on PATH (apt-get install redis-server) or pass --redis-url")
+        raise SystemExit(
+            "redis-server not on PATH (apt-get install redis-server) or pass --redis-url"
+        )
     import socket
 
     with socket.socket() as s:
@@ -101,8 +103,11 @@ async def main(args: argparse.Namespace) -> None:
         limiter = RateLimiter(app, {"api": TokenBucket(rate=RATE, period=60_000)})
         bare_client = aioredis.from_url(url, decode_responses=True, max_connections=max_conn)
         bare_sha = await bare_client.script_load(BARE_LUA)
-        storage = RedisStorage(url.replace("redis://", "async+redis://"), implementation="redispy",
-                               max_connections=max_conn)
+        storage = RedisStorage(
+            url.replace("redis://", "async+redis://"),
+            implementation="redispy",
+            max_connections=max_conn,
+        )
         item = RateLimitItemPerMinute(RATE)
         moving = MovingWindowRateLimiter(storage)
         fixed = FixedWindowRateLimiter(storage)
@@ -129,8 +134,10 @@ async def main(args: argparse.Namespace) -> None:
         for op in variants.values():
             await run(op, 200, 10)
 
-        print(f"redis-server at {url}; {args.ops} ops per variant per round, {args.rounds} rounds, "
-              f"{len(KEYS)} keys, medians")
+        print(
+            f"redis-server at {url}; {args.ops} ops per variant per round, {args.rounds} rounds, "
+            f"{len(KEYS)} keys, medians"
+        )
         for conc in args.concurrency:
             samples: dict[str, list[float]] = {name: [] for name in variants}
             for rnd in range(args.rounds):
@@ -156,7 +163,9 @@ async def main(args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--redis-url", default=None)
     p.add_argument("--ops", type=int, default=20_000)
     p.add_argument("--rounds", type=int, default=5)

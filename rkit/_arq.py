@@ -95,7 +95,9 @@ async def job_result(pool: ArqRedis, queue_name: str, job_id: str, timeout: floa
     return await job.result(timeout=timeout, poll_delay=0.05)
 
 
-async def run_action(ctx: dict[str, Any], name: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
+async def run_action(
+    ctx: dict[str, Any], name: str, args: list[Any], kwargs: dict[str, Any]
+) -> Any:
     """The one arq job function: resolve ``name`` in the worker's App and run it.
 
     An unknown name or a failing action is a recorded failure (the job's result),
@@ -119,4 +121,3 @@ async def run_action(ctx: dict[str, Any], name: str, args: list[Any], kwargs: di
         logger.exception("action %r failed (job %s)", name, ctx.get("job_id"))
         return {"ok": False, "error": {"type": type(exc).__name__, "message": str(exc)}}
     return {"ok": True, "result": result}
-

@@ -77,7 +77,7 @@ class App:
         elif cluster:
             self.redis = RedisCluster.from_url(redis_url, decode_responses=True)
         else:
-            self.redis = aioredis.from_url(redis_url, decode_responses=True)
+            self.redis = aioredis.from_url(redis_url, decode_responses=True)  # type: ignore[no-untyped-call]
         if queue_redis is None and self.queue_url is None and redis is not None:
             if isinstance(redis, RedisCluster):
                 raise ConfigError("a Cluster state client needs queue_url or queue_redis for arq")
@@ -105,10 +105,10 @@ class App:
     @overload
     def action(self, *, name: str | None = None) -> Callable[[F], F]: ...
 
-    def action(self, fn: F | None = None, /, *, name: str | None = None) -> Any:
+    def action(self, fn: Any = None, /, *, name: str | None = None) -> Any:  # type: ignore[misc]
         """Register an ``async def`` as an action (default name ``module:qualname``)."""
 
-        def register(f: F) -> F:
+        def register(f: Any) -> Any:
             if not inspect.iscoroutinefunction(f):
                 raise ConfigError(f"action {f!r} must be an async def function")
             action_name = name or f"{f.__module__}:{f.__qualname__}"

@@ -12,6 +12,7 @@ import importlib
 import logging
 import os
 import secrets
+import signal
 import sys
 import threading
 from collections.abc import Sequence
@@ -77,7 +78,6 @@ async def _serve_api(api: Any, host: str, port: int) -> tuple[Any, asyncio.Task[
     import uvicorn
 
     server = uvicorn.Server(uvicorn.Config(api, host=host, port=port, log_level="warning"))
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():
@@ -94,8 +94,15 @@ async def _dev(args: argparse.Namespace) -> int:
 
     app = load_app(args.app)
     token = os.environ.get("RKIT_ADMIN_TOKEN") or secrets.token_urlsafe(18)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
     worker = asyncio.create_task(run_worker(app, handle_signals=False))
-    server, api_task, port = await _serve_api(create_api(app, admin_token=token), args.host, args.port)
+    server, api_task, port = await _serve_api(
+        create_api(app, admin_token=token), args.host, args.port
+    )
     base = f"http://{args.host}:{port}"
     print(f"rkit dev: app {args.app} on {app.redis_url or 'embedded fakeredis'}")
     print(f"rkit dev: worker running, admin API at {base} (docs: {base}/docs)")
@@ -113,18 +120,15 @@ async def _dev(args: argparse.Namespace) -> int:
         if args.exit_after_demo:
             return code
         print("rkit dev: press Ctrl-C to stop")
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in ("SIGINT", "SIGTERM"):
-            import signal
-
-            with contextlib.suppress(NotImplementedError):
-                loop.add_signal_handler(getattr(signal, sig), stop.set)
-        await stop.wait()
+        # uvicorn may take the signal itself and stop: either way we shut down
+        waiter = asyncio.create_task(stop.wait())
+        await asyncio.wait({waiter, api_task}, return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
         return code
     finally:
         server.should_exit = True
-        await api_task
+        with contextlib.suppress(Exception):
+            await api_task
         worker.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await worker
@@ -172,14 +176,29 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rkit", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
 
-    dev = sub.add_parser("dev", help="run an app with a worker and the admin API (embedded Redis by default)")
-    dev.add_argument("app", nargs="?", default=DEFAULT_APP, help=f"APP import path (default {DEFAULT_APP})")
-    dev.add_argument("--redis-url", default=None, help=f"use this Redis instead of the embedded one (or {ENV_URL})")
-    dev.add_argument("--redis-port", type=int, default=0, help="port of the embedded fakeredis (default: any free)")
+    dev = sub.add_parser(
+        "dev", help="run an app with a worker and the admin API (embedded Redis by default)"
+    )
+    dev.add_argument(
+        "app", nargs="?", default=DEFAULT_APP, help=f"APP import path (default {DEFAULT_APP})"
+    )
+    dev.add_argument(
+        "--redis-url",
+        default=None,
+        help=f"use this Redis instead of the embedded one (or {ENV_URL})",
+    )
+    dev.add_argument(
+        "--redis-port",
+        type=int,
+        default=0,
+        help="port of the embedded fakeredis (default: any free)",
+    )
     dev.add_argument("--host", default="127.0.0.1")
     dev.add_argument("--port", type=int, default=8000, help="admin API port (0 = any free)")
     dev.add_argument("--no-demo", action="store_true", help="do not run the app's demo()")
-    dev.add_argument("--exit-after-demo", action="store_true", help="stop after demo() (smoke test)")
+    dev.add_argument(
+        "--exit-after-demo", action="store_true", help="stop after demo() (smoke test)"
+    )
     dev.set_defaults(func=cmd_dev)
 
     worker = sub.add_parser("worker", help="run an arq worker for APP")

@@ -13,7 +13,7 @@ import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
@@ -100,11 +100,11 @@ class _LimitBase(BaseModel):
     def effective_capacity(self) -> float:
         return self.capacity if self.capacity is not None else self.rate
 
-    def filled(self) -> _LimitBase:
+    def filled(self) -> Self:
         """This config with defaults filled in (``shards``, ``capacity``)."""
         return self.with_(shards=self.n_shards, capacity=self.effective_capacity)
 
-    def per_shard(self) -> _LimitBase:
+    def per_shard(self) -> Self:
         """The numbers one shard enforces (spec §4.1)."""
         n = self.n_shards
         return self.with_(
@@ -114,7 +114,7 @@ class _LimitBase(BaseModel):
             shards=1,
         )
 
-    def with_(self, **changes: Any) -> Any:
+    def with_(self, **changes: Any) -> Self:
         """A validated copy with ``changes`` applied."""
         return type(self).model_validate({**self.model_dump(), **changes})
 
@@ -352,9 +352,9 @@ class RateLimiter:
                     raise RateLimitCountTooLarge(name, count, bound, n, reserve=True)
         elif count > m * cap / n:
             raise RateLimitCountTooLarge(name, count, m * cap / n, n, reserve=False)
-        return count
+        return float(count) if type(count) is not float and count != 1 else count
 
-    def _randoms(self, cfg: _LimitBase) -> bytes:
+    def _randoms(self, cfg: TokenBucket | FixedWindow) -> bytes:
         """Always draw the four numbers (deterministic tests); send them only if used."""
         r = self._rng
         drawn = (r(), r(), r(), r())
@@ -522,7 +522,9 @@ class RateLimiter:
                 repr(float(count)),
             ),
         )
-        return RateLimitValue(float(res[1]), float(res[2]), int(res[0]), cfg.filled(), cfg.per_shard())
+        return RateLimitValue(
+            float(res[1]), float(res[2]), int(res[0]), cfg.filled(), cfg.per_shard()
+        )
 
     async def limit_all(
         self, requests: Sequence[LimitRequest], *, throws: bool = False
@@ -566,8 +568,14 @@ class RateLimiter:
             res = await self._eval(
                 self.app.redis,
                 (key,),
-                (b"limit+", argv_now(self.app.clock), cfg._argv(), repr(count), b"00",
-                 self._randoms(cfg)),
+                (
+                    b"limit+",
+                    argv_now(self.app.clock),
+                    cfg._argv(),
+                    repr(count),
+                    b"00",
+                    self._randoms(cfg),
+                ),
             )
             if res[0] == "OK":
                 # shard, take for each decision

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from functools import lru_cache
+from functools import cache
 from importlib.resources import files
 from typing import Any
 
@@ -32,7 +32,7 @@ class Script:
         self.sha = hashlib.sha1(body.encode("utf-8")).hexdigest()
 
     async def __call__(
-        self, client: Any, keys: Sequence[str], args: Sequence[str | int | float]
+        self, client: Any, keys: Sequence[str], args: Sequence[str | bytes | int | float]
     ) -> Any:
         try:
             return await client.evalsha(self.sha, len(keys), *keys, *args)
@@ -43,7 +43,7 @@ class Script:
         return f"Script({self.name!r}, sha={self.sha[:10]})"
 
 
-@lru_cache(maxsize=None)
+@cache
 def load(component: str, op: str) -> Script:
     """The script ``lua/<component>/<op>.lua`` with the shared libraries prepended."""
     body = _read(component, f"{op}.lua")

@@ -54,8 +54,22 @@ def start_server(*extra: str) -> Server:
     for _attempt in range(5):
         port = free_port()
         workdir = tempfile.mkdtemp(prefix=f"rkit-redis-{port}-")
-        cmd = [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-               "--appendonly", "no", "--dir", workdir, "--daemonize", "no", *extra]
+        cmd = [
+            exe,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            workdir,
+            "--daemonize",
+            "no",
+            *extra,
+        ]
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             _wait_ping(port, proc)
@@ -91,8 +105,14 @@ def start_cluster(n: int = 3) -> Cluster:
     try:
         for _ in range(n):
             cluster.nodes.append(
-                start_server("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-                             "--cluster-node-timeout", "2000")
+                start_server(
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-node-timeout",
+                    "2000",
+                )
             )
         clients = [redis.Redis(port=s.port) for s in cluster.nodes]
         per = 16384 // n

@@ -101,9 +101,7 @@ async def app(backend: str, clock: TestClock, request: pytest.FixtureRequest) ->
 
 
 @pytest.fixture(params=["fake", "redis"])
-async def queue_app(
-    request: pytest.FixtureRequest, clock: TestClock
-) -> AsyncIterator[App]:
+async def queue_app(request: pytest.FixtureRequest, clock: TestClock) -> AsyncIterator[App]:
     """An App whose queue (arq) runs on fakeredis or real Redis (no Cluster: arq can't)."""
     a = await make_app(str(request.param), request, clock)
     yield a

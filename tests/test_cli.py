@@ -17,7 +17,10 @@ def test_rkit_dev_runs_the_example_on_embedded_redis() -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("RKIT_REDIS_URL", "RKIT_QUEUE_URL")}
     proc = subprocess.run(
         [sys.executable, "-m", "rkit.cli", "dev", "--port", "0", "--exit-after-demo"],
-        env=env, capture_output=True, text=True, timeout=90,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
     )
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
@@ -32,7 +35,7 @@ def test_load_app_errors() -> None:
         load_app("no_colon")
     with pytest.raises(SystemExit, match="cannot import"):
         load_app("surely_not_a_module_xyz:app")
-    with pytest.raises(SystemExit, match="is not an rkit.App"):
+    with pytest.raises(SystemExit, match=r"is not an rkit\.App"):
         load_app("rkit.cli:main")
     assert isinstance(load_app("rkit.example:app"), App)
 

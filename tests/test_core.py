@@ -17,7 +17,9 @@ parts = st.one_of(st.none(), st.text(max_size=20))
 
 
 @given(parts, parts, parts, parts)
-def test_encoded_keys_never_collide(a: str | None, b: str | None, c: str | None, d: str | None) -> None:
+def test_encoded_keys_never_collide(
+    a: str | None, b: str | None, c: str | None, d: str | None
+) -> None:
     ks = KeySpace("ns")
     if (a, b) != (c, d):
         assert ks.tag("rl", a, b) != ks.tag("rl", c, d)

@@ -72,7 +72,7 @@ async def test_failures_are_recorded_not_crash_loops(queue_app: App) -> None:
 
 async def test_bad_enqueue_writes_nothing(queue_app: App) -> None:
     register(queue_app)
-    with pytest.raises(SerializationError, match="arguments of action 'math.add'"):
+    with pytest.raises(SerializationError, match=r"arguments of action 'math\.add'"):
         await queue_app.enqueue("math.add", object())
     with pytest.raises(SerializationError):
         await queue_app.enqueue("math.add", float("nan"))
@@ -101,7 +101,10 @@ def test_action_registration_errors() -> None:
     @app.action
     async def default_named() -> None: ...
 
-    assert app.action_name(default_named) == f"{__name__}:test_action_registration_errors.<locals>.default_named"
+    assert (
+        app.action_name(default_named)
+        == f"{__name__}:test_action_registration_errors.<locals>.default_named"
+    )
 
 
 def test_json_serializer_rejects_non_json() -> None:
@@ -129,28 +132,32 @@ def test_rkit_worker_process(redis_url: str, tmp_path: Path) -> None:
         )
     )
     env = {**os.environ, "RKIT_REDIS_URL": redis_url, "PYTHONPATH": str(tmp_path)}
+    app = App(redis_url, namespace="proc")
 
-    async def enqueue_and_read(run: bool) -> list[object]:
-        sys.path.insert(0, str(tmp_path))
-        try:
-            import importlib
+    @app.action(name="svc.double")
+    async def double(x: int) -> int:  # same name as in svc.py; only the worker runs it
+        raise AssertionError("must run in the worker process")
 
-            svc = importlib.import_module("svc")
-        finally:
-            sys.path.remove(str(tmp_path))
-        app = App(redis_url, namespace="proc")
-        app.actions.update(svc.app.actions)
+    async def enqueue() -> list[str]:
         try:
-            if run:
-                jobs = [await app.enqueue("svc.double", i) for i in range(5)]
-                proc = subprocess.run(
-                    [sys.executable, "-m", "rkit.cli", "worker", "svc:app", "--burst"],
-                    env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60,
-                )
-                assert proc.returncode == 0, proc.stderr
-                return [(await app.job_result(j, timeout=10))["result"] for j in jobs]
-            return []
+            return [await app.enqueue("svc.double", i) for i in range(5)]
         finally:
             await app.aclose()
 
-    assert asyncio.run(enqueue_and_read(True)) == [0, 2, 4, 6, 8]
+    async def results(jobs: list[str]) -> list[object]:
+        try:
+            return [(await app.job_result(j, timeout=10))["result"] for j in jobs]
+        finally:
+            await app.aclose()
+
+    jobs = asyncio.run(enqueue())
+    proc = subprocess.run(
+        [sys.executable, "-m", "rkit.cli", "worker", "svc:app", "--burst"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert asyncio.run(results(jobs)) == [0, 2, 4, 6, 8]

@@ -6,9 +6,9 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from rkit.api import create_api
 
 from rkit import MINUTE, App, FixedWindow, RateLimiter, TestClock, TokenBucket
-from rkit.api import create_api
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -26,7 +26,10 @@ async def client(app: App) -> AsyncIterator[httpx.AsyncClient]:
 def limiter(app: App) -> RateLimiter:
     return RateLimiter(
         app,
-        {"send": TokenBucket(rate=10, period=MINUTE), "win": FixedWindow(rate=5, period=MINUTE, start=0)},
+        {
+            "send": TokenBucket(rate=10, period=MINUTE),
+            "win": FixedWindow(rate=5, period=MINUTE, start=0),
+        },
         rng=lambda: 0.0,
     )
 
@@ -64,14 +67,20 @@ async def test_token_from_environment(app: App, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("RKIT_ADMIN_TOKEN", "from-env")
     transport = httpx.ASGITransport(app=create_api(app))
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
-        assert (await c.get("/rate-limits", headers={"Authorization": "Bearer from-env"})).status_code == 200
+        assert (
+            await c.get("/rate-limits", headers={"Authorization": "Bearer from-env"})
+        ).status_code == 200
         assert (await c.get("/rate-limits", headers=AUTH)).status_code == 401
 
 
 @pytest.mark.parametrize(
     "method,path",
-    [("GET", "/rate-limits"), ("GET", "/rate-limits/send/value"),
-     ("POST", "/rate-limits/send/reset"), ("POST", "/rate-limits/clear-all")],
+    [
+        ("GET", "/rate-limits"),
+        ("GET", "/rate-limits/send/value"),
+        ("POST", "/rate-limits/send/reset"),
+        ("POST", "/rate-limits/clear-all"),
+    ],
 )
 @pytest.mark.parametrize("header", [None, "Bearer wrong", "Basic czNjcmV0LXRva2Vu", TOKEN])
 async def test_every_admin_route_needs_the_token(
@@ -91,9 +100,7 @@ async def test_list_limits(client: httpx.AsyncClient, limiter: RateLimiter) -> N
     assert limits["win"]["start"] == 0
 
 
-async def test_value_and_reset(
-    client: httpx.AsyncClient, limiter: RateLimiter, app: App
-) -> None:
+async def test_value_and_reset(client: httpx.AsyncClient, limiter: RateLimiter, app: App) -> None:
     assert (await limiter.limit("send", key="u1", count=4)).ok
     r = await client.get("/rate-limits/send/value", params={"key": "u1"}, headers=AUTH)
     assert r.status_code == 200
@@ -130,7 +137,9 @@ async def test_clear_all(
     assert (await limiter.limit("send", key="a")).ok
     clock.advance(10_000)
     assert (await limiter.limit("send", key="b")).ok
-    r = await client.post("/rate-limits/clear-all", json={"before": clock.now_ms() - 5_000}, headers=AUTH)
+    r = await client.post(
+        "/rate-limits/clear-all", json={"before": clock.now_ms() - 5_000}, headers=AUTH
+    )
     assert r.json() == {"deleted": 1}
     r = await client.post("/rate-limits/clear-all", headers=AUTH)
     assert r.json() == {"deleted": 1}

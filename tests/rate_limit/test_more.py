@@ -26,7 +26,9 @@ T0 = 1_700_000_040_000.0
 
 
 async def test_limit_all_success_consumes_everything(app: App) -> None:
-    rl = RateLimiter(app, {"a": TokenBucket(rate=5, period=MINUTE), "b": TokenBucket(rate=2, period=MINUTE)})
+    rl = RateLimiter(
+        app, {"a": TokenBucket(rate=5, period=MINUTE), "b": TokenBucket(rate=2, period=MINUTE)}
+    )
     r = await rl.limit_all([LimitRequest("a", key="u", count=2), LimitRequest("b", count=2)])
     assert r.ok and r.retry_after is None
     assert (await rl.get_value("a", key="u")).value == 3
@@ -47,7 +49,9 @@ async def test_limit_all_throws_and_inline_configs(app: App) -> None:
     one = TokenBucket(rate=1, period=SECOND)
     assert (await rl.limit_all([LimitRequest("x", config=one)])).ok
     with pytest.raises(RateLimited) as info:
-        await rl.limit_all([LimitRequest("y", config=one), LimitRequest("x", config=one)], throws=True)
+        await rl.limit_all(
+            [LimitRequest("y", config=one), LimitRequest("x", config=one)], throws=True
+        )
     assert info.value.retry_after == 1000
     # nothing of "y" is held (on Cluster across slots it was taken and credited back)
     assert (await rl.get_value("y", config=one)).value == 1
@@ -62,7 +66,9 @@ async def test_hash_tag_puts_every_limit_in_one_slot(app: App) -> None:
         {"a": TokenBucket(rate=5, period=MINUTE), "b": TokenBucket(rate=1, period=MINUTE)},
         hash_tag="tenant-7",
     )
-    slots = {key_slot(rl.key_for(n, k).encode()) for n in ("a", "b") for k in (None, "", "x", "{y}")}
+    slots = {
+        key_slot(rl.key_for(n, k).encode()) for n in ("a", "b") for k in (None, "", "x", "{y}")
+    }
     assert len(slots) == 1
     assert rl.key_for("a", "b:c") != rl.key_for("a:b", "c")
     assert (await rl.limit("b")).ok
@@ -74,13 +80,17 @@ async def test_hash_tag_puts_every_limit_in_one_slot(app: App) -> None:
 
 async def test_limit_all_across_slots_compensates(app: App) -> None:
     """On Cluster without hash_tag the requests run one by one and are credited back."""
-    rl = RateLimiter(app, {"a": TokenBucket(rate=5, period=MINUTE), "b": TokenBucket(rate=1, period=MINUTE)})
+    rl = RateLimiter(
+        app, {"a": TokenBucket(rate=5, period=MINUTE), "b": TokenBucket(rate=1, period=MINUTE)}
+    )
     assert (await rl.limit("b", key="k")).ok
     r = await rl.limit_all([LimitRequest("a", key="k", count=2), LimitRequest("b", key="k")])
     assert not r.ok and r.retry_after == 60000.0
     assert (await rl.get_value("a", key="k")).value == 5
     with pytest.raises(RateLimited):
-        await rl.limit_all([LimitRequest("a", key="k", count=2), LimitRequest("b", key="k")], throws=True)
+        await rl.limit_all(
+            [LimitRequest("a", key="k", count=2), LimitRequest("b", key="k")], throws=True
+        )
     assert (await rl.get_value("a", key="k")).value == 5
 
 
@@ -125,7 +135,10 @@ async def test_credit_sharded_and_missing(app: App) -> None:
 async def test_ttl_for_fixed_window_and_sharded(app: App) -> None:
     rl = RateLimiter(
         app,
-        {"w": FixedWindow(rate=1, period=MINUTE, start=0), "s": TokenBucket(rate=2, period=SECOND, shards=2)},
+        {
+            "w": FixedWindow(rate=1, period=MINUTE, start=0),
+            "s": TokenBucket(rate=2, period=SECOND, shards=2),
+        },
         rng=lambda: 0.0,
     )
     assert (await rl.limit("w", count=1, reserve=True)).ok

@@ -71,7 +71,11 @@ def model_step(
     else:
         value = cap
         # rng returns 0.0, so a random phase anchors the first window at now
-        ts = now if cfg.start is None else cfg.start + math.floor((now - cfg.start) / cfg.period) * cfg.period
+        ts = (
+            now
+            if cfg.start is None
+            else cfg.start + math.floor((now - cfg.start) / cfg.period) * cfg.period
+        )
     windows = max(0, math.floor((now - ts) / cfg.period))
     value = min(value + cfg.rate * windows, cap) - count
     ts = ts + windows * cfg.period
@@ -79,7 +83,9 @@ def model_step(
     return value, ts, retry
 
 
-async def run_sequence(app: App, clock: TestClock, cfg: TokenBucket | FixedWindow, seq: list[Op]) -> None:
+async def run_sequence(
+    app: App, clock: TestClock, cfg: TokenBucket | FixedWindow, seq: list[Op]
+) -> None:
     rl = RateLimiter(app, {"p": cfg}, rng=lambda: 0.0)
     cap = cfg.capacity if cfg.capacity is not None else cfg.rate
     state: tuple[float, float] | None = None
@@ -132,9 +138,13 @@ def test_limiter_matches_formulas_fakeredis(cfg: TokenBucket | FixedWindow, seq:
     asyncio.run(go())
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(cfg=configs, seq=ops)
-def test_limiter_matches_formulas_redis(redis_url: str, cfg: TokenBucket | FixedWindow, seq: list[Op]) -> None:
+def test_limiter_matches_formulas_redis(
+    redis_url: str, cfg: TokenBucket | FixedWindow, seq: list[Op]
+) -> None:
     async def go() -> None:
         clock = TestClock()
         app = App(redis_url, clock=clock, namespace=f"p{next(_ns)}")

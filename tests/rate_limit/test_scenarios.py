@@ -34,11 +34,11 @@ from rkit import (
 T0 = 1_700_000_040_000.0
 
 
-def TB(rate: float, period: float, **kw: object) -> TokenBucket:  # noqa: N802
+def TB(rate: float, period: float, **kw: object) -> TokenBucket:
     return TokenBucket(rate=rate, period=period, **kw)  # type: ignore[arg-type]
 
 
-def FW(rate: float, period: float, **kw: object) -> FixedWindow:  # noqa: N802
+def FW(rate: float, period: float, **kw: object) -> FixedWindow:
     return FixedWindow(rate=rate, period=period, **kw)  # type: ignore[arg-type]
 
 
@@ -51,7 +51,9 @@ def seq(*values: float) -> Callable[[], float]:
     return lambda: next(it, 0.0)
 
 
-async def stored(rl: RateLimiter, name: str, key: str | None = None, shard: int = 0) -> float | None:
+async def stored(
+    rl: RateLimiter, name: str, key: str | None = None, shard: int = 0
+) -> float | None:
     v = await rl.app.redis.hget(rl.key_for(name, key), f"{shard}:v")
     return None if v is None else float(v)
 
