@@ -155,6 +155,25 @@ local function rl_full_at(cfg, v, ts)
   return ts + missing / (cfg.rate / cfg.period)
 end
 
+-- Relative TTL (never PEXPIREAT: a test clock may lie in Redis's past): until the
+-- slowest configured shard is full again -- debt extends it -- plus the margin.
+-- latest = nil: compute it over every shard in the view.
+local function rl_expire(key, cfg, now, latest)
+  if latest == nil then
+    latest = now
+    for i = 0, cfg.shards - 1 do
+      local st = rl_get(key, i)
+      if st then
+        local at = rl_full_at(cfg, st.v, st.ts)
+        if at > latest then latest = at end
+      end
+    end
+  end
+  local ttl = math.ceil(latest - now + cfg.margin)
+  if ttl < 1 then ttl = 1 end
+  redis.call("PEXPIRE", key, ttl)
+end
+
 -- Write every staged shard of key, set the creation field and a relative TTL that
 -- covers the slowest shard's refill (debt extends it) plus margin.
 local function rl_flush(key, cfg, now)
@@ -178,18 +197,7 @@ local function rl_flush(key, cfg, now)
     -- creation time for clear_all (kept if another shard created the hash earlier)
     redis.call("HSETNX", key, "c", rk_fmt(now))
   end
-  -- TTL: until the slowest configured shard is full again (debt extends it)
-  local latest = now
-  for i = 0, cfg.shards - 1 do
-    local st = rl_get(key, i)
-    if st then
-      local at = rl_full_at(cfg, st.v, st.ts)
-      if at > latest then latest = at end
-    end
-  end
-  local ttl = math.ceil(latest - now + cfg.margin)
-  if ttl < 1 then ttl = 1 end
-  redis.call("PEXPIRE", key, ttl)
+  rl_expire(key, cfg, now, nil)
 end
 
 -- Fast path of rl_flush for one script's own decisions (limit/check): write them,
@@ -216,18 +224,8 @@ local function rl_write(key, cfg, now, ds)
     redis.call("HSET", key, unpack(args))
     if new then redis.call("HSETNX", key, "c", rk_fmt(now)) end
     for _, d in ipairs(ds) do rl_stage(key, d) end
-    latest = now
-    for i = 0, cfg.shards - 1 do
-      local st = rl_get(key, i)
-      if st then
-        local at = rl_full_at(cfg, st.v, st.ts)
-        if at > latest then latest = at end
-      end
-    end
   end
-  local ttl = math.ceil(latest - now + cfg.margin)
-  if ttl < 1 then ttl = 1 end
-  redis.call("PEXPIRE", key, ttl)
+  rl_expire(key, cfg, now, latest)
 end
 
 local function rl_reply(status, retry, decisions)
