@@ -8,6 +8,7 @@ unless the App has a test clock. Spec: rate-limiter.md.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import random
 from collections.abc import Callable, Mapping, Sequence
@@ -286,6 +287,9 @@ class RateLimiter:
     ``rng`` (uniform ``[0, 1)``) picks shards and fixed-window phases; inject one for
     deterministic tests. ``hash_tag`` puts every key of this limiter in one Cluster
     slot so :meth:`limit_all` is a single atomic script there too.
+    ``spread_shards=True`` stores each shard of a sharded limit under its own key (its
+    own slot), so one hot limit spreads over Cluster nodes (spec §7.5); shard choice
+    is then made client-side and only each shard is atomic.
     """
 
     def __init__(
@@ -295,6 +299,7 @@ class RateLimiter:
         *,
         rng: Rng | None = None,
         hash_tag: str | None = None,
+        spread_shards: bool = False,
     ) -> None:
         self.app = app
         self.limits: dict[str, TokenBucket | FixedWindow] = {}
@@ -305,6 +310,10 @@ class RateLimiter:
         if hash_tag is not None and type(hash_tag) is not str:
             raise ConfigError("hash_tag must be a str or None")
         self.hash_tag = hash_tag
+        if spread_shards and hash_tag is not None:
+            raise ConfigError("spread_shards and hash_tag exclude each other (one slot vs many)")
+        self.spread_shards = bool(spread_shards)
+        self._shard_cfgs: dict[int, tuple[Any, Any]] = {}
         self._stem = app.keys.tag("rl", hash_tag) + ":" if hash_tag is not None else None
         self._key_cached = lru_cache(maxsize=16384)(self._key_uncached)
         self._eval = scripts.load("rate_limit", "eval")
@@ -320,6 +329,23 @@ class RateLimiter:
     def key_for(self, name: str, key: str | None = None) -> str:
         """The Redis key holding every shard of (name, key)."""
         return self._key_cached(name, key)
+
+    def shard_key_for(self, name: str, key: str | None, shard: int) -> str:
+        """Spread mode: the Redis key of one shard (its own hash tag)."""
+        return self.app.keys.tag("rl", name, key, str(shard))
+
+    def _spread(self, cfg: TokenBucket | FixedWindow) -> bool:
+        return self.spread_shards and cfg.n_shards > 1
+
+    def _one_shard(self, cfg: TokenBucket | FixedWindow) -> Any:
+        """The per-shard config as a 1-shard config (cached per config object)."""
+        entry = self._shard_cfgs.get(id(cfg))
+        if entry is None or entry[0] is not cfg:
+            if len(self._shard_cfgs) >= 1024:
+                self._shard_cfgs.clear()
+            entry = (cfg, cfg.per_shard())
+            self._shard_cfgs[id(cfg)] = entry
+        return entry[1]
 
     def _key_uncached(self, name: str, key: str | None) -> str:
         if self._stem is not None:
@@ -376,6 +402,8 @@ class RateLimiter:
         if key is not None and type(key) is not str:
             _check_key(key)
         count = self._validate(name, cfg, count, reserve)
+        if self._spread(cfg):
+            return await self._run_spread(mode, name, key, cfg, count, reserve, throws)
         res = await self._eval(
             self.app.redis,
             (self.key_for(name, key),),
@@ -395,6 +423,138 @@ class RateLimiter:
         if status == "LIMITED":
             return RateLimitResult(False, retry)
         raise RateLimited(name, retry if retry is not None else 0.0)
+
+    # -- spread mode (spec §7.5) ---------------------------------------------------------
+
+    async def _read_shards(
+        self, name: str, key: str | None, cfg: TokenBucket | FixedWindow, shards: Sequence[int]
+    ) -> tuple[float, list[tuple[int, float | None, float | None]]]:
+        """Stored (value, ts) of ``shards`` (None when missing) and the clock's now."""
+        now_arg = argv_now(self.app.clock)
+        if not self._spread(cfg):
+            res = await self._value(
+                self.app.redis, (self.key_for(name, key),), (now_arg, *map(str, shards))
+            )
+            pairs = [(res[1 + 2 * i], res[2 + 2 * i]) for i in range(len(shards))]
+            now = float(res[0])
+        else:  # one key (one slot, maybe one node) per shard: read them concurrently
+            replies = await asyncio.gather(
+                *(
+                    self._value(self.app.redis, (self.shard_key_for(name, key, i),), (now_arg, "0"))
+                    for i in shards
+                )
+            )
+            pairs = [(r[1], r[2]) for r in replies]
+            now = max(float(r[0]) for r in replies)
+        out = [
+            (shard, float(v) if v else None, float(ts) if v else None)
+            for shard, (v, ts) in zip(shards, pairs, strict=True)
+        ]
+        return now, out
+
+    async def _eval_shard(
+        self,
+        mode: bytes,
+        skey: str,
+        one: Any,
+        count: float,
+        reserve: bool,
+        throws: bool,
+        rstart: float,
+    ) -> tuple[str, float | None]:
+        res = await self._eval(
+            self.app.redis,
+            (skey,),
+            (
+                mode,
+                argv_now(self.app.clock),
+                one._argv(),
+                repr(count),
+                _FLAGS[reserve, throws],
+                f"0 0 {rstart!r} 0".encode("ascii"),
+            ),
+        )
+        return res[0], (float(res[1]) if res[1] else None)
+
+    async def _run_spread(
+        self,
+        mode: bytes,
+        name: str,
+        key: str | None,
+        cfg: TokenBucket | FixedWindow,
+        count: float,
+        reserve: bool,
+        throws: bool,
+    ) -> RateLimitResult:
+        """Power of two choices client-side: read two shards, consume on the fuller,
+        fall back to the other, then split the request and credit back on failure."""
+        n = cfg.n_shards
+        r = self._rng
+        r1, r2, rs1, rs2 = r(), r(), r(), r()
+        i = min(int(r1 * n), n - 1)
+        j = (i + 1 + min(int(r2 * (n - 1)), n - 2)) % n
+        one = self._one_shard(cfg)
+        now, states = await self._read_shards(name, key, cfg, (i, j))
+        projected = {}
+        for (shard, v, ts), rs in zip(states, (rs1, rs2), strict=True):
+            state = None if v is None or ts is None else (v, ts)
+            projected[shard] = calculate_rate_limit(state, one, now, 0, rand=rs).value
+        rstart = {i: rs1, j: rs2}
+        order = (i, j) if projected[i] >= projected[j] else (j, i)
+        retries: list[float] = []
+        for shard in order:
+            status, retry = await self._eval_shard(
+                mode,
+                self.shard_key_for(name, key, shard),
+                one,
+                count,
+                reserve,
+                throws,
+                rstart[shard],
+            )
+            if status == "OK":
+                return RateLimitResult(True, retry)
+            if retry is not None:
+                retries.append(retry)
+        best, other = order
+        part = min(count, projected[best])
+        if not reserve and 0 < part < count:
+            # combine: the affordable part from the fuller shard, the rest from the other
+            ok_a, _ = await self._eval_shard(
+                mode, self.shard_key_for(name, key, best), one, part, False, throws, rstart[best]
+            )
+            if ok_a == "OK":
+                ok_b, retry_b = await self._eval_shard(
+                    mode,
+                    self.shard_key_for(name, key, other),
+                    one,
+                    count - part,
+                    False,
+                    throws,
+                    rstart[other],
+                )
+                if ok_b == "OK":
+                    return RateLimitResult(True, None)
+                if mode != b"check":  # compensate: never over-admit
+                    await self._credit_key(self.shard_key_for(name, key, best), one, 0, part)
+                if retry_b is not None:
+                    retries.append(retry_b)
+        worst = max(retries) if retries else 0.0
+        if throws:
+            raise RateLimited(name, worst)
+        return RateLimitResult(False, worst)
+
+    async def _credit_key(self, skey: str, cfg: Any, shard: int | None, count: float) -> Any:
+        return await self._credit(
+            self.app.redis,
+            (skey,),
+            (
+                argv_now(self.app.clock),
+                cfg._argv(),
+                "" if shard is None else str(shard),
+                repr(float(count)),
+            ),
+        )
 
     # -- public API --------------------------------------------------------------------
 
@@ -434,7 +594,15 @@ class RateLimiter:
         """Forget every shard of (name, key); the next use starts full."""
         _check_name(name)
         _check_key(key)
-        await self.app.redis.delete(self.key_for(name, key))
+        keys = [self.key_for(name, key)]
+        if self.spread_shards:
+            # every shard key the (current) config can use
+            cfg = self.limits.get(name)
+            n = cfg.n_shards if cfg is not None else 0
+            keys.extend(self.shard_key_for(name, key, i) for i in range(n))
+        # one DEL per key: on Cluster the keys live in different slots
+        for k in keys:
+            await self.app.redis.delete(k)
 
     async def get_value(
         self,
@@ -461,18 +629,12 @@ class RateLimiter:
         picked = []
         for _ in range(k):
             picked.append(pool.pop(min(int(rng() * len(pool)), len(pool) - 1)))
-        res = await self._value(
-            self.app.redis,
-            (self.key_for(name, key),),
-            (argv_now(self.app.clock), *map(str, picked)),
-        )
-        now = float(res[0])
+        now, stored = await self._read_shards(name, key, cfg, picked)
         shard_cfg = cfg.per_shard()
         states: list[tuple[int, float, float]] = []
-        for idx, shard in enumerate(picked):
-            v, ts = res[1 + 2 * idx], res[2 + 2 * idx]
-            if v:
-                states.append((shard, float(v), float(ts)))
+        for shard, v, ts in stored:
+            if v is not None and ts is not None:
+                states.append((shard, v, ts))
             else:
                 fresh = calculate_rate_limit(None, shard_cfg, now, 0, rand=rng())
                 states.append((shard, fresh.value, fresh.ts))
@@ -512,16 +674,21 @@ class RateLimiter:
             isinstance(shard, bool) or not isinstance(shard, int) or not 0 <= shard < cfg.n_shards
         ):
             raise ConfigError(f"shard must be an int in 0..{cfg.n_shards - 1}, got {shard!r}")
-        res = await self._credit(
-            self.app.redis,
-            (self.key_for(name, key),),
-            (
-                argv_now(self.app.clock),
-                cfg._argv(),
-                "" if shard is None else str(shard),
-                repr(float(count)),
-            ),
-        )
+        if self._spread(cfg):
+            one = self._one_shard(cfg)
+            if shard is None:  # the shard with the lowest projected value
+                now, stored = await self._read_shards(name, key, cfg, range(cfg.n_shards))
+                lowest = math.inf
+                for i, v, ts in stored:
+                    if v is not None and ts is not None:
+                        p = calculate_rate_limit((v, ts), one, now, 0).value
+                        if p < lowest:
+                            lowest, shard = p, i
+                shard = 0 if shard is None else shard
+            res = await self._credit_key(self.shard_key_for(name, key, shard), one, 0, count)
+            res = [str(shard), *res[1:]]
+        else:
+            res = await self._credit_key(self.key_for(name, key), cfg, shard, count)
         return RateLimitValue(
             float(res[1]), float(res[2]), int(res[0]), cfg.filled(), cfg.per_shard()
         )
@@ -546,7 +713,10 @@ class RateLimiter:
             prepared.append((req, cfg, count, self.key_for(req.name, req.key)))
         if not prepared:
             return RateLimitResult(True, None)
-        if self.app.is_cluster and self._stem is None and len({p[3] for p in prepared}) > 1:
+        across_slots = (
+            self.app.is_cluster and self._stem is None and len({p[3] for p in prepared}) > 1
+        )
+        if across_slots or any(self._spread(p[1]) for p in prepared):
             return await self._limit_all_sequential(prepared, throws)
         args: list[str | bytes] = [argv_now(self.app.clock), "1" if throws else "0"]
         for _, cfg, count, _ in prepared:
@@ -561,10 +731,18 @@ class RateLimiter:
     async def _limit_all_sequential(
         self, prepared: list[tuple[LimitRequest, Any, float, str]], throws: bool
     ) -> RateLimitResult:
-        taken: list[tuple[LimitRequest, Any, float, int]] = []
+        taken: list[tuple[LimitRequest, Any, float, int | None]] = []
         worst: float | None = None
         failed: list[str] = []
         for req, cfg, count, key in prepared:
+            if self._spread(cfg):
+                got = await self._run_spread(b"limit", req.name, req.key, cfg, count, False, False)
+                if got.ok:
+                    taken.append((req, cfg, count, None))  # credited to the lowest shard
+                    continue
+                failed.append(req.name)
+                worst = max(worst or 0.0, got.retry_after or 0.0)
+                break
             res = await self._eval(
                 self.app.redis,
                 (key,),
