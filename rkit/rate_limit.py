@@ -220,6 +220,9 @@ class CalculatedState:
     window_start: float | None
 
 
+_OK = RateLimitResult(True, None)
+
+
 def calculate_rate_limit(
     existing: tuple[float, float] | None,
     config: TokenBucket | FixedWindow,
@@ -416,6 +419,8 @@ class RateLimiter:
                 self._randoms(cfg),
             ),
         )
+        if res == 1:
+            return _OK
         status = res[0]
         retry = float(res[1]) if res[1] else None
         if status == "OK":
@@ -474,6 +479,8 @@ class RateLimiter:
                 f"0 0 {rstart!r} 0".encode("ascii"),
             ),
         )
+        if res == 1:
+            return "OK", None
         return res[0], (float(res[1]) if res[1] else None)
 
     async def _run_spread(

@@ -2,7 +2,8 @@
 -- KEYS[1] state hash
 -- ARGV: mode ("limit"|"check"|"limit+": limit replying with the decisions), now|"", config (see rl_cfg), count,
 --       flags ("<reserve><throws>" as 0/1 digits), randoms ("" or 4 numbers)
--- Reply (strings): {status, retry|"", and for "limit+" [shard, take, value, ts]...}; status OK|LIMITED|THROW.
+-- Reply: 1 for "OK, no wait" (not in mode "limit+"), else strings
+--        {status, retry|"", and for "limit+" [shard, take, value, ts]...}; status OK|LIMITED|THROW.
 local key = KEYS[1]
 local now = rk_now(ARGV[2])
 local cfg = rl_cfg(ARGV[3])
@@ -21,5 +22,8 @@ if not ok then
 end
 if mode ~= "check" then
   rl_write(key, cfg, now, ds)
+end
+if retry == nil and out == nil then
+  return 1 -- the hot path: ok, no wait (an integer reply is the cheapest to parse)
 end
 return rl_reply("OK", retry, out)
