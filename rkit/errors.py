@@ -67,6 +67,10 @@ class RateLimited(RkitError):
         return {"kind": self.kind, "name": self.name, "retry_after": self.retry_after}
 
 
+RateLimitExceeded = RateLimited
+"""Alias of :class:`RateLimited` (the name used by the issue tracker)."""
+
+
 def is_rate_limit_error(exc: BaseException) -> bool:
     """True iff ``exc`` is the error raised for a rate-limited call."""
     return isinstance(exc, RateLimited)

@@ -161,3 +161,61 @@ def test_rkit_worker_process(redis_url: str, tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert asyncio.run(results(jobs)) == [0, 2, 4, 6, 8]
+
+
+@pytest.mark.slow
+def test_arq_cli_with_worker_settings_class(redis_url: str, tmp_path: Path) -> None:
+    """arq's own CLI runs an App's actions through ``worker_settings_class``."""
+    (tmp_path / "svc2.py").write_text(
+        textwrap.dedent(
+            """
+            from rkit import App
+            from rkit.workers import worker_settings_class
+            app = App(namespace="arqcli")
+
+            @app.action(name="svc.shout")
+            async def shout(s: str) -> str:
+                return s.upper()
+
+            WorkerSettings = worker_settings_class(app)
+            """
+        )
+    )
+    env = {**os.environ, "RKIT_REDIS_URL": redis_url, "PYTHONPATH": str(tmp_path)}
+    app = App(redis_url, namespace="arqcli")
+
+    @app.action(name="svc.shout")
+    async def shout(s: str) -> str:
+        raise AssertionError("must run in the worker process")
+
+    async def enqueue() -> str:
+        try:
+            return await app.enqueue("svc.shout", "hi")
+        finally:
+            await app.aclose()
+
+    async def result(job: str) -> object:
+        try:
+            return await app.job_result(job, timeout=10)
+        finally:
+            await app.aclose()
+
+    job = asyncio.run(enqueue())
+    arq_cli = Path(sys.executable).with_name("arq")
+    proc = subprocess.run(
+        [str(arq_cli), "svc2.WorkerSettings", "--burst"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert asyncio.run(result(job)) == {"ok": True, "result": "HI"}
+
+
+def test_worker_settings_class_needs_a_queue_url() -> None:
+    from rkit.workers import worker_settings_class
+
+    with pytest.raises(ConfigError, match="queue Redis URL"):
+        worker_settings_class(create_test_app())

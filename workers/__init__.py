@@ -17,7 +17,7 @@ from rkit import _arq
 if TYPE_CHECKING:
     from rkit.app import App
 
-__all__ = ["create_worker", "run_worker", "worker_settings"]
+__all__ = ["create_worker", "run_worker", "worker_settings", "worker_settings_class"]
 
 
 def worker_settings(app: App, **overrides: Any) -> dict[str, Any]:
@@ -34,6 +34,27 @@ def worker_settings(app: App, **overrides: Any) -> dict[str, Any]:
     }
     settings.update(overrides)
     return settings
+
+
+def worker_settings_class(app: App, **overrides: Any) -> type:
+    """An arq ``WorkerSettings`` class for ``app``, for running arq's own CLI:
+
+        # tasks.py
+        WorkerSettings = worker_settings_class(app)
+        # shell
+        arq tasks.WorkerSettings
+
+    Needs a real queue Redis (``queue_url``): arq's CLI connects by itself.
+    """
+    from arq.connections import RedisSettings
+
+    if app.queue_url is None:
+        from rkit.errors import ConfigError
+
+        raise ConfigError("arq's CLI needs a queue Redis URL (App(queue_url=...), RKIT_REDIS_URL)")
+    settings = worker_settings(app, **overrides)
+    settings.setdefault("redis_settings", RedisSettings.from_dsn(app.queue_url))
+    return type("WorkerSettings", (), settings)
 
 
 async def create_worker(app: App, **overrides: Any) -> Worker:
