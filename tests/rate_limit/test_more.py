@@ -184,3 +184,36 @@ def test_processes_never_over_admit(redis_url: str) -> None:
         p.join(30)
         assert p.exitcode == 0
     assert sum(counts) == 150
+
+
+async def test_state_survives_a_client_restart(app: App, clock: TestClock) -> None:
+    """A new process (new App, new limiter, cold script cache) sees the same buckets."""
+    rl = RateLimiter(app, {"r": TokenBucket(rate=3, period=MINUTE)}, rng=lambda: 0.0)
+    assert (await rl.limit("r", key="u", count=3)).ok
+    if app.embedded:
+        import fakeredis
+
+        client = fakeredis.FakeAsyncRedis(server=app._fake_server, decode_responses=True)
+        again = App(redis=client, namespace=app.namespace, clock=clock)
+    else:
+        again = App(
+            redis=type(app.redis).from_url(_url_of(app), decode_responses=True),
+            namespace=app.namespace,
+            clock=clock,
+            queue_redis=app.redis,
+        )
+    await again.redis.script_flush()
+    rl2 = RateLimiter(again, {"r": TokenBucket(rate=3, period=MINUTE)}, rng=lambda: 0.0)
+    r = await rl2.limit("r", key="u")
+    assert not r.ok and r.retry_after == 20_000
+    await again.redis.aclose()
+
+
+def _url_of(app: App) -> str:
+    from redis.asyncio.cluster import RedisCluster
+
+    if isinstance(app.redis, RedisCluster):
+        node = app.redis.get_nodes()[0]
+        return f"redis://{node.host}:{node.port}"
+    kw = app.redis.connection_pool.connection_kwargs
+    return f"redis://{kw['host']}:{kw['port']}/{kw.get('db', 0)}"
