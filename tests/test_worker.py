@@ -6,7 +6,6 @@ import asyncio
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -116,21 +115,26 @@ def test_json_serializer_rejects_non_json() -> None:
         json_serializer({"a": object()})
 
 
-@pytest.mark.slow
-def test_rkit_worker_process(redis_url: str, tmp_path: Path) -> None:
-    """`rkit worker module:app --burst` in a separate process runs queued actions."""
-    (tmp_path / "svc.py").write_text(
-        textwrap.dedent(
-            """
-            from rkit import App
-            app = App(namespace="proc")
+SERVICE = """
+from rkit import App
+from rkit.workers import worker_settings_class
 
-            @app.action(name="svc.double")
-            async def double(x: int) -> int:
-                return 2 * x
-            """
-        )
-    )
+app = App(namespace="proc")
+
+
+@app.action(name="svc.double")
+async def double(x: int) -> int:
+    return 2 * x
+
+
+WorkerSettings = worker_settings_class(app)
+"""
+
+
+def run_in_worker_process(redis_url: str, tmp_path: Path, command: list[str]) -> list[object]:
+    """Enqueue five jobs here, run ``command`` (a burst worker) in a subprocess, and
+    return the jobs' results."""
+    (tmp_path / "svc.py").write_text(SERVICE)
     env = {**os.environ, "RKIT_REDIS_URL": redis_url, "PYTHONPATH": str(tmp_path)}
     app = App(redis_url, namespace="proc")
 
@@ -152,66 +156,24 @@ def test_rkit_worker_process(redis_url: str, tmp_path: Path) -> None:
 
     jobs = asyncio.run(enqueue())
     proc = subprocess.run(
-        [sys.executable, "-m", "rkit.cli", "worker", "svc:app", "--burst"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
+        command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60
     )
     assert proc.returncode == 0, proc.stderr
-    assert asyncio.run(results(jobs)) == [0, 2, 4, 6, 8]
+    return asyncio.run(results(jobs))
+
+
+@pytest.mark.slow
+def test_rkit_worker_process(redis_url: str, tmp_path: Path) -> None:
+    """`rkit worker module:app --burst` in a separate process runs queued actions."""
+    command = [sys.executable, "-m", "rkit.cli", "worker", "svc:app", "--burst"]
+    assert run_in_worker_process(redis_url, tmp_path, command) == [0, 2, 4, 6, 8]
 
 
 @pytest.mark.slow
 def test_arq_cli_with_worker_settings_class(redis_url: str, tmp_path: Path) -> None:
     """arq's own CLI runs an App's actions through ``worker_settings_class``."""
-    (tmp_path / "svc2.py").write_text(
-        textwrap.dedent(
-            """
-            from rkit import App
-            from rkit.workers import worker_settings_class
-            app = App(namespace="arqcli")
-
-            @app.action(name="svc.shout")
-            async def shout(s: str) -> str:
-                return s.upper()
-
-            WorkerSettings = worker_settings_class(app)
-            """
-        )
-    )
-    env = {**os.environ, "RKIT_REDIS_URL": redis_url, "PYTHONPATH": str(tmp_path)}
-    app = App(redis_url, namespace="arqcli")
-
-    @app.action(name="svc.shout")
-    async def shout(s: str) -> str:
-        raise AssertionError("must run in the worker process")
-
-    async def enqueue() -> str:
-        try:
-            return await app.enqueue("svc.shout", "hi")
-        finally:
-            await app.aclose()
-
-    async def result(job: str) -> object:
-        try:
-            return await app.job_result(job, timeout=10)
-        finally:
-            await app.aclose()
-
-    job = asyncio.run(enqueue())
-    arq_cli = Path(sys.executable).with_name("arq")
-    proc = subprocess.run(
-        [str(arq_cli), "svc2.WorkerSettings", "--burst"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert asyncio.run(result(job)) == {"ok": True, "result": "HI"}
+    command = [str(Path(sys.executable).with_name("arq")), "svc.WorkerSettings", "--burst"]
+    assert run_in_worker_process(redis_url, tmp_path, command) == [0, 2, 4, 6, 8]
 
 
 def test_worker_settings_class_needs_a_queue_url() -> None:
