@@ -4,10 +4,12 @@ State lives in Redis and changes only through atomic Lua scripts; side effects r
 on arq workers. Start with :class:`App`, then build components on it.
 """
 
+from .action_cache import ActionCache, CacheStats, Hit, Miss, PutResult
 from .app import Action, App
 from .clock import Clock, ServerClock, TestClock
 from .errors import (
     ActionNotFound,
+    CacheValueTooLarge,
     ConfigError,
     RateLimitCountTooLarge,
     RateLimited,
@@ -43,13 +45,19 @@ __all__ = [
     "SECOND",
     "WEEK",
     "Action",
+    "ActionCache",
     "ActionNotFound",
     "App",
+    "CacheStats",
+    "CacheValueTooLarge",
     "CalculatedState",
     "Clock",
     "ConfigError",
     "FixedWindow",
+    "Hit",
     "LimitRequest",
+    "Miss",
+    "PutResult",
     "RateLimitConfig",
     "RateLimitCountTooLarge",
     "RateLimitExceeded",

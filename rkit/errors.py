@@ -79,3 +79,15 @@ def is_rate_limit_error(exc: BaseException) -> bool:
 def _num(x: float) -> str:
     """Print a number like JavaScript does: integers without a trailing ``.0``."""
     return str(int(x)) if float(x).is_integer() else repr(float(x))
+
+
+class CacheValueTooLarge(RkitError, ValueError):
+    """An action cache result is larger than the cache's ``max_value_bytes``."""
+
+    def __init__(self, name: str, size: int, limit: int) -> None:
+        super().__init__(
+            f"Cache {name} value is {size} bytes, above max_value_bytes={limit}; not cached."
+        )
+        self.name = name
+        self.size = size
+        self.limit = limit

@@ -1,0 +1,13 @@
+-- Action cache helpers (spec action-cache.md). An entry is one hash:
+--   v value JSON, a canonical args JSON, id entry id, c created-at ms, x expires-at ms
+-- (x absent = no TTL). Logical expiry always compares x / c with the cache clock.
+
+-- Is the stored entry fresh at now under an optional read TTL? (spec §4.2)
+local function ac_fresh(c, x, now, read_ttl)
+  local expires = x
+  if read_ttl ~= nil then
+    local bound = c + read_ttl
+    if expires == nil or bound < expires then expires = bound end
+  end
+  return expires == nil or expires > now -- equal means stale
+end
