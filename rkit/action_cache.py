@@ -38,9 +38,9 @@ __all__ = [
     "Hit",
     "Miss",
     "PutResult",
-    "canonical_args",
     "cache_names",
     "cache_stats",
+    "canonical_args",
     "purge_all",
     "remove_all",
 ]
@@ -391,13 +391,14 @@ class ActionCache(Generic[T]):
 
     # -- helpers ---------------------------------------------------------------------------
 
-    def _effective_ttl(self, ttl: float | None | _Unset) -> float | None:
+    def _effective_ttl(self, ttl: float | _Unset | None) -> float | None:
         return self.ttl if ttl is UNSET else _check_ttl(ttl)
 
     async def _call(self, args: Mapping[str, Any]) -> T:
+        fn: Any = self.action
         if self._is_async:
-            return await self.action(**args)  # type: ignore[no-any-return,misc]
-        return await asyncio.to_thread(functools.partial(self.action, **args))  # type: ignore[return-value]
+            return await fn(**args)  # type: ignore[no-any-return]
+        return await asyncio.to_thread(functools.partial(fn, **args))
 
     def _encode(self, value: Any) -> str | None:
         """JSON of a result, or ``None`` to skip caching an oversized one."""
@@ -428,7 +429,7 @@ class ActionCache(Generic[T]):
         self,
         args: Mapping[str, Any] | None = None,
         *,
-        ttl: float | None | _Unset = UNSET,
+        ttl: float | _Unset | None = UNSET,
         force: bool = False,
         single_flight: bool | None = None,
     ) -> T:
@@ -514,7 +515,7 @@ class ActionCache(Generic[T]):
         args: Mapping[str, Any] | None,
         value: T,
         *,
-        ttl: float | None | _Unset = UNSET,
+        ttl: float | _Unset | None = UNSET,
         expired_entry: str | None = None,
     ) -> PutResult:
         """Low level fill (spec §4.3): reuses a matching fresh entry unless it is the

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
+from arq.cron import cron
 from arq.worker import Worker, func
 
 from rkit import _arq
@@ -20,10 +21,19 @@ if TYPE_CHECKING:
 __all__ = ["create_worker", "run_worker", "worker_settings", "worker_settings_class"]
 
 
-def worker_settings(app: App, **overrides: Any) -> dict[str, Any]:
-    """Keyword arguments for :class:`arq.worker.Worker` that run ``app``'s actions."""
+def worker_settings(app: App, *, purge_hour: int = 3, **overrides: Any) -> dict[str, Any]:
+    """Keyword arguments for :class:`arq.worker.Worker` that run ``app``'s actions.
+
+    Includes the daily action-cache purge (at ``purge_hour`` UTC; arq's cron runs it
+    on one worker only, via its job-id de-duplication).
+    """
+    from rkit.action_cache import purge_all_job
+
     settings: dict[str, Any] = {
         "functions": [func(_arq.run_action, name=_arq.JOB_FUNCTION, max_tries=1)],
+        "cron_jobs": [
+            cron(purge_all_job, name="rkit_action_cache_purge", hour={purge_hour}, minute={0})
+        ],
         "queue_name": app.queue_name,
         "job_serializer": _arq.json_serializer,
         "job_deserializer": _arq.json_deserializer,
