@@ -122,11 +122,19 @@ def _canon(value: Any, path: str) -> Any:
     raise SerializationError(f"cache args must be JSON values; {path} is a {type(value).__name__}")
 
 
+_CANON_ENCODE = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+).encode
+_SCALARS = frozenset({str, int, bool, type(None)})  # canonical as they are (no floats)
+
+
 def canonical_args(args: Mapping[str, Any] | None) -> str:
     """The canonical JSON of ``args``: sorted keys, no whitespace, ``1.0`` == ``1``,
     ``True`` != ``1``. Raises ``TypeError``/``ValueError`` for non-JSON input."""
     if args is None:
         args = {}
+    if type(args) is dict and all(type(k) is str and type(v) in _SCALARS for k, v in args.items()):
+        return _CANON_ENCODE(args)  # the common flat case: nothing to normalise
     if not isinstance(args, Mapping):
         raise SerializationError(
             f"cache args must be a mapping of str to JSON values, got {type(args).__name__}"
@@ -138,6 +146,11 @@ def canonical_args(args: Mapping[str, Any] | None) -> str:
         ensure_ascii=False,
         allow_nan=False,
     )
+
+
+@functools.lru_cache(maxsize=256)
+def _ttl_arg(ttl: float | None) -> str:
+    return "" if ttl is None else repr(ttl)
 
 
 def _digest(canon: str) -> str:
@@ -438,10 +451,10 @@ class ActionCache(Generic[T]):
         ``ttl`` overrides the cache's ttl for this call (read bound and new entry);
         ``force`` recomputes even when fresh. Action errors propagate (nothing cached).
         """
-        call_args = dict(args or {})
+        call_args: Mapping[str, Any] = {} if args is None else args
         canon = canonical_args(call_args)
         member = _digest(canon)
-        effective = self._effective_ttl(ttl)
+        effective = self.ttl if ttl is UNSET else _check_ttl(ttl)
         sf = self.single_flight if single_flight is None else single_flight
         kind, data = await self._store.get(member, canon, 0.0 if force else effective, count=True)
         if kind == "hit":
