@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel
+from redis.exceptions import RedisError
 
 from . import codec, scripts
 from .clock import argv_now
@@ -347,7 +348,8 @@ class ActionCache(Generic[T]):
     bump it when the function's output changes. ``ttl`` (ms) bounds both new entries
     and reads; ``None`` = never expires. ``single_flight=True`` makes concurrent misses
     for one key run the action once (a lease in Redis; waiters get the fresh value).
-    Values are JSON.
+    ``fail_open=True`` runs the action uncached when Redis cannot be read (default:
+    the Redis error propagates). Values are JSON.
     """
 
     def __init__(
@@ -364,6 +366,7 @@ class ActionCache(Generic[T]):
         lease_ms: float = 30_000,
         poll_ms: float = 50,
         gc_grace_ms: float = 60_000,
+        fail_open: bool = False,
     ) -> None:
         if not callable(action):
             raise ConfigError("action must be callable")
@@ -396,6 +399,7 @@ class ActionCache(Generic[T]):
         self.lease_ms = float(lease_ms)
         self.poll_ms = float(poll_ms)
         self.gc_grace_ms = float(gc_grace_ms)
+        self.fail_open = fail_open
         self._store = _Store(app, name)
         self._is_async = inspect.iscoroutinefunction(action) or inspect.iscoroutinefunction(
             getattr(action, "__call__", None)  # noqa: B004
@@ -456,7 +460,15 @@ class ActionCache(Generic[T]):
         member = _digest(canon)
         effective = self.ttl if ttl is UNSET else _check_ttl(ttl)
         sf = self.single_flight if single_flight is None else single_flight
-        kind, data = await self._store.get(member, canon, 0.0 if force else effective, count=True)
+        try:
+            kind, data = await self._store.get(
+                member, canon, 0.0 if force else effective, count=True
+            )
+        except RedisError:
+            if not self.fail_open:
+                raise  # fail closed: the action is not run when the cache can't be read
+            logger.warning("cache %s: Redis unavailable, running the action uncached", self.name)
+            return await self._call(call_args)
         if kind == "hit":
             self._log("hit")
             return codec.loads(data)  # type: ignore[no-any-return]

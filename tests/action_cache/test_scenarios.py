@@ -485,3 +485,13 @@ async def test_redis_down(double: Double) -> None:
         await c.fetch({"x": 1})
     assert double.calls == 0
     await app.aclose()
+
+
+async def test_fail_open_runs_the_action_uncached(double: Double) -> None:
+    from tests._servers import free_port
+
+    app = App(redis=aioredis.Redis(port=free_port(), socket_connect_timeout=0.5))
+    c = ActionCache(app, double, name="double", fail_open=True)
+    assert await c.fetch({"x": 1}) == {"y": 2}
+    assert double.calls == 1
+    await app.aclose()
