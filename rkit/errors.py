@@ -91,3 +91,11 @@ class CacheValueTooLarge(RkitError, ValueError):
         self.name = name
         self.size = size
         self.limit = limit
+
+
+class SessionConflict(RkitError, ValueError):
+    """A presence session id already belongs to a live session of another room/user."""
+
+    def __init__(self, session_id: str) -> None:
+        super().__init__(f"sessionId {session_id} must be unique for a given room/user")
+        self.session_id = session_id

@@ -1,0 +1,841 @@
+"""Presence: who is in a room right now, kept alive by heartbeats.
+
+Each client connection is a *session* that heartbeats every ``interval`` ms; a user is
+online in a room while at least one of their sessions there is alive (deadline =
+last heartbeat + 2.5 x interval). Users who leave stay listed as offline with the
+time they were last seen. Every room operation first ends the room's overdue
+sessions (lazy expiry), so lists are exact without waiting for the sweeper; the
+sweeper ends sessions in rooms nobody touches and delivers their ``leave`` events.
+Join/leave/update/remove events go to a per-room Redis Stream from inside the
+script that makes the transition. Spec: presence.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+import logging
+import math
+import secrets
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal
+
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import NoScriptError, RedisError
+
+from . import codec, keys, scripts
+from .clock import argv_now
+from .errors import ConfigError, SessionConflict
+
+if TYPE_CHECKING:
+    from .app import App
+
+__all__ = [
+    "DEFAULT_LIMIT",
+    "DisconnectResult",
+    "HeartbeatResult",
+    "Presence",
+    "PresenceEntry",
+    "PresenceEvent",
+    "PresenceSession",
+    "RoomStats",
+    "SweepStats",
+    "UserRoomEntry",
+    "sweep_all_job",
+]
+
+logger = logging.getLogger("rkit.presence")
+
+DEFAULT_LIMIT = 104
+DEFAULT_INTERVAL_MS = 10_000.0
+DAY_MS = 86_400_000.0
+EventType = Literal["join", "leave", "update", "remove"]
+
+_OPS = (
+    "heartbeat",
+    "disconnect",
+    "list",
+    "user_probe",
+    "session_probe",
+    "update",
+    "remove_user",
+    "remove_room_batch",
+    "sweep",
+    "rotate",
+    "room_stats",
+    "due_lower",
+    "owner_claim",
+    "owner_release",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatResult:
+    room_token: str
+    session_token: str
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceEntry:
+    user_id: str
+    online: bool
+    last_disconnected: float
+    """When the user last went offline (ms); 0 while online."""
+    data: Any | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UserRoomEntry:
+    room_id: str
+    online: bool
+    last_disconnected: float
+
+
+@dataclass(frozen=True, slots=True)
+class DisconnectResult:
+    room_id: str
+    user_id: str
+    session_id: str
+    went_offline: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SweepStats:
+    rooms: int
+    sessions_ended: int
+    users_offline: int
+    users_removed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RoomStats:
+    room_id: str
+    online: int
+    users: int
+    sessions: int
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceEvent:
+    """One entry of a room's event stream (``id`` is the stream id: resume after it)."""
+
+    id: str
+    room_id: str
+    type: EventType
+    user_id: str
+    at: float
+
+
+# -- validation -------------------------------------------------------------------------
+
+
+def _check_id(value: Any, what: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{what} must be a non-empty string, got {value!r}")
+    return value
+
+
+def _check_limit(limit: Any) -> int:
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+        raise ConfigError(f"limit must be an int >= 0, got {limit!r}")
+    return limit
+
+
+def _check_positive(value: Any, what: str) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ConfigError(f"{what} must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def _default_secret() -> str:
+    return secrets.token_hex(16)
+
+
+def _split_token(token: Any, kind: str) -> tuple[str, str] | None:
+    """``(room_id, secret)`` of a ``r1.``/``s1.`` token, or ``None`` if malformed."""
+    if not isinstance(token, str):
+        return None
+    parts = token.split(".", 2)
+    if len(parts) != 3 or parts[0] != kind or not parts[1] or not parts[2]:
+        return None
+    try:
+        room_id = keys.decode(parts[1])
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not room_id or keys.encode(room_id) != parts[1]:  # canonical encodings only
+        return None
+    return room_id, parts[2]
+
+
+def _ended(raw: Sequence[str]) -> list[tuple[str, str, str]]:
+    """The (session id, user id, secret) triples a room script reports as ended."""
+    return [(raw[i], raw[i + 1], raw[i + 2]) for i in range(0, len(raw), 3)]
+
+
+# -- the component ----------------------------------------------------------------------
+
+
+class Presence:
+    """Presence rooms of one App (``name`` separates independent instances).
+
+    ``default_interval_ms`` is the heartbeat interval when a call gives none; a
+    session times out ``timeout_multiplier`` x interval after its last heartbeat.
+    ``events`` writes join/leave/update/remove entries to a per-room stream
+    (``MAXLEN ~ events_maxlen``, idle streams expire after ``events_ttl_ms``).
+    ``offline_retention_ms`` lets the sweeper delete users offline for longer
+    (default ``None``: keep them, like the reference). ``token_factory`` makes the
+    secret part of room and session tokens.
+    """
+
+    def __init__(
+        self,
+        app: App,
+        name: str = "default",
+        *,
+        token_factory: Callable[[], str] | None = None,
+        default_interval_ms: float = DEFAULT_INTERVAL_MS,
+        timeout_multiplier: float = 2.5,
+        lazy_expiry: bool = True,
+        events: bool = True,
+        events_maxlen: int = 1000,
+        events_ttl_ms: float = DAY_MS,
+        offline_retention_ms: float | None = None,
+        remove_batch: int = 500,
+    ) -> None:
+        if not isinstance(name, str) or not name:
+            raise ConfigError("presence name must be a non-empty string")
+        if token_factory is not None and not callable(token_factory):
+            raise ConfigError("token_factory must be a callable returning a str")
+        if isinstance(events_maxlen, bool) or not isinstance(events_maxlen, int):
+            raise ConfigError("events_maxlen must be an int >= 1")
+        if events_maxlen < 1:
+            raise ConfigError("events_maxlen must be an int >= 1")
+        if isinstance(remove_batch, bool) or not isinstance(remove_batch, int) or remove_batch < 1:
+            raise ConfigError("remove_batch must be an int >= 1")
+        self.app = app
+        self.name = name
+        self.token_factory = token_factory or _default_secret
+        self.default_interval_ms = _check_positive(default_interval_ms, "default_interval_ms")
+        self.timeout_multiplier = _check_positive(timeout_multiplier, "timeout_multiplier")
+        self.lazy_expiry = bool(lazy_expiry)
+        self.events_enabled = bool(events)
+        self.events_maxlen = events_maxlen
+        self.events_ttl_ms = _check_positive(events_ttl_ms, "events_ttl_ms")
+        self.offline_retention_ms = (
+            None
+            if offline_retention_ms is None
+            else _check_positive(offline_retention_ms, "offline_retention_ms")
+        )
+        self.remove_batch = remove_batch
+        stem = app.keys.tag("presence", name)
+        self.due_key = f"{stem}:due"
+        self.rooms_key = f"{stem}:rooms"
+        self.lock_key = f"{stem}:sweeper"
+        self._s = {op: scripts.load("presence", op) for op in _OPS}
+        self._head_tail = (
+            str(events_maxlen if self.events_enabled else 0),
+            repr(self.events_ttl_ms),
+            "1" if self.lazy_expiry else "0",
+        )
+        app.components.setdefault("presence", {})[name] = self
+
+    # -- keys ----------------------------------------------------------------------------
+
+    def room_keys(self, room_id: str) -> tuple[str, ...]:
+        """The eight keys of one room (one hash tag: one Cluster slot)."""
+        stem = self.app.keys.tag("presence", self.name, room_id)
+        return tuple(
+            f"{stem}:{k}" for k in ("room", "users", "on", "off", "sess", "dl", "tok", "events")
+        )
+
+    def events_key(self, room_id: str) -> str:
+        return self.room_keys(room_id)[7]
+
+    def _owner_key(self, session_id: str) -> str:
+        return self.app.keys.tag("presence.sid", self.name, session_id)
+
+    def _user_rooms_key(self, user_id: str) -> str:
+        return self.app.keys.tag("presence.user", self.name, user_id) + ":rooms"
+
+    @staticmethod
+    def _owner_value(room_id: str, user_id: str, secret: str) -> str:
+        return f"{keys.encode(room_id)}.{keys.encode(user_id)}.{secret}"
+
+    def _new_secret(self) -> str:
+        secret = self.token_factory()
+        if not isinstance(secret, str) or not secret:
+            raise ConfigError("token_factory must return a non-empty str")
+        return secret
+
+    # -- script plumbing -----------------------------------------------------------------
+
+    def _head(self, now: float | None = None) -> tuple[str, ...]:
+        t = argv_now(self.app.clock) if now is None else repr(float(now))
+        return (t, *self._head_tail)
+
+    async def _room(
+        self, op: str, room_id: str, *args: str, now: float | None = None
+    ) -> builtins.list[Any]:
+        """Run a room script; release the owner keys of the sessions it ended.
+
+        Returns the script's reply after the ended-sessions element."""
+        res = await self._s[op](self.app.redis, self.room_keys(room_id), (*self._head(now), *args))
+        if res[0]:
+            await self._release(room_id, _ended(res[0]))
+        return list(res[1:])
+
+    async def _many(
+        self, calls: Sequence[tuple[str, Sequence[str], Sequence[str]]]
+    ) -> builtins.list[Any]:
+        """Run single-key helper scripts (each its own slot): pipelined on standalone
+        Redis, concurrently on Cluster."""
+        if not calls:
+            return []
+        redis = self.app.redis
+        if isinstance(redis, RedisCluster):
+            return list(await asyncio.gather(*(self._s[op](redis, k, a) for op, k, a in calls)))
+        try:
+            async with redis.pipeline(transaction=False) as pipe:
+                for op, k, a in calls:
+                    pipe.evalsha(self._s[op].sha, len(k), *k, *a)
+                return list(await pipe.execute())
+        except NoScriptError:  # script cache flushed: these helpers are idempotent
+            pass
+        return list(await asyncio.gather(*(self._s[op](redis, k, a) for op, k, a in calls)))
+
+    async def _release(self, room_id: str, ended: Sequence[tuple[str, str, str]]) -> None:
+        await self._many(
+            [
+                (
+                    "owner_release",
+                    (self._owner_key(sid),),
+                    (self._owner_value(room_id, user, secret),),
+                )
+                for sid, user, secret in ended
+            ]
+        )
+
+    async def _due_lower(self, room_id: str, t: str) -> None:
+        if t:
+            await self._s["due_lower"](self.app.redis, (self.due_key,), (room_id, t))
+
+    async def _forget_user_rooms(self, room_id: str, users: Sequence[str]) -> None:
+        """Drop ``room_id`` from removed users' room indexes, then put it back for any
+        user a concurrent heartbeat re-created (the index stays a superset)."""
+        if not users:
+            return
+        redis = self.app.redis
+        for user in users:
+            await redis.srem(self._user_rooms_key(user), room_id)
+        users_key = self.room_keys(room_id)[1]
+        for user in users:
+            if await redis.hexists(users_key, user):
+                await redis.sadd(self._user_rooms_key(user), room_id)
+
+    # -- heartbeat -----------------------------------------------------------------------
+
+    async def heartbeat(
+        self, room_id: str, user_id: str, session_id: str, interval: float | None = None
+    ) -> HeartbeatResult:
+        """Create or refresh ``session_id`` of ``user_id`` in ``room_id``; the session
+        ends unless another heartbeat comes within ``timeout_multiplier x interval``.
+
+        Raises :class:`SessionConflict` if the session id belongs to another room/user.
+        """
+        _check_id(room_id, "room_id")
+        _check_id(user_id, "user_id")
+        _check_id(session_id, "session_id")
+        iv = self.default_interval_ms if interval is None else _check_positive(interval, "interval")
+        timeout = repr(iv * self.timeout_multiplier)
+        room_secret = self._new_secret()
+        secret = self._new_secret()
+        base = (user_id, session_id, timeout)
+        res = await self._room("heartbeat", room_id, *base, "bump", room_secret, secret)
+        if res[0] == "claim":
+            mine = self._owner_value(room_id, user_id, secret)
+            await self._claim(session_id, user_id, mine)
+            redis = self.app.redis
+            if isinstance(redis, RedisCluster):
+                await redis.sadd(self._user_rooms_key(user_id), room_id)
+                await redis.sadd(self.rooms_key, room_id)
+            else:
+                async with redis.pipeline(transaction=False) as pipe:
+                    pipe.sadd(self._user_rooms_key(user_id), room_id)
+                    pipe.sadd(self.rooms_key, room_id)
+                    await pipe.execute()
+            res = await self._room("heartbeat", room_id, *base, "create", room_secret, secret)
+            if res[0] == "ok" and res[2] != secret:
+                # a concurrent first heartbeat of this same session created it: the
+                # owner key must name the session that exists
+                actual = self._owner_value(room_id, user_id, res[2])
+                await self._s["owner_claim"](
+                    self.app.redis, (self._owner_key(session_id),), (actual, mine)
+                )
+        if res[0] == "conflict":
+            if len(res) > 2 and res[1] != user_id:
+                # we may have claimed the owner key just now: give it back to the owner
+                theirs = self._owner_value(room_id, res[1], res[2])
+                await self._s["owner_claim"](
+                    self.app.redis,
+                    (self._owner_key(session_id),),
+                    (theirs, self._owner_value(room_id, user_id, secret)),
+                )
+            raise SessionConflict(session_id)
+        _ok, r_secret, s_secret, new_session, _went_online, earliest, shortened = res[:7]
+        if new_session == "1" or shortened == "1":
+            await self._due_lower(room_id, earliest)
+        enc = keys.encode(room_id)
+        return HeartbeatResult(f"r1.{enc}.{r_secret}", f"s1.{enc}.{s_secret}")
+
+    async def _claim(self, session_id: str, user_id: str, mine: str) -> None:
+        """Take the global owner key of ``session_id`` for ``mine`` or raise
+        :class:`SessionConflict` when a live session elsewhere holds it."""
+        owner_key = (self._owner_key(session_id),)
+        stale = ""
+        for _attempt in range(16):
+            res = await self._s["owner_claim"](self.app.redis, owner_key, (mine, stale))
+            if res[0] == "ok":
+                return
+            current: str = res[1]
+            parts = current.split(".", 2)
+            mine_parts = mine.split(".", 2)
+            if parts[:2] == mine_parts[:2]:
+                # our own (room, user): an earlier incarnation whose release is pending,
+                # or a concurrent first heartbeat; the room script sorts it out
+                stale = current
+                continue
+            try:
+                other_room = keys.decode(parts[0]) or ""
+                other_user = keys.decode(parts[1]) or ""
+            except (ValueError, UnicodeDecodeError, IndexError):
+                stale = current  # unreadable: cannot name a live session
+                continue
+            live = await self._room("session_probe", other_room, session_id, other_user)
+            if live[0] == "live":
+                raise SessionConflict(session_id)
+            stale = current
+        raise RedisError(f"could not claim presence session id {session_id!r} (contention)")
+
+    # -- reads ---------------------------------------------------------------------------
+
+    async def _list(
+        self, room_id: str, secret: str | None, online_only: bool, limit: int
+    ) -> builtins.list[PresenceEntry]:
+        res = await self._room(
+            "list",
+            room_id,
+            "0" if secret is None else "1",
+            secret or "",
+            "1" if online_only else "0",
+            str(limit),
+        )
+        flat = res[0]
+        return [
+            PresenceEntry(
+                flat[i],
+                flat[i + 1] == "1",
+                float(flat[i + 2]),
+                codec.loads(flat[i + 3]) if flat[i + 3] else None,
+            )
+            for i in range(0, len(flat), 4)
+        ]
+
+    async def list(
+        self, room_token: str, limit: int = DEFAULT_LIMIT
+    ) -> builtins.list[PresenceEntry]:
+        """The room's users in spec order (online by first join, then offline most
+        recently left first), guarded by the room token. Bad tokens give ``[]``."""
+        _check_limit(limit)
+        parsed = _split_token(room_token, "r1")
+        if parsed is None or limit == 0:
+            return []
+        return await self._list(parsed[0], parsed[1], False, limit)
+
+    async def list_room(
+        self, room_id: str, online_only: bool = False, limit: int = DEFAULT_LIMIT
+    ) -> builtins.list[PresenceEntry]:
+        """Like :meth:`list` without a token, for trusted server code."""
+        _check_id(room_id, "room_id")
+        _check_limit(limit)
+        if limit == 0:
+            return []
+        return await self._list(room_id, None, online_only, limit)
+
+    async def list_user(
+        self, user_id: str, online_only: bool = False, limit: int = DEFAULT_LIMIT
+    ) -> builtins.list[UserRoomEntry]:
+        """Every room the user is in: online rooms by id ascending, then offline rooms
+        by id descending, online first up to ``limit``."""
+        _check_id(user_id, "user_id")
+        _check_limit(limit)
+        if limit == 0:
+            return []
+        index = self._user_rooms_key(user_id)
+        rooms = sorted(await self.app.redis.smembers(index))
+        probes = await asyncio.gather(*(self._room("user_probe", r, user_id) for r in rooms))
+        online: builtins.list[UserRoomEntry] = []
+        offline: builtins.list[UserRoomEntry] = []
+        gone: builtins.list[str] = []
+        for room, res in zip(rooms, probes, strict=True):
+            if not res:
+                gone.append(room)
+            elif res[0] == "1":
+                online.append(UserRoomEntry(room, True, float(res[1])))
+            else:
+                offline.append(UserRoomEntry(room, False, float(res[1])))
+        if gone:
+            await self._forget_user_rooms_only(user_id, gone)
+        out = online[:limit]
+        if not online_only:
+            out += sorted(offline, key=lambda e: e.room_id, reverse=True)[: limit - len(out)]
+        return out
+
+    async def _forget_user_rooms_only(self, user_id: str, rooms: Sequence[str]) -> None:
+        """Tidy a user's room index of rooms without a record (rechecked after)."""
+        redis = self.app.redis
+        index = self._user_rooms_key(user_id)
+        await redis.srem(index, *rooms)
+        for room in rooms:
+            if await redis.hexists(self.room_keys(room)[1], user_id):
+                await redis.sadd(index, room)
+
+    # -- writes --------------------------------------------------------------------------
+
+    async def update_room_user(self, room_id: str, user_id: str, data: Any | None = None) -> bool:
+        """Replace the user's per-room ``data`` (``None`` clears it). ``False`` (and
+        no write) when the user has no record in the room."""
+        _check_id(room_id, "room_id")
+        _check_id(user_id, "user_id")
+        encoded = "" if data is None else codec.dumps(data, what="presence data")
+        res = await self._room("update", room_id, user_id, "0" if data is None else "1", encoded)
+        if res[0] == "0":
+            logger.warning("update_room_user: %r has no presence record in %r", user_id, room_id)
+        return bool(res[0] == "1")
+
+    async def disconnect(self, session_token: str) -> DisconnectResult | None:
+        """Graceful leave of the token's session. Unknown or forged tokens: ``None``."""
+        parsed = _split_token(session_token, "s1")
+        if parsed is None:
+            return None
+        room_id, secret = parsed
+        res = await self._room("disconnect", room_id, secret)
+        if not res:
+            return None
+        return DisconnectResult(room_id, res[0], res[1], res[2] == "1")
+
+    async def remove_room_user(self, room_id: str, user_id: str) -> bool:
+        """Delete the user's record and sessions in the room (not a ban: a later
+        heartbeat joins again). ``False`` if there was none."""
+        _check_id(room_id, "room_id")
+        _check_id(user_id, "user_id")
+        res = await self._room("remove_user", room_id, user_id)
+        if res[0] != "1":
+            logger.warning("remove_room_user: %r has no presence record in %r", user_id, room_id)
+            return False
+        await self._forget_user_rooms(room_id, [user_id])
+        return True
+
+    async def remove_room(self, room_id: str) -> bool:
+        """Delete every user, session and token of the room, in batches; the next
+        heartbeat mints a new room token. ``False`` if the room did not exist."""
+        _check_id(room_id, "room_id")
+        existed = False
+        while True:
+            removed, more, was = await self._room(
+                "remove_room_batch", room_id, str(self.remove_batch)
+            )
+            existed = existed or was == "1"
+            await self._forget_user_rooms(room_id, removed)
+            if more == "done":
+                break
+        await self.app.redis.srem(self.rooms_key, room_id)
+        return existed
+
+    async def rotate_room_token(self, room_id: str) -> str | None:
+        """Give the room a new token (old ones list ``[]``); ``None`` for no such room."""
+        _check_id(room_id, "room_id")
+        res = await self._room("rotate", room_id, self._new_secret())
+        return f"r1.{keys.encode(room_id)}.{res[0]}" if res else None
+
+    # -- admin ---------------------------------------------------------------------------
+
+    async def rooms(
+        self, *, cursor: int = 0, count: int = 100
+    ) -> tuple[builtins.list[RoomStats], int]:
+        """A page of rooms with counts (after lazy expiry) and the next cursor (0 = end)."""
+        if isinstance(cursor, bool) or not isinstance(cursor, int) or cursor < 0:
+            raise ConfigError("cursor must be an int >= 0")
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise ConfigError("count must be an int >= 1")
+        nxt, members = await self.app.redis.sscan(self.rooms_key, cursor, count=count)
+        out = []
+        for room in sorted(members):
+            online, users, sessions = await self._room("room_stats", room)
+            if int(users) == 0 and int(sessions) == 0:
+                continue
+            out.append(RoomStats(room, int(online), int(users), int(sessions)))
+        return out, int(nxt)
+
+    # -- sweeper -------------------------------------------------------------------------
+
+    async def sweep(
+        self,
+        *,
+        now: float | None = None,
+        max_rooms: int = 100,
+        max_sessions_per_room: int = 64,
+    ) -> SweepStats:
+        """One pass over rooms whose earliest deadline has passed: end overdue
+        sessions (``leave`` events), apply the offline retention, re-arm the index."""
+        if isinstance(max_rooms, bool) or not isinstance(max_rooms, int) or max_rooms < 1:
+            raise ConfigError("max_rooms must be an int >= 1")
+        if (
+            isinstance(max_sessions_per_room, bool)
+            or not isinstance(max_sessions_per_room, int)
+            or max_sessions_per_room < 1
+        ):
+            raise ConfigError("max_sessions_per_room must be an int >= 1")
+        at = await self.app.server_time() if now is None else _check_positive(now, "now")
+        redis = self.app.redis
+        rooms = await redis.zrangebyscore(self.due_key, "-inf", repr(at), start=0, num=max_rooms)
+        ended = offline = removed_n = 0
+        retention = "" if self.offline_retention_ms is None else repr(self.offline_retention_ms)
+        for room in rooms:
+            while True:
+                res = await self._s["sweep"](
+                    redis,
+                    self.room_keys(room),
+                    (*self._head(at), str(max_sessions_per_room), retention),
+                )
+                done = _ended(res[0])
+                if done:
+                    await self._release(room, done)
+                ended += len(done)
+                offline += int(res[1])
+                next_due, more, removed = res[2], res[3], res[4]
+                removed_n += len(removed)
+                await self._forget_user_rooms(room, removed)
+                if more == "done":
+                    break
+            if next_due:
+                await redis.zadd(self.due_key, {room: float(next_due)})
+            else:
+                await redis.zrem(self.due_key, room)
+                if not await redis.exists(self.room_keys(room)[0]):
+                    await redis.srem(self.rooms_key, room)
+            # re-arm: a heartbeat may have added a session after the script ran
+            first = await redis.zrange(self.room_keys(room)[5], 0, 0, withscores=True)
+            if first:
+                await self._due_lower(room, repr(float(first[0][1])))
+        return SweepStats(len(rooms), ended, offline, removed_n)
+
+    async def run_sweeper(self, stop: asyncio.Event, *, poll_ms: float = 1_000) -> None:
+        """Sweep until ``stop`` is set: after each pass, sleep until the earliest due
+        room or ``poll_ms``. A short Redis lock keeps one sweeper active at a time;
+        Redis errors are logged and retried."""
+        poll = _check_positive(poll_ms, "poll_ms")
+        token = uuid.uuid4().hex
+        lock_ms = max(int(poll * 10), 10_000)
+        while not stop.is_set():
+            wait = poll
+            try:
+                redis = self.app.redis
+                if await redis.set(self.lock_key, token, nx=True, px=lock_ms) or (
+                    await redis.get(self.lock_key) == token
+                ):
+                    await redis.pexpire(self.lock_key, lock_ms)
+                    await self.sweep()
+                    first = await redis.zrange(self.due_key, 0, 0, withscores=True)
+                    if first:
+                        gap = float(first[0][1]) - await self.app.server_time()
+                        wait = min(poll, max(gap, 1.0))
+            except RedisError:
+                logger.exception("presence sweeper %s: Redis error; retrying", self.name)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), wait / 1000)
+        with contextlib.suppress(RedisError):
+            if await self.app.redis.get(self.lock_key) == token:
+                await self.app.redis.delete(self.lock_key)
+
+    # -- events --------------------------------------------------------------------------
+
+    @staticmethod
+    def _event(room_id: str, entry_id: str, fields: dict[str, str]) -> PresenceEvent:
+        return PresenceEvent(
+            entry_id,
+            room_id,
+            fields["type"],  # type: ignore[arg-type]
+            fields["user"],
+            float(fields["at"]),
+        )
+
+    async def read_events(
+        self, room_id: str, *, after: str = "0", count: int = 1000
+    ) -> builtins.list[PresenceEvent]:
+        """Events of the room recorded after stream id ``after`` (oldest first)."""
+        _check_id(room_id, "room_id")
+        entries = await self.app.redis.xrange(
+            self.events_key(room_id), min=f"({after}" if after != "0" else "-", count=count
+        )
+        return [self._event(room_id, eid, fields) for eid, fields in entries]
+
+    async def _batches(
+        self, room_id: str, after: str, block_ms: int
+    ) -> AsyncIterator[builtins.list[PresenceEvent]]:
+        """Batches of new stream entries after ``after`` ("$" = the current end)."""
+        key = self.events_key(room_id)
+        redis = self.app.redis
+        if after == "$":
+            last = await redis.xrevrange(key, count=1)
+            after = last[0][0] if last else "0-0"
+        while True:
+            got = await redis.xread({key: after}, block=block_ms, count=1000)
+            if got:
+                batch = [self._event(room_id, eid, fields) for eid, fields in got[0][1]]
+                after = batch[-1].id
+                yield batch
+
+    async def events(
+        self, room_id: str, *, after: str = "$", block_ms: int = 30_000
+    ) -> AsyncIterator[PresenceEvent]:
+        """Follow the room's events (``after="$"``: only new ones; ``"0"``: from the
+        start of the retained stream; or a stream id). Each read blocks up to
+        ``block_ms``; runs until the consumer stops iterating."""
+        _check_id(room_id, "room_id")
+        async for batch in self._batches(room_id, after, block_ms):
+            for event in batch:
+                yield event
+
+    async def watch(
+        self, room_token: str, *, block_ms: int = 30_000
+    ) -> AsyncIterator[builtins.list[PresenceEntry]]:
+        """Yield ``list(room_token)`` now and again after each batch of room events
+        (a live view without polling). A malformed token yields ``[]`` once."""
+        parsed = _split_token(room_token, "r1")
+        yield await self.list(room_token)
+        if parsed is None:
+            return
+        async for _batch in self._batches(parsed[0], "$", block_ms):
+            yield await self.list(room_token)
+
+    # -- client helper -------------------------------------------------------------------
+
+    def session(
+        self,
+        room_id: str,
+        user_id: str,
+        *,
+        interval: float = DEFAULT_INTERVAL_MS,
+        session_id: str | None = None,
+    ) -> PresenceSession:
+        """A heartbeating session for ``async with`` (the Python analogue of the hook)."""
+        return PresenceSession(self, room_id, user_id, interval=interval, session_id=session_id)
+
+
+class PresenceSession:
+    """Heartbeats one session on a timer: immediately on enter and resume, then every
+    ``interval`` ms; disconnects on exit and pause. Heartbeats never overlap; a
+    failing heartbeat keeps the last good tokens and the timer keeps going."""
+
+    def __init__(
+        self,
+        presence: Presence,
+        room_id: str,
+        user_id: str,
+        *,
+        interval: float = DEFAULT_INTERVAL_MS,
+        session_id: str | None = None,
+    ) -> None:
+        self.presence = presence
+        self.room_id = _check_id(room_id, "room_id")
+        self.user_id = _check_id(user_id, "user_id")
+        self.interval = _check_positive(interval, "interval")
+        self.session_id = (
+            uuid.uuid4().hex if session_id is None else _check_id(session_id, "session_id")
+        )
+        self.room_token: str | None = None
+        self.session_token: str | None = None
+        self._lock = asyncio.Lock()
+        self._timer: asyncio.Task[None] | None = None
+
+    async def heartbeat(self) -> HeartbeatResult | None:
+        """One heartbeat now (single-flight: a call while one is in flight waits for
+        it instead of sending another). Raises what the heartbeat raised."""
+        if self._lock.locked():
+            async with self._lock:
+                return None
+        async with self._lock:
+            res = await self.presence.heartbeat(
+                self.room_id, self.user_id, self.session_id, self.interval
+            )
+            self.room_token, self.session_token = res.room_token, res.session_token
+            return res
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval / 1000)
+            try:
+                await self.heartbeat()
+            except RedisError:
+                logger.warning("presence heartbeat of %s failed; retrying", self.session_id)
+
+    def _start(self) -> None:
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().create_task(self._tick())
+
+    async def _stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._timer
+            self._timer = None
+        async with self._lock:
+            if self.session_token is not None:
+                await self.presence.disconnect(self.session_token)
+
+    async def __aenter__(self) -> PresenceSession:
+        await self.resume()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.pause()
+
+    async def pause(self) -> None:
+        """ "Tab hidden": stop the timer and disconnect (tokens are kept)."""
+        await self._stop()
+
+    async def resume(self) -> None:
+        """ "Tab visible": heartbeat now and restart the timer."""
+        await self.heartbeat()
+        self._start()
+
+    async def list(self, limit: int = DEFAULT_LIMIT) -> list[PresenceEntry]:
+        """The room's list with this session's user first."""
+        if self.room_token is None:
+            return []
+        entries = await self.presence.list(self.room_token, limit)
+        mine = [e for e in entries if e.user_id == self.user_id]
+        return mine + [e for e in entries if e.user_id != self.user_id]
+
+
+async def sweep_all_job(ctx: dict[str, Any]) -> int:
+    """arq cron target: one sweep pass of every Presence of the worker's App."""
+    app: App = ctx["rkit_app"]
+    total = 0
+    for presence in list(app.components.get("presence", {}).values()):
+        total += (await presence.sweep()).sessions_ended
+    return total
