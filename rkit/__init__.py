@@ -17,8 +17,10 @@ from .errors import (
     RateLimitNotDefined,
     RkitError,
     SerializationError,
+    SessionConflict,
     is_rate_limit_error,
 )
+from .presence import Presence, PresenceEntry
 from .rate_limit import (
     DAY,
     HOUR,
@@ -57,6 +59,8 @@ __all__ = [
     "Hit",
     "LimitRequest",
     "Miss",
+    "Presence",
+    "PresenceEntry",
     "PutResult",
     "RateLimitConfig",
     "RateLimitCountTooLarge",
@@ -69,6 +73,7 @@ __all__ = [
     "RkitError",
     "SerializationError",
     "ServerClock",
+    "SessionConflict",
     "TestClock",
     "TokenBucket",
     "__version__",
