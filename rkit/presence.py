@@ -210,6 +210,7 @@ class Presence:
         events_ttl_ms: float = DAY_MS,
         offline_retention_ms: float | None = None,
         remove_batch: int = 500,
+        claim_lease_ms: float = 10_000,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise ConfigError("presence name must be a non-empty string")
@@ -236,6 +237,7 @@ class Presence:
             else _check_positive(offline_retention_ms, "offline_retention_ms")
         )
         self.remove_batch = remove_batch
+        self.claim_lease_ms = max(1.0, _check_positive(claim_lease_ms, "claim_lease_ms"))
         stem = app.keys.tag("presence", name)
         self.due_key = f"{stem}:due"
         self.rooms_key = f"{stem}:rooms"
@@ -361,8 +363,29 @@ class Presence:
         base = (user_id, session_id, timeout)
         res = await self._room("heartbeat", room_id, *base, "bump", room_secret, secret)
         if res[0] == "claim":
-            mine = self._owner_value(room_id, user_id, secret)
-            await self._claim(session_id, user_id, mine)
+            res = await self._create(room_id, user_id, session_id, base, room_secret, secret)
+        if res[0] == "conflict":
+            raise SessionConflict(session_id)
+        _ok, r_secret, s_secret, new_session, _went_online, earliest, shortened = res[:7]
+        if new_session == "1" or shortened == "1":
+            await self._due_lower(room_id, earliest)
+        enc = keys.encode(room_id)
+        return HeartbeatResult(f"r1.{enc}.{r_secret}", f"s1.{enc}.{s_secret}")
+
+    async def _create(
+        self,
+        room_id: str,
+        user_id: str,
+        session_id: str,
+        base: tuple[str, ...],
+        room_secret: str,
+        secret: str,
+    ) -> builtins.list[Any]:
+        """Claim the session id, index the room, create the session, then make the
+        owner key final (naming the session that exists)."""
+        owner_key = (self._owner_key(session_id),)
+        claim = await self._claim(session_id, self._owner_value(room_id, user_id, secret))
+        try:
             redis = self.app.redis
             if isinstance(redis, RedisCluster):
                 await redis.sadd(self._user_rooms_key(user_id), room_id)
@@ -373,55 +396,50 @@ class Presence:
                     pipe.sadd(self.rooms_key, room_id)
                     await pipe.execute()
             res = await self._room("heartbeat", room_id, *base, "create", room_secret, secret)
-            if res[0] == "ok" and res[2] != secret:
-                # a concurrent first heartbeat of this same session created it: the
-                # owner key must name the session that exists
-                actual = self._owner_value(room_id, user_id, res[2])
-                await self._s["owner_claim"](
-                    self.app.redis, (self._owner_key(session_id),), (actual, mine)
-                )
-        if res[0] == "conflict":
-            if len(res) > 2 and res[1] != user_id:
-                # we may have claimed the owner key just now: give it back to the owner
-                theirs = self._owner_value(room_id, res[1], res[2])
-                await self._s["owner_claim"](
-                    self.app.redis,
-                    (self._owner_key(session_id),),
-                    (theirs, self._owner_value(room_id, user_id, secret)),
-                )
-            raise SessionConflict(session_id)
-        _ok, r_secret, s_secret, new_session, _went_online, earliest, shortened = res[:7]
-        if new_session == "1" or shortened == "1":
-            await self._due_lower(room_id, earliest)
-        enc = keys.encode(room_id)
-        return HeartbeatResult(f"r1.{enc}.{r_secret}", f"s1.{enc}.{s_secret}")
+        except BaseException:
+            await self._s["owner_release"](self.app.redis, owner_key, (claim,))
+            raise
+        if res[0] != "ok":
+            await self._s["owner_release"](self.app.redis, owner_key, (claim,))
+            return res
+        final = self._owner_value(room_id, user_id, res[2])
+        await self._s["owner_claim"](self.app.redis, owner_key, (final, claim, ""))
+        return res
 
-    async def _claim(self, session_id: str, user_id: str, mine: str) -> None:
-        """Take the global owner key of ``session_id`` for ``mine`` or raise
-        :class:`SessionConflict` when a live session elsewhere holds it."""
+    async def _claim(self, session_id: str, mine: str) -> str:
+        """Take the global owner key of ``session_id`` with a pending lease for
+        ``mine`` (``"?" + value``), or raise :class:`SessionConflict` when another
+        room/user holds it with a live (or being created) session. Returns the
+        pending value that the final owner value may replace."""
         owner_key = (self._owner_key(session_id),)
+        pending = "?" + mine
+        lease = str(int(self.claim_lease_ms))
+        ours = mine.split(".", 2)[:2]
         stale = ""
         for _attempt in range(16):
-            res = await self._s["owner_claim"](self.app.redis, owner_key, (mine, stale))
+            res = await self._s["owner_claim"](self.app.redis, owner_key, (pending, stale, lease))
             if res[0] == "ok":
-                return
+                return pending
             current: str = res[1]
-            parts = current.split(".", 2)
-            mine_parts = mine.split(".", 2)
-            if parts[:2] == mine_parts[:2]:
-                # our own (room, user): an earlier incarnation whose release is pending,
-                # or a concurrent first heartbeat; the room script sorts it out
-                stale = current
+            is_pending = current.startswith("?")
+            parts = current.lstrip("?").split(".", 2)
+            if parts[:2] == ours:
+                if is_pending:
+                    return current  # a concurrent first heartbeat of this same session
+                stale = current  # an earlier incarnation whose release is pending
                 continue
+            if is_pending:
+                raise SessionConflict(session_id)  # being created elsewhere right now
             try:
                 other_room = keys.decode(parts[0]) or ""
                 other_user = keys.decode(parts[1]) or ""
             except (ValueError, UnicodeDecodeError, IndexError):
                 stale = current  # unreadable: cannot name a live session
                 continue
-            live = await self._room("session_probe", other_room, session_id, other_user)
-            if live[0] == "live":
-                raise SessionConflict(session_id)
+            if other_room and other_user:
+                live = await self._room("session_probe", other_room, session_id, other_user)
+                if live[0] == "live":
+                    raise SessionConflict(session_id)
             stale = current
         raise RedisError(f"could not claim presence session id {session_id!r} (contention)")
 

@@ -25,9 +25,11 @@ def worker_settings(app: App, *, purge_hour: int = 3, **overrides: Any) -> dict[
     """Keyword arguments for :class:`arq.worker.Worker` that run ``app``'s actions.
 
     Includes the daily action-cache purge (at ``purge_hour`` UTC; arq's cron runs it
-    on one worker only, via its job-id de-duplication).
+    on one worker only, via its job-id de-duplication) and, when the App has a
+    Presence, its sweep every second.
     """
     from rkit.action_cache import purge_all_job
+    from rkit.presence import sweep_all_job
 
     settings: dict[str, Any] = {
         "functions": [func(_arq.run_action, name=_arq.JOB_FUNCTION, max_tries=1)],
@@ -42,6 +44,10 @@ def worker_settings(app: App, *, purge_hour: int = 3, **overrides: Any) -> dict[
         "keep_result": 3600,
         "poll_delay": 0.05,
     }
+    if app.components.get("presence"):
+        settings["cron_jobs"].append(
+            cron(sweep_all_job, name="rkit_presence_sweep", second=set(range(60)))
+        )
     settings.update(overrides)
     return settings
 
