@@ -330,18 +330,15 @@ class Presence:
         if t:
             await self._s["due_lower"](self.app.redis, (self.due_key,), (room_id, t))
 
-    async def _forget_user_rooms(self, room_id: str, users: Sequence[str]) -> None:
-        """Drop ``room_id`` from removed users' room indexes, then put it back for any
-        user a concurrent heartbeat re-created (the index stays a superset)."""
-        if not users:
-            return
+    async def _unindex(self, pairs: Sequence[tuple[str, str]]) -> None:
+        """Drop (room, user) pairs from the users' room indexes, then put back any that
+        a concurrent heartbeat re-created (the index stays a superset)."""
         redis = self.app.redis
-        for user in users:
-            await redis.srem(self._user_rooms_key(user), room_id)
-        users_key = self.room_keys(room_id)[1]
-        for user in users:
-            if await redis.hexists(users_key, user):
-                await redis.sadd(self._user_rooms_key(user), room_id)
+        for room, user in pairs:
+            await redis.srem(self._user_rooms_key(user), room)
+        for room, user in pairs:
+            if await redis.hexists(self.room_keys(room)[1], user):
+                await redis.sadd(self._user_rooms_key(user), room)
 
     # -- heartbeat -----------------------------------------------------------------------
 
@@ -511,20 +508,11 @@ class Presence:
             else:
                 offline.append(UserRoomEntry(room, False, float(res[1])))
         if gone:
-            await self._forget_user_rooms_only(user_id, gone)
+            await self._unindex([(room, user_id) for room in gone])
         out = online[:limit]
         if not online_only:
             out += sorted(offline, key=lambda e: e.room_id, reverse=True)[: limit - len(out)]
         return out
-
-    async def _forget_user_rooms_only(self, user_id: str, rooms: Sequence[str]) -> None:
-        """Tidy a user's room index of rooms without a record (rechecked after)."""
-        redis = self.app.redis
-        index = self._user_rooms_key(user_id)
-        await redis.srem(index, *rooms)
-        for room in rooms:
-            if await redis.hexists(self.room_keys(room)[1], user_id):
-                await redis.sadd(index, room)
 
     # -- writes --------------------------------------------------------------------------
 
@@ -559,7 +547,7 @@ class Presence:
         if res[0] != "1":
             logger.warning("remove_room_user: %r has no presence record in %r", user_id, room_id)
             return False
-        await self._forget_user_rooms(room_id, [user_id])
+        await self._unindex([(room_id, user_id)])
         return True
 
     async def remove_room(self, room_id: str) -> bool:
@@ -572,7 +560,7 @@ class Presence:
                 "remove_room_batch", room_id, str(self.remove_batch)
             )
             existed = existed or was == "1"
-            await self._forget_user_rooms(room_id, removed)
+            await self._unindex([(room_id, u) for u in removed])
             if more == "done":
                 break
         await self.app.redis.srem(self.rooms_key, room_id)
@@ -641,7 +629,7 @@ class Presence:
                 offline += int(res[1])
                 next_due, more, removed = res[2], res[3], res[4]
                 removed_n += len(removed)
-                await self._forget_user_rooms(room, removed)
+                await self._unindex([(room, u) for u in removed])
                 if more == "done":
                     break
             if next_due:

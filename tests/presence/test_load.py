@@ -76,19 +76,22 @@ async def test_load_on_schedule(p: Presence, clock: TestClock) -> None:
     # first heartbeat of everyone at T0, then 10 s of clock in 100 ms ticks
     await asyncio.gather(*(beat(*s) for s in sessions))
     stopped = {s[2] for s in sessions[::3]}
-    ended = 0
+    early_ends = 0
     for tick in range(1, 101):
         clock.set(T0 + tick * 100)
         due = [s for s in sessions if next_due[s[2]] <= clock.now_ms()]
         if tick > 60:
             due = [s for s in due if s[2] not in stopped]
         await asyncio.gather(*(beat(*s) for s in due))
-        ended += (await p.sweep()).sessions_ended
+        ended = (await p.sweep()).sessions_ended
+        if tick <= 60:
+            early_ends += ended
         if tick % 20 == 0 and tick <= 60:
             for r in range(n_rooms):
                 entries = await p.list_room(f"room-{r}")
                 assert len(entries) == n_sessions // n_rooms and all(e.online for e in entries)
-    assert ended == len(stopped)  # only the stopped sessions timed out
+    assert early_ends == 0
+    left: set[str] = set()
     for r in range(n_rooms):
         for e in await p.list_room(f"room-{r}"):
             sid = "sess-" + e.user_id.split("-")[1]
@@ -97,5 +100,8 @@ async def test_load_on_schedule(p: Presence, clock: TestClock) -> None:
                 assert e.last_disconnected == last_beat[sid] + 2.5 * interval
             else:
                 assert e.online and e.last_disconnected == 0
-        leaves = [ev for ev in await p.read_events(f"room-{r}") if ev.type == "leave"]
-        assert {"sess-" + ev.user_id.split("-")[1] for ev in leaves} <= stopped
+        for ev in await p.read_events(f"room-{r}"):
+            if ev.type == "leave":
+                assert ev.at > T0 + 6_000  # nobody left while everyone heartbeated
+                left.add("sess-" + ev.user_id.split("-")[1])
+    assert left == stopped  # exactly the stopped sessions timed out (one leave each)
