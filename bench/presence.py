@@ -104,8 +104,13 @@ async def main(args: argparse.Namespace) -> None:
             tokens[i % args.rooms] = r  # type: ignore[assignment]
         mem1 = int((await raw.info("memory"))["used_memory"])
         usage = 0
+        families: dict[str, int] = {}
         async for key in raw.scan_iter(match="rkit:{bench:*", count=1000):
-            usage += int(await raw.memory_usage(key, samples=0) or 0)
+            size = int(await raw.memory_usage(key, samples=0) or 0)
+            usage += size
+            family = key.split("}", 1)[0].split(":")[2] + key.split("}", 1)[1]
+            family = "room:events" if family.endswith(":events") else family.split(":")[0]
+            families[family] = families.get(family, 0) + size
         n_events = 0
         for r in range(args.rooms):
             n_events += await raw.xlen(p.events_key(f"room-{r}"))
@@ -173,6 +178,10 @@ async def main(args: argparse.Namespace) -> None:
             f"  memory per session: {(mem1 - mem0) / n:.0f} B (INFO used_memory delta), "
             f"{usage / n:.0f} B (MEMORY USAGE of the component's keys, incl. {n_events:,} "
             "join events)"
+        )
+        print(
+            "    by key family, B per session: "
+            + ", ".join(f"{k} {v / n:.0f}" for k, v in sorted(families.items()))
         )
         print(f"  online after the run: {online:,} / {n:,} (lost or wrongly offline: {n - online})")
         await app.aclose()

@@ -55,6 +55,7 @@ DEFAULT_INTERVAL_MS = 10_000.0
 DAY_MS = 86_400_000.0
 EventType = Literal["join", "leave", "update", "remove"]
 
+_ROOM_KEYS = ("room", "users", "on", "off", "sess", "dl", "tok", "events")
 _OPS = (
     "heartbeat",
     "disconnect",
@@ -243,6 +244,7 @@ class Presence:
         self.rooms_key = f"{stem}:rooms"
         self.lock_key = f"{stem}:sweeper"
         self._s = {op: scripts.load("presence", op) for op in _OPS}
+        self._room_keys: dict[str, tuple[str, ...]] = {}
         self._head_tail = (
             str(events_maxlen if self.events_enabled else 0),
             repr(self.events_ttl_ms),
@@ -254,10 +256,13 @@ class Presence:
 
     def room_keys(self, room_id: str) -> tuple[str, ...]:
         """The eight keys of one room (one hash tag: one Cluster slot)."""
-        stem = self.app.keys.tag("presence", self.name, room_id)
-        return tuple(
-            f"{stem}:{k}" for k in ("room", "users", "on", "off", "sess", "dl", "tok", "events")
-        )
+        found = self._room_keys.get(room_id)
+        if found is None:
+            if len(self._room_keys) >= 65_536:
+                self._room_keys.clear()
+            stem = self.app.keys.tag("presence", self.name, room_id)
+            found = self._room_keys[room_id] = tuple(f"{stem}:{k}" for k in _ROOM_KEYS)
+        return found
 
     def events_key(self, room_id: str) -> str:
         return self.room_keys(room_id)[7]
@@ -355,12 +360,13 @@ class Presence:
         _check_id(session_id, "session_id")
         iv = self.default_interval_ms if interval is None else _check_positive(interval, "interval")
         timeout = repr(iv * self.timeout_multiplier)
-        room_secret = self._new_secret()
-        secret = self._new_secret()
         base = (user_id, session_id, timeout)
-        res = await self._room("heartbeat", room_id, *base, "bump", room_secret, secret)
+        # steady state: one script call that only refreshes an existing session
+        res = await self._room("heartbeat", room_id, *base, "bump", "", "")
         if res[0] == "claim":
-            res = await self._create(room_id, user_id, session_id, base, room_secret, secret)
+            res = await self._create(
+                room_id, user_id, session_id, base, self._new_secret(), self._new_secret()
+            )
         if res[0] == "conflict":
             raise SessionConflict(session_id)
         _ok, r_secret, s_secret, new_session, _went_online, earliest, shortened = res[:7]

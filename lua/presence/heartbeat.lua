@@ -1,7 +1,8 @@
 -- heartbeat (§4.1): create or refresh a session, make its user online, mint tokens.
 -- KEYS: the room keys. ARGV 5 user, 6 sid, 7 timeout ms (multiplier x interval),
 -- 8 mode ("bump": only refresh an existing session; "create"), 9 new room secret,
--- 10 new session secret.
+-- 10 new session secret (both "" in bump mode: an existing session implies a room
+-- token).
 -- Reply: {ended, "claim"} (bump mode, no such session) |
 --        {ended, "conflict", owner user, owner secret} |
 --        {ended, "ok", room secret, session secret, new_session, went_online,
@@ -41,6 +42,7 @@ if new_session == "1" or went_online == "1" then pr_put(P, user, rec) end
 if went_online == "1" then pr_event(P, "join", user, P.now) end
 
 local room_secret = redis.call("HGET", P.room, "token")
+if not room_secret and ARGV[9] == "" then return pr_reply(P, "claim") end
 if not room_secret then
   room_secret = ARGV[9]
   redis.call("HSET", P.room, "token", room_secret)
