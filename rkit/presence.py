@@ -387,7 +387,10 @@ class Presence:
         """Claim the session id, index the room, create the session, then make the
         owner key final (naming the session that exists)."""
         owner_key = (self._owner_key(session_id),)
-        claim = await self._claim(session_id, self._owner_value(room_id, user_id, secret))
+        mine = self._owner_value(room_id, user_id, secret)
+        claim = await self._claim(session_id, mine)
+        # on failure give back only our own pending claim, never a concurrent one
+        release = (claim,) if claim == "?" + mine else ("",)
         try:
             redis = self.app.redis
             if isinstance(redis, RedisCluster):
@@ -400,10 +403,10 @@ class Presence:
                     await pipe.execute()
             res = await self._room("heartbeat", room_id, *base, "create", room_secret, secret)
         except BaseException:
-            await self._s["owner_release"](self.app.redis, owner_key, (claim,))
+            await self._s["owner_release"](self.app.redis, owner_key, release)
             raise
         if res[0] != "ok":
-            await self._s["owner_release"](self.app.redis, owner_key, (claim,))
+            await self._s["owner_release"](self.app.redis, owner_key, release)
             return res
         final = self._owner_value(room_id, user_id, res[2])
         await self._s["owner_claim"](self.app.redis, owner_key, (final, claim, ""))

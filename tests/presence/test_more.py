@@ -109,12 +109,14 @@ async def test_conflicting_sessions_race(p: Presence) -> None:
     outs = await asyncio.gather(
         *(p.heartbeat(f"r{i}", "u1", "shared", 1000) for i in range(6)), return_exceptions=True
     )
-    winners = [o for o in outs if not isinstance(o, BaseException)]
-    assert len(winners) == 1
+    won = [f"r{i}" for i, o in enumerate(outs) if not isinstance(o, BaseException)]
+    assert len(won) == 1
     assert all(isinstance(o, SessionConflict) for o in outs if isinstance(o, BaseException))
-    assert [e.room_id for e in await p.list_user("u1")] == [
-        winners[0].room_token and next(f"r{i}" for i, o in enumerate(outs) if o is winners[0])
-    ]
+    assert [e.room_id for e in await p.list_user("u1")] == won
+    for i in range(6):
+        assert [e.user_id for e in await p.list_room(f"r{i}")] == (
+            ["u1"] if won == [f"r{i}"] else []
+        )
 
 
 async def test_lazy_expiry_off(app: App, hb: Hb, clock: TestClock) -> None:
