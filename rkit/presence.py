@@ -359,6 +359,8 @@ class Presence:
         _check_id(user_id, "user_id")
         _check_id(session_id, "session_id")
         iv = self.default_interval_ms if interval is None else _check_positive(interval, "interval")
+        if not math.isfinite(iv * self.timeout_multiplier):
+            raise ConfigError(f"interval {interval!r} x timeout_multiplier is not finite")
         timeout = repr(iv * self.timeout_multiplier)
         base = (user_id, session_id, timeout)
         # steady state: one script call that only refreshes an existing session
@@ -543,7 +545,9 @@ class Presence:
             return None
         room_id, secret = parsed
         res = await self._room("disconnect", room_id, secret)
-        if not res:
+        if len(res) < 3:
+            if res:
+                logger.warning("disconnect: deleted an orphan session token in %r", room_id)
             return None
         return DisconnectResult(room_id, res[0], res[1], res[2] == "1")
 

@@ -1,6 +1,6 @@
 -- disconnect (§4.2): graceful end of the session holding this token.
--- ARGV 5 session secret. Reply: {ended} (unknown token) |
---   {ended, user, sid, went_offline "0"/"1"}
+-- ARGV 5 session secret. Reply: {ended} (unknown token) | {ended, "orphan"} (token
+-- without its session: deleted) | {ended, user, sid, went_offline "0"/"1"}
 local P = pr_init()
 pr_expire(P, nil)
 local secret = ARGV[5]
@@ -8,8 +8,8 @@ local sid = redis.call("HGET", P.tok, secret)
 if not sid then return pr_reply(P) end
 local raw = redis.call("HGET", P.sess, sid)
 if not raw or cjson.decode(raw).t ~= secret then
-  redis.call("HDEL", P.tok, secret) -- orphan token
-  return pr_reply(P)
+  redis.call("HDEL", P.tok, secret)
+  return pr_reply(P, "orphan")
 end
 local user = cjson.decode(raw).u
 local off = pr_end_session(P, sid, P.now)

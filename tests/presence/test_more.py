@@ -389,3 +389,33 @@ async def test_session_helper_single_flight(p: Presence) -> None:
     async with s:
         assert calls == 2
     assert s.session_id == "mine"
+
+
+async def test_huge_interval_rejected(app: App, p: Presence) -> None:
+    with pytest.raises(ConfigError, match="not finite"):
+        await p.heartbeat("r", "u", "s", 1e308)
+    assert await namespace_keys(app) == []
+
+
+async def test_orphan_token_is_deleted(
+    app: App, p: Presence, hb: Hb, caplog: pytest.LogCaptureFixture
+) -> None:
+    r = await hb("r1", "u1", "s1")
+    secret = r.session_token.split(".", 2)[2]
+    tok = p.room_keys("r1")[6]
+    await app.redis.hset(tok, "orphan-secret", "no-such-session")
+    enc = keys.encode("r1")
+    assert await p.disconnect(f"s1.{enc}.orphan-secret") is None
+    assert not await app.redis.hexists(tok, "orphan-secret")
+    assert "orphan" in caplog.text
+    assert await app.redis.hexists(tok, secret)
+
+
+async def test_script_cache_flush(app: App, p: Presence, hb: Hb, clock: TestClock) -> None:
+    """EVALSHA after SCRIPT FLUSH falls back to EVAL, pipelined helpers too."""
+    r = await hb("r1", "u1", "s1")
+    await app.redis.script_flush()
+    assert await p.disconnect(r.session_token) is not None
+    assert await app.redis.get(p._owner_key("s1")) is None
+    await app.redis.script_flush()
+    await hb("r1", "u1", "s1")
