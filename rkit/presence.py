@@ -365,15 +365,15 @@ class Presence:
         base = (user_id, session_id, timeout)
         # steady state: one script call that only refreshes an existing session
         res = await self._room("heartbeat", room_id, *base, "bump", "", "")
-        if res[0] == "claim":
+        if res[0] == "claim":  # a new session (this also lowers the due index)
             res = await self._create(
                 room_id, user_id, session_id, base, self._new_secret(), self._new_secret()
             )
+        elif res[0] == "ok" and res[6] == "1":  # deadline shortened: wake the sweeper
+            await self._due_lower(room_id, res[5])
         if res[0] == "conflict":
             raise SessionConflict(session_id)
-        _ok, r_secret, s_secret, new_session, _went_online, earliest, shortened = res[:7]
-        if new_session == "1" or shortened == "1":
-            await self._due_lower(room_id, earliest)
+        r_secret, s_secret = res[1], res[2]
         enc = keys.encode(room_id)
         return HeartbeatResult(f"r1.{enc}.{r_secret}", f"s1.{enc}.{s_secret}")
 
@@ -387,7 +387,7 @@ class Presence:
         secret: str,
     ) -> builtins.list[Any]:
         """Claim the session id, index the room, create the session, then make the
-        owner key final (naming the session that exists)."""
+        owner key final (naming the session that exists) and lower the due index."""
         owner_key = (self._owner_key(session_id),)
         mine = self._owner_value(room_id, user_id, secret)
         claim = await self._claim(session_id, mine)
@@ -411,7 +411,12 @@ class Presence:
             await self._s["owner_release"](self.app.redis, owner_key, release)
             return res
         final = self._owner_value(room_id, user_id, res[2])
-        await self._s["owner_claim"](self.app.redis, owner_key, (final, claim, ""))
+        await self._many(
+            [
+                ("owner_claim", owner_key, (final, claim, "")),
+                ("due_lower", (self.due_key,), (room_id, res[5])),
+            ]
+        )
         return res
 
     async def _claim(self, session_id: str, mine: str) -> str:
