@@ -140,10 +140,14 @@ def _check_id(value: Any, what: str) -> str:
     return value
 
 
+def _check_int(value: Any, what: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{what} must be an int >= {minimum}, got {value!r}")
+    return value
+
+
 def _check_limit(limit: Any) -> int:
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
-        raise ConfigError(f"limit must be an int >= 0, got {limit!r}")
-    return limit
+    return _check_int(limit, "limit", 0)
 
 
 def _check_positive(value: Any, what: str) -> float:
@@ -217,12 +221,8 @@ class Presence:
             raise ConfigError("presence name must be a non-empty string")
         if token_factory is not None and not callable(token_factory):
             raise ConfigError("token_factory must be a callable returning a str")
-        if isinstance(events_maxlen, bool) or not isinstance(events_maxlen, int):
-            raise ConfigError("events_maxlen must be an int >= 1")
-        if events_maxlen < 1:
-            raise ConfigError("events_maxlen must be an int >= 1")
-        if isinstance(remove_batch, bool) or not isinstance(remove_batch, int) or remove_batch < 1:
-            raise ConfigError("remove_batch must be an int >= 1")
+        _check_int(events_maxlen, "events_maxlen", 1)
+        _check_int(remove_batch, "remove_batch", 1)
         self.app = app
         self.name = name
         self.token_factory = token_factory or _default_secret
@@ -596,10 +596,8 @@ class Presence:
         self, *, cursor: int = 0, count: int = 100
     ) -> tuple[builtins.list[RoomStats], int]:
         """A page of rooms with counts (after lazy expiry) and the next cursor (0 = end)."""
-        if isinstance(cursor, bool) or not isinstance(cursor, int) or cursor < 0:
-            raise ConfigError("cursor must be an int >= 0")
-        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-            raise ConfigError("count must be an int >= 1")
+        _check_int(cursor, "cursor", 0)
+        _check_int(count, "count", 1)
         nxt, members = await self.app.redis.sscan(self.rooms_key, cursor, count=count)
         out = []
         for room in sorted(members):
@@ -620,14 +618,8 @@ class Presence:
     ) -> SweepStats:
         """One pass over rooms whose earliest deadline has passed: end overdue
         sessions (``leave`` events), apply the offline retention, re-arm the index."""
-        if isinstance(max_rooms, bool) or not isinstance(max_rooms, int) or max_rooms < 1:
-            raise ConfigError("max_rooms must be an int >= 1")
-        if (
-            isinstance(max_sessions_per_room, bool)
-            or not isinstance(max_sessions_per_room, int)
-            or max_sessions_per_room < 1
-        ):
-            raise ConfigError("max_sessions_per_room must be an int >= 1")
+        _check_int(max_rooms, "max_rooms", 1)
+        _check_int(max_sessions_per_room, "max_sessions_per_room", 1)
         at = await self.app.server_time() if now is None else _check_positive(now, "now")
         redis = self.app.redis
         rooms = await redis.zrangebyscore(self.due_key, "-inf", repr(at), start=0, num=max_rooms)
