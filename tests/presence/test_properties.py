@@ -12,13 +12,15 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from redis.asyncio.cluster import RedisCluster
 
 from rkit import App, SessionConflict, TestClock
 from rkit.presence import Presence
 
-from .._servers import Server
+from .._servers import Cluster, Server
 
 _ns = itertools.count()
 ROOMS, USERS, SIDS = ["a", "b"], ["u", "v", "w"], ["s1", "s2", "s3", "s4"]
@@ -163,3 +165,18 @@ def test_matches_model_redis(redis_server: Server, seq: list[tuple[Any, ...]]) -
     clock = TestClock()
     app = App(redis_server.url, clock=clock, namespace=f"pp{next(_ns)}")
     asyncio.run(run(app, clock, seq))
+
+
+@pytest.mark.cluster
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(seq=ops)
+def test_matches_model_cluster(redis_cluster: Cluster, seq: list[tuple[Any, ...]]) -> None:
+    async def go() -> None:
+        clock = TestClock()
+        client = RedisCluster.from_url(redis_cluster.url, decode_responses=True)
+        app = App(redis=client, clock=clock, namespace=f"pp{next(_ns)}", queue_redis=client)
+        await run(app, clock, seq)
+
+    asyncio.run(go())
