@@ -54,30 +54,52 @@ local function agg_search(keys, x)
   return lo, false
 end
 
+-- Decoding is lazy: keys on load; sums and children on first use (agg_sums,
+-- agg_kids), so a count walk never parses sums. Writers call agg_full.
 local function agg_decode(str)
   local p1 = sfind(str, "|", 1, true)
   local p2 = sfind(str, "|", p1 + 1, true)
   local p3 = sfind(str, "|", p2 + 1, true)
-  local node = { leaf = ssub(str, 1, 1) == "L", k = {}, s = {} }
-  local k, s = node.k, node.s
+  local node = { leaf = ssub(str, 1, 1) == "L", k = {}, raw = str, p1 = p1, p2 = p2, p3 = p3 }
+  local k = node.k
   local at = p3 + 1
   for len in gmatch(ssub(str, 2, p1 - 1), "%d+") do
     local l = tonumber(len)
     k[#k + 1] = ssub(str, at, at + l - 1)
     at = at + l
   end
-  for x in gmatch(ssub(str, p1 + 1, p2 - 1), "[^,]+") do
-    s[#s + 1] = tonumber(x)
+  return node
+end
+
+local function agg_sums(node)
+  local s = node.s
+  if s == nil then
+    s = {}
+    for x in gmatch(ssub(node.raw, node.p1 + 1, node.p2 - 1), "[^,]+") do
+      s[#s + 1] = tonumber(x)
+    end
+    node.s = s
   end
-  if not node.leaf then
+  return s
+end
+
+local function agg_kids(node)
+  if node.c == nil and not node.leaf then
     local c, cc, cs = {}, {}, {}
-    for id, cnt, sm in gmatch(ssub(str, p2 + 1, p3 - 1), "([^,;]+),([^,;]+),([^;]+);") do
+    for id, cnt, sm in gmatch(ssub(node.raw, node.p2 + 1, node.p3 - 1), "([^,;]+),([^,;]+),([^;]+);") do
       c[#c + 1] = id
       cc[#cc + 1] = tonumber(cnt)
       cs[#cs + 1] = tonumber(sm)
     end
     node.c, node.cc, node.cs = c, cc, cs
   end
+  return node
+end
+
+local function agg_full(node)
+  agg_sums(node)
+  agg_kids(node)
+  node.raw = nil
   return node
 end
 
@@ -102,6 +124,8 @@ end
 
 -- (count, sum) of a node's whole subtree, from its items and child summaries.
 local function agg_total(node)
+  agg_sums(node)
+  agg_kids(node)
   local c, s = #node.k, 0
   for i = 1, c do s = s + node.s[i] end
   if not node.leaf then
@@ -134,6 +158,13 @@ local function agg_load(t, id)
     node.id = id
     t.cache[id] = node
   end
+  return node
+end
+
+-- Load for writing: everything decoded.
+local function agg_loadw(t, id)
+  local node = agg_load(t, id)
+  if node.raw then agg_full(node) end
   return node
 end
 
@@ -238,7 +269,7 @@ local function agg_insert_into(t, node, pos, s)
     tinsert(node.k, i, pos)
     tinsert(node.s, i, s)
   else
-    local child = agg_load(t, node.c[i])
+    local child = agg_loadw(t, node.c[i])
     local mk, ms, right = agg_insert_into(t, child, pos, s)
     if right then
       tinsert(node.k, i, mk)
@@ -257,7 +288,7 @@ end
 
 local function agg_insert(t, pos, s)
   if t.root == "" then t.root = agg_new(t, true).id end
-  local root = agg_load(t, t.root)
+  local root = agg_loadw(t, t.root)
   local mk, ms, right = agg_insert_into(t, root, pos, s)
   if right then
     local top = agg_new(t, false)
@@ -272,16 +303,16 @@ end
 -- -- delete (§4.5) ------------------------------------------------------------------------
 
 local function agg_max_item(t, node)
-  while not node.leaf do node = agg_load(t, node.c[#node.c]) end
+  while not node.leaf do node = agg_loadw(t, node.c[#node.c]) end
   return node.k[#node.k], node.s[#node.s]
 end
 
 local function agg_summarise(t, node, j)
-  node.cc[j], node.cs[j] = agg_total(agg_load(t, node.c[j]))
+  node.cc[j], node.cs[j] = agg_total(agg_loadw(t, node.c[j]))
 end
 
 local function agg_merge(t, node, j)
-  local left, right = agg_load(t, node.c[j]), agg_load(t, node.c[j + 1])
+  local left, right = agg_loadw(t, node.c[j]), agg_loadw(t, node.c[j + 1])
   left.k[#left.k + 1] = node.k[j]
   left.s[#left.s + 1] = node.s[j]
   for i = 1, #right.k do
@@ -307,14 +338,14 @@ local function agg_merge(t, node, j)
 end
 
 local function agg_rebalance(t, node, i)
-  local child = agg_load(t, node.c[i])
+  local child = agg_loadw(t, node.c[i])
   local half = t.M / 2
   if #child.k >= half then
     agg_summarise(t, node, i)
     return
   end
-  local left = i > 1 and agg_load(t, node.c[i - 1]) or nil
-  local right = i <= #node.k and agg_load(t, node.c[i + 1]) or nil
+  local left = i > 1 and agg_loadw(t, node.c[i - 1]) or nil
+  local right = i <= #node.k and agg_loadw(t, node.c[i + 1]) or nil
   if left and #left.k > half then -- rotate right
     tinsert(child.k, 1, node.k[i - 1])
     tinsert(child.s, 1, node.s[i - 1])
@@ -362,11 +393,11 @@ local function agg_delete_from(t, node, pos)
   local removed
   if eq then -- swap in the predecessor, then delete it from child i
     removed = node.s[i]
-    local pk, ps = agg_max_item(t, agg_load(t, node.c[i]))
+    local pk, ps = agg_max_item(t, agg_loadw(t, node.c[i]))
     node.k[i], node.s[i] = pk, ps
-    agg_delete_from(t, agg_load(t, node.c[i]), pk)
+    agg_delete_from(t, agg_loadw(t, node.c[i]), pk)
   else
-    removed = agg_delete_from(t, agg_load(t, node.c[i]), pos)
+    removed = agg_delete_from(t, agg_loadw(t, node.c[i]), pos)
   end
   agg_rebalance(t, node, i)
   agg_touch(t, node)
@@ -379,7 +410,7 @@ local function agg_delete(t, pos, if_exists)
     if if_exists then return nil end
     agg_fail("DELETE_MISSING_KEY", "key not found")
   end
-  local root = agg_load(t, t.root)
+  local root = agg_loadw(t, t.root)
   local ok, res = pcall(agg_delete_from, t, root, pos)
   if not ok then
     if if_exists and type(res) == "table" and res.code == "DELETE_MISSING_KEY" then return nil end
@@ -397,6 +428,7 @@ end
 
 -- (count, sum) of the items strictly between lo and hi (nil = unbounded) under node.
 local function agg_range_in(t, node, lo, hi, want_sum)
+  agg_kids(node)
   local n = #node.k
   local i0, i1 = 1, n
   if lo then
@@ -407,7 +439,10 @@ local function agg_range_in(t, node, lo, hi, want_sum)
   local c, s = 0, 0
   if i1 >= i0 then
     c = i1 - i0 + 1
-    if want_sum then for j = i0, i1 do s = s + node.s[j] end end
+    if want_sum then
+      local sums = agg_sums(node)
+      for j = i0, i1 do s = s + sums[j] end
+    end
   end
   if node.leaf then return c, s end
   if i0 > i1 then return agg_range_in(t, agg_load(t, node.c[i0]), lo, hi, want_sum) end
@@ -441,6 +476,7 @@ end
 local function agg_select(t, r)
   local node = agg_load(t, t.root)
   while not node.leaf do
+    agg_kids(node)
     local nxt = nil
     for j = 1, #node.c do
       local cc = node.cc[j]
@@ -450,14 +486,14 @@ local function agg_select(t, r)
       end
       r = r - cc
       if j <= #node.k then
-        if r == 0 then return node.k[j], node.s[j] end
+        if r == 0 then return node.k[j], agg_sums(node)[j] end
         r = r - 1
       end
     end
     if nxt == nil then agg_fail("AGG_CORRUPT", "rank beyond the tree") end
     node = nxt
   end
-  return node.k[r + 1], node.s[r + 1]
+  return node.k[r + 1], agg_sums(node)[r + 1]
 end
 
 -- The item at offset (negative = from the end) among the items between lo and hi.
@@ -483,6 +519,8 @@ end
 -- Append up to `want` items strictly between lo and hi under node to out (pos, sum
 -- pairs), in ascending order or descending when desc. Returns true when full.
 local function agg_collect(t, node, lo, hi, desc, out, want)
+  agg_sums(node)
+  agg_kids(node)
   local n = #node.k
   local i0, i1 = 1, n
   if lo then
@@ -545,9 +583,9 @@ local function agg_get(t, pos)
   local node = agg_load(t, t.root)
   while true do
     local i, eq = agg_search(node.k, pos)
-    if eq then return node.s[i] end
+    if eq then return agg_sums(node)[i] end
     if node.leaf then return nil end
-    node = agg_load(t, node.c[i])
+    node = agg_load(t, agg_kids(node).c[i])
   end
 end
 

@@ -4,7 +4,7 @@ local t = agg_open(KEYS[1], KEYS[2])
 return agg_run(function()
   local out = {}
   local function walk(id)
-    local node = agg_load(t, id)
+    local node = agg_kids(agg_load(t, id))
     out[#out + 1] = "("
     for i = 1, #node.k + 1 do
       if not node.leaf then walk(node.c[i]) end

@@ -16,7 +16,7 @@ return agg_run(function()
     budget = budget - #level
     local lo, hi, total, nxt = nil, 0, 0, {}
     for _, id in ipairs(level) do
-      local node = agg_load(t, id)
+      local node = agg_kids(agg_load(t, id))
       local n = #node.k
       if lo == nil or n < lo then lo = n end
       if n > hi then hi = n end

@@ -7,7 +7,7 @@ return agg_run(function()
     local node = agg_load(t, t.root)
     height = 1
     while not node.leaf do
-      node = agg_load(t, node.c[1])
+      node = agg_load(t, agg_kids(node).c[1])
       height = height + 1
     end
   end

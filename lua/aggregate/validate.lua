@@ -10,7 +10,7 @@ local function close(a, b)
 end
 
 local function check(id, lo, hi, depth, is_root)
-  local node = agg_load(t, id)
+  local node = agg_loadw(t, id)
   seen = seen + 1
   local n = #node.k
   if n > t.M then agg_fail("AGG_CORRUPT", "node " .. id .. " has " .. n .. " items > M") end
