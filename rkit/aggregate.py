@@ -749,31 +749,33 @@ class Aggregate(Generic[K]):
         sum_value: float,
         namespace: Namespace,
         new_namespace: Namespace,
-        or_insert: bool,
+        mode: Literal["strict", "or_insert", "upsert"],
     ) -> None:
         old_pos = ak.position(key, ak.check_id(id))
         new_pos = ak.position(new_key, ak.check_id(new_id))
         s = _check_sum(sum_value)
         old = self._tree(namespace)
         new = old if new_namespace is SAME else self._tree(new_namespace)
-        mode = "or_insert" if or_insert else "strict"
         if old is not new and self.app.is_cluster and key_slot(old.m.encode()) != key_slot(
             new.m.encode()
         ):
-            await self._replace_across_slots(old, new, old_pos, new_pos, s, or_insert)
+            await self._replace_across_slots(old, new, old_pos, new_pos, s, mode)
             return
         args = [*self._defaults(new), old_pos, new_pos, s, mode]
         await self._register(new, await self._run("replace", (*old.keys, *new.keys), args))
 
     async def _replace_across_slots(
-        self, old: _Tree, new: _Tree, old_pos: str, new_pos: str, s: str, or_insert: bool
+        self, old: _Tree, new: _Tree, old_pos: str, new_pos: str, s: str, mode: str
     ) -> None:
         """Cluster, different slots: delete, then insert; on failure re-insert the old
         item (compensation). In between the item is briefly in neither tree."""
         notify = "1" if self.notify else "0"
-        removed = await self._run("delete", old.keys, [notify, old_pos, "1" if or_insert else "0"])
+        removed = await self._run("delete", old.keys, [notify, old_pos, "0" if mode == "strict" else "1"])
         try:
-            reply = await self._run("insert", new.keys, [*self._defaults(new), new_pos, s])
+            if mode == "upsert":
+                reply = await self._run("bulk", new.keys, [*self._defaults(new), "u", new_pos, s])
+            else:
+                reply = await self._run("insert", new.keys, [*self._defaults(new), new_pos, s])
         except BaseException:
             if removed != "":
                 await self._run("insert", old.keys, [*self._defaults(old), old_pos, removed])
@@ -835,7 +837,7 @@ class DirectAggregate(Aggregate[K]):
         """Move an item to ``new_key`` (and ``new_namespace``; default: the same one)
         with a new sum, atomically; ``KeyNotFoundError`` if it is missing."""
         _no_queue(queued)
-        await self._replace(key, id, new_key, id, sum_value, namespace, new_namespace, False)
+        await self._replace(key, id, new_key, id, sum_value, namespace, new_namespace, "strict")
 
     async def replace_or_insert(
         self,
@@ -849,7 +851,7 @@ class DirectAggregate(Aggregate[K]):
         queued: bool = False,
     ) -> None:
         _no_queue(queued)
-        await self._replace(key, id, new_key, id, sum_value, namespace, new_namespace, True)
+        await self._replace(key, id, new_key, id, sum_value, namespace, new_namespace, "or_insert")
 
     async def insert_if_does_not_exist(
         self,
@@ -862,7 +864,7 @@ class DirectAggregate(Aggregate[K]):
     ) -> None:
         """Insert, or re-write an existing item with the new sum (Q3)."""
         _no_queue(queued)
-        await self._replace(key, id, key, id, sum_value, namespace, SAME, True)
+        await self._replace(key, id, key, id, sum_value, namespace, SAME, "or_insert")
 
     async def insert_many(
         self,
@@ -926,22 +928,24 @@ class TableAggregate(Aggregate[K], Generic[K, D]):
         key, id, _, ns = self._parts(doc)
         await self._delete(key, id, ns, True)
 
-    async def _move(self, old_doc: D, new_doc: D, or_insert: bool) -> None:
+    async def _move(
+        self, old_doc: D, new_doc: D, mode: Literal["strict", "or_insert", "upsert"]
+    ) -> None:
         key, id, _, ns = self._parts(old_doc)
         new_key, new_id, s, new_ns = self._parts(new_doc)
-        await self._replace(key, id, new_key, new_id, s, ns, new_ns, or_insert)
+        await self._replace(key, id, new_key, new_id, s, ns, new_ns, mode)
 
     async def replace(self, old_doc: D, new_doc: D, *, queued: bool = False) -> None:
         _no_queue(queued)
-        await self._move(old_doc, new_doc, False)
+        await self._move(old_doc, new_doc, "strict")
 
     async def replace_or_insert(self, old_doc: D, new_doc: D, *, queued: bool = False) -> None:
         _no_queue(queued)
-        await self._move(old_doc, new_doc, True)
+        await self._move(old_doc, new_doc, "or_insert")
 
     async def insert_if_does_not_exist(self, doc: D, *, queued: bool = False) -> None:
         _no_queue(queued)
-        await self._move(doc, doc, True)
+        await self._move(doc, doc, "or_insert")
 
     async def index_of_doc(
         self,
@@ -982,11 +986,14 @@ class TableAggregate(Aggregate[K], Generic[K, D]):
         return self._dispatch(self.insert, self.replace, self.delete)
 
     def idempotent_trigger(self, *, queued: bool = False) -> Callable[[Change[D]], Awaitable[None]]:
-        """Like :meth:`trigger` with the idempotent twins (safe to replay)."""
+        """Like :meth:`trigger` with the idempotent twins, safe to replay: an update
+        whose new item already exists overwrites it instead of failing."""
         _no_queue(queued)
-        return self._dispatch(
-            self.insert_if_does_not_exist, self.replace_or_insert, self.delete_if_exists
-        )
+
+        async def upsert_move(old_doc: D, new_doc: D) -> None:
+            await self._move(old_doc, new_doc, "upsert")
+
+        return self._dispatch(self.insert_if_does_not_exist, upsert_move, self.delete_if_exists)
 
     async def _expected(self, docs: AsyncIterator[D]) -> dict[str, dict[str, str]]:
         """``N(ns) -> {position: sum}`` of the documents."""
