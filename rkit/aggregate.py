@@ -13,6 +13,7 @@ import asyncio
 import base64
 import math
 import random as _random
+import re
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -66,6 +67,7 @@ D = TypeVar("D")
 Order = Literal["asc", "desc"]
 
 PAGE_LIMIT = 10_000  # items per page script (§7.8); larger pages take several calls
+_CURSOR_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 SAME: Any = ...  # new_namespace default: stay in the current namespace (Q8)
 
 
@@ -223,9 +225,12 @@ def encode_cursor(pos: str) -> str:
 
 def decode_cursor(cursor: str) -> str:
     try:
-        pad = "=" * (-len(cursor) % 4)
-        return base64.urlsafe_b64decode(cursor + pad).decode("utf-8")
-    except (ValueError, UnicodeDecodeError):
+        if not isinstance(cursor, str) or not _CURSOR_RE.match(cursor):
+            raise ValueError(cursor)
+        pos = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("utf-8")
+        ak.decode_position(pos)
+        return pos
+    except (ValueError, IndexError, KeyError):
         raise ConfigError(f"not a cursor of this aggregate: {cursor!r}") from None
 
 

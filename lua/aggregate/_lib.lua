@@ -103,18 +103,30 @@ local function agg_full(node)
   return node
 end
 
+-- "%.17g" with a per-script memo: most sums repeat (1, 0, a few child totals).
+local FMT = {}
+local function agg_fmt(x)
+  if x ~= x then return sformat("%.17g", x) end
+  local f = FMT[x]
+  if f == nil then
+    f = sformat("%.17g", x)
+    FMT[x] = f
+  end
+  return f
+end
+
 local function agg_encode(node)
   local k, n = node.k, #node.k
   local lens, sums = {}, {}
   for i = 1, n do
     lens[i] = #k[i]
-    sums[i] = sformat("%.17g", node.s[i])
+    sums[i] = agg_fmt(node.s[i])
   end
   local kids = ""
   if not node.leaf then
     local parts = {}
     for j = 1, n + 1 do
-      parts[j] = node.c[j] .. "," .. node.cc[j] .. "," .. sformat("%.17g", node.cs[j]) .. ";"
+      parts[j] = node.c[j] .. "," .. node.cc[j] .. "," .. agg_fmt(node.cs[j]) .. ";"
     end
     kids = tconcat(parts)
   end
@@ -278,8 +290,13 @@ local function agg_insert_into(t, node, pos, s)
       tinsert(node.cc, i + 1, 0)
       tinsert(node.cs, i + 1, 0)
       node.cc[i + 1], node.cs[i + 1] = agg_total(right)
+      node.cc[i], node.cs[i] = agg_total(child)
+    else -- O(1) summary update; recomputed whenever the shape changes
+      node.cc[i] = node.cc[i] + 1
+      local cs = node.cs[i] + s
+      if cs - cs ~= 0 then node.cc[i], cs = agg_total(child) end -- inf/nan: recompute
+      node.cs[i] = cs
     end
-    node.cc[i], node.cs[i] = agg_total(child)
   end
   agg_touch(t, node)
   if #node.k > t.M then return agg_split(t, node) end
@@ -337,11 +354,14 @@ local function agg_merge(t, node, j)
   agg_summarise(t, node, j)
 end
 
-local function agg_rebalance(t, node, i)
+local function agg_rebalance(t, node, i, removed)
   local child = agg_loadw(t, node.c[i])
   local half = t.M / 2
-  if #child.k >= half then
-    agg_summarise(t, node, i)
+  if #child.k >= half then -- O(1) summary update: one item of sum `removed` left
+    node.cc[i] = node.cc[i] - 1
+    local cs = node.cs[i] - removed
+    if cs - cs ~= 0 then node.cc[i], cs = agg_total(child) end
+    node.cs[i] = cs
     return
   end
   local left = i > 1 and agg_loadw(t, node.c[i - 1]) or nil
@@ -390,16 +410,17 @@ local function agg_delete_from(t, node, pos)
     agg_touch(t, node)
     return s
   end
-  local removed
+  local removed, from_child
   if eq then -- swap in the predecessor, then delete it from child i
     removed = node.s[i]
     local pk, ps = agg_max_item(t, agg_loadw(t, node.c[i]))
     node.k[i], node.s[i] = pk, ps
-    agg_delete_from(t, agg_loadw(t, node.c[i]), pk)
+    from_child = agg_delete_from(t, agg_loadw(t, node.c[i]), pk)
   else
     removed = agg_delete_from(t, agg_loadw(t, node.c[i]), pos)
+    from_child = removed
   end
-  agg_rebalance(t, node, i)
+  agg_rebalance(t, node, i, from_child)
   agg_touch(t, node)
   return removed
 end

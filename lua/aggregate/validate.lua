@@ -6,6 +6,7 @@ local leaf_depth = nil
 local seen = 0
 
 local function close(a, b)
+  if a == b then return true end
   return math.abs(a - b) <= 1e-9 * math.max(1, math.abs(a), math.abs(b))
 end
 

@@ -272,7 +272,7 @@ class AggregateMachine(RuleBasedStateMachine):
 
 
 SETTINGS = settings(
-    max_examples=50,
+    max_examples=40,
     stateful_step_count=60,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
