@@ -193,7 +193,7 @@ def _check_page_size(size: Any) -> int:
 def _check_order(order: Any) -> bool:
     if order not in ("asc", "desc"):
         raise ConfigError(f"order must be 'asc' or 'desc', got {order!r}")
-    return order == "desc"
+    return bool(order == "desc")
 
 
 def _check_node_size(m: Any) -> int | None:
@@ -485,13 +485,21 @@ class Aggregate(Generic[K]):
         return int((await self._run("count", tree.keys, args))[0])
 
     async def offset_of(
-        self, key: K, namespace: Namespace = None, id: str | None = None, bounds: Bounds | None = None
+        self,
+        key: K,
+        namespace: Namespace = None,
+        id: str | None = None,
+        bounds: Bounds | None = None,
     ) -> int:
         """Deprecated alias of ``index_of(order="asc")``."""
         return await self.index_of(key, id=id, bounds=bounds, namespace=namespace)
 
     async def offset_until(
-        self, key: K, namespace: Namespace = None, id: str | None = None, bounds: Bounds | None = None
+        self,
+        key: K,
+        namespace: Namespace = None,
+        id: str | None = None,
+        bounds: Bounds | None = None,
     ) -> int:
         """Deprecated alias of ``index_of(order="desc")``."""
         return await self.index_of(key, id=id, bounds=bounds, order="desc", namespace=namespace)
@@ -700,7 +708,9 @@ class Aggregate(Generic[K]):
             "ver": int(r[7]),
         }
 
-    async def shape(self, namespace: Namespace = None, *, max_nodes: int = 10_000) -> dict[str, Any]:
+    async def shape(
+        self, namespace: Namespace = None, *, max_nodes: int = 10_000
+    ) -> dict[str, Any]:
         """Per level: node count and min/max/mean items per node (debugging)."""
         r = await self._run("shape", self._tree(namespace).keys, [int(max_nodes)])
         levels = [
@@ -737,7 +747,9 @@ class Aggregate(Generic[K]):
         pos = ak.position(key, ak.check_id(id))
         s = _check_sum(sum_value)
         tree = self._tree(namespace)
-        await self._register(tree, await self._run("insert", tree.keys, [*self._defaults(tree), pos, s]))
+        await self._register(
+            tree, await self._run("insert", tree.keys, [*self._defaults(tree), pos, s])
+        )
 
     async def _delete(self, key: Any, id: str, namespace: Namespace, if_exists: bool) -> str:
         pos = ak.position(key, ak.check_id(id))
@@ -761,8 +773,10 @@ class Aggregate(Generic[K]):
         s = _check_sum(sum_value)
         old = self._tree(namespace)
         new = old if new_namespace is SAME else self._tree(new_namespace)
-        if old is not new and self.app.is_cluster and key_slot(old.m.encode()) != key_slot(
-            new.m.encode()
+        if (
+            old is not new
+            and self.app.is_cluster
+            and key_slot(old.m.encode()) != key_slot(new.m.encode())
         ):
             await self._replace_across_slots(old, new, old_pos, new_pos, s, mode)
             return
@@ -775,7 +789,9 @@ class Aggregate(Generic[K]):
         """Cluster, different slots: delete, then insert; on failure re-insert the old
         item (compensation). In between the item is briefly in neither tree."""
         notify = "1" if self.notify else "0"
-        removed = await self._run("delete", old.keys, [notify, old_pos, "0" if mode == "strict" else "1"])
+        removed = await self._run(
+            "delete", old.keys, [notify, old_pos, "0" if mode == "strict" else "1"]
+        )
         try:
             if mode == "upsert":
                 reply = await self._run("bulk", new.keys, [*self._defaults(new), "u", new_pos, s])
@@ -787,7 +803,9 @@ class Aggregate(Generic[K]):
             raise
         await self._register(new, reply)
 
-    async def _bulk(self, namespace: Namespace, ops: list[tuple[str, str, str]], chunk: int) -> None:
+    async def _bulk(
+        self, namespace: Namespace, ops: list[tuple[str, str, str]], chunk: int
+    ) -> None:
         if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
             raise ConfigError(f"chunk must be an integer >= 1, got {chunk!r}")
         tree = self._tree(namespace)

@@ -33,7 +33,9 @@ async def test_codec_round_trip_on_backend(app: App) -> None:
     rnd = random.Random(5)
     keys: list[Any] = []
     for i, s in enumerate(ODD_SUMS):
-        raw = bytes(rnd.choice([0, 1, 0xFF, ord(":"), ord("|"), ord(","), ord(";"), 65]) for _ in range(6))
+        raw = bytes(
+            rnd.choice([0, 1, 0xFF, ord(":"), ord("|"), ord(","), ord(";"), 65]) for _ in range(6)
+        )
         keys.append(raw)
         await agg.insert(raw, f"b{i}|:,;\x00", s)
         text = raw.decode("latin-1") + "\x00|:"
@@ -93,7 +95,9 @@ BAD_WRITES: list[tuple[str, dict[str, Any]]] = [
 
 
 @pytest.mark.parametrize(("what", "override"), BAD_WRITES, ids=[w for w, _ in BAD_WRITES])
-async def test_bad_write_raises_and_writes_nothing(app: App, what: str, override: dict[str, Any]) -> None:
+async def test_bad_write_raises_and_writes_nothing(
+    app: App, what: str, override: dict[str, Any]
+) -> None:
     agg: DirectAggregate[Any] = DirectAggregate(app, "bad")
     args: dict[str, Any] = {"key": 1, "id": "a", "sum_value": 1.0, "namespace": None}
     args.update(override)
@@ -231,7 +235,11 @@ async def docs_of(rows: list[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
 
 async def test_table_rebuild_and_verify(app: App) -> None:
     t: TableAggregate[Any, dict[str, Any]] = TableAggregate(
-        app, "tbl", sort_key=lambda d: d["k"], sum_value=lambda d: d["v"], namespace=lambda d: d["g"]
+        app,
+        "tbl",
+        sort_key=lambda d: d["k"],
+        sum_value=lambda d: d["v"],
+        namespace=lambda d: d["g"],
     )
     rows = [{"_id": f"r{i}", "k": i % 7, "v": float(i), "g": "ab"[i % 2]} for i in range(40)]
     for r in rows[:30]:

@@ -80,11 +80,15 @@ def in_bounds(key: Any, id: str, b: Any) -> bool:
     ok = True
     if b.lower is not None:
         lo = b.lower
-        mine, theirs = ((k, id), (sk(lo.key), lo.id)) if lo.id is not None else ((k,), (sk(lo.key),))
+        mine, theirs = (
+            ((k, id), (sk(lo.key), lo.id)) if lo.id is not None else ((k,), (sk(lo.key),))
+        )
         ok = mine >= theirs if lo.inclusive else mine > theirs
     if ok and b.upper is not None:
         up = b.upper
-        mine, theirs = ((k, id), (sk(up.key), up.id)) if up.id is not None else ((k,), (sk(up.key),))
+        mine, theirs = (
+            ((k, id), (sk(up.key), up.id)) if up.id is not None else ((k,), (sk(up.key),))
+        )
         ok = mine <= theirs if up.inclusive else mine < theirs
     return ok
 
@@ -175,7 +179,13 @@ class AggregateMachine(RuleBasedStateMachine):
     def delete_some(self, data: st.DataObject, n: int) -> None:
         """Shrink the tree quickly (merges, rotations, root collapse)."""
         items = self.sorted_items()
-        for key, id, _ in data.draw(st.lists(st.sampled_from(items), max_size=n, unique_by=lambda m: (sk(m[0]), m[1]))) if items else []:
+        for key, id, _ in (
+            data.draw(
+                st.lists(st.sampled_from(items), max_size=n, unique_by=lambda m: (sk(m[0]), m[1]))
+            )
+            if items
+            else []
+        ):
             self.run(self.agg.delete(key, id))
             del self.model[(sk(key), id)]
         self.check_valid()
@@ -237,8 +247,12 @@ class AggregateMachine(RuleBasedStateMachine):
         id = data.draw(st.one_of(st.none(), ids))
         target = (sk(key), id) if id is not None else (sk(key),)
         items = self.sorted_items()
-        asc = sum(1 for m in items if ((sk(m[0]), m[1]) if id is not None else (sk(m[0]),)) < target)
-        desc = sum(1 for m in items if ((sk(m[0]), m[1]) if id is not None else (sk(m[0]),)) > target)
+        asc = sum(
+            1 for m in items if ((sk(m[0]), m[1]) if id is not None else (sk(m[0]),)) < target
+        )
+        desc = sum(
+            1 for m in items if ((sk(m[0]), m[1]) if id is not None else (sk(m[0]),)) > target
+        )
         assert self.run(self.agg.index_of(key, id=id)) == asc
         assert self.run(self.agg.index_of(key, id=id, order="desc")) == desc
 

@@ -295,7 +295,8 @@ async def test_18_key_order_across_types(agg: DirectAggregate[object]) -> None:
         if isinstance(want, float) and math.isnan(want):
             assert isinstance(g, float) and math.isnan(g)
         else:
-            assert g == want and type(g) is type(want) or (g == want and isinstance(want, int))
+            assert g == want
+            assert type(g) is type(want) or isinstance(want, int)
 
 
 async def test_19_number_bool_typing(agg: DirectAggregate[object]) -> None:
@@ -416,7 +417,9 @@ async def test_26_invariants_under_churn(app: App) -> None:
 async def test_28_batch_equals_single(agg: DirectAggregate[object]) -> None:
     rnd = random.Random(28)
     for ns in ("p", "q", None):
-        await agg.insert_many([(rnd.randrange(100), f"{ns}{i}", i) for i in range(60)], namespace=ns)
+        await agg.insert_many(
+            [(rnd.randrange(100), f"{ns}{i}", i) for i in range(60)], namespace=ns
+        )
     queries = []
     for _ in range(30):
         a, b = sorted(rnd.sample(range(-5, 105), 2))
@@ -464,7 +467,9 @@ async def test_30_random(app: App) -> None:
     for _ in range(2000 if app.is_cluster else 20_000 if not app.embedded else 5000):
         counts[int((await real.random()).key)] += 1  # type: ignore[union-attr]
     total = sum(counts)
-    assert all(abs(c - total / n) <= 0.1 * total / n * (1 if total == 20_000 else 2.5) for c in counts)
+    assert all(
+        abs(c - total / n) <= 0.1 * total / n * (1 if total == 20_000 else 2.5) for c in counts
+    )
 
 
 async def test_31_root_collapse_keeps_laziness(agg: DirectAggregate[object]) -> None:
