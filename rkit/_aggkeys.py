@@ -125,9 +125,17 @@ def enc(value: Any, what: str = "key") -> str:
     raise KeyEncodingError(f"{what}: cannot use a {t.__name__} as an aggregate key: {value!r}")
 
 
+MAX_POSITION_BYTES = 4095  # the node codec stores key lengths in two 6-bit digits
+
+
 def position(key: Any, id: str) -> str:
     """The unique tree position of ``(key, id)``."""
-    return enc(key) + enc_str(id) + ITEM
+    pos = enc(key) + enc_str(id) + ITEM
+    if len(pos) > MAX_POSITION_BYTES // 4 and len(pos.encode("utf-8")) > MAX_POSITION_BYTES:
+        raise KeyEncodingError(
+            f"key and id encode to more than {MAX_POSITION_BYTES} bytes; use a shorter key"
+        )
+    return pos
 
 
 def check_id(id: Any) -> str:

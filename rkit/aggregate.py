@@ -310,6 +310,8 @@ class Aggregate(Generic[K]):
     ``default_max_node_size``/``default_root_lazy`` are the settings of trees created
     by a first write (Q5). ``rng`` (``random.random`` by default) feeds ``random()``.
     ``stale=`` is accepted for parity; without queued mode every read is current.
+    ``notify=True``: every write also publishes the tree's new version on
+    :meth:`channel` (same slot as the tree).
     """
 
     def __init__(
@@ -617,6 +619,10 @@ class Aggregate(Generic[K]):
                 yield ns
             if done:
                 return
+
+    def channel(self, namespace: Namespace = None) -> str:
+        """The pub/sub channel of a tree's change notifications (``notify=True``)."""
+        return self._tree(namespace).m[:-2] + ":changed"
 
     async def version(self, namespace: Namespace = None) -> int:
         """The tree's write counter: +1 per successful write (poll it to re-read)."""

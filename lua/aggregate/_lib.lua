@@ -10,10 +10,10 @@
 --
 -- Node codec (exact for arbitrary bytes and doubles, identical on Redis and
 -- fakeredis; no cjson/cmsgpack):
---   kind len_1,...,len_n "|" s_1,...,s_n "|" id,count,sum;... "|" pos_1 pos_2 ... pos_n
--- kind "L" (leaf) or "I" (internal); sums "%.17g"; children only on internal nodes,
--- each with its subtree's (count, sum) so count/sum/at/index_of are pure
--- root-to-leaf walks. Nodes are decoded once per script into a cache and every
+--   kind lens "|" s_1,...,s_n "|" id_1,...,id_n+1 "|" count_1,... "|" sum_1,... "|" pos_1...pos_n
+-- kind "L" (leaf) or "I" (internal); lens two 6-bit digits per key; sums "%.17g";
+-- children only on internal nodes, each with its subtree's (count, sum) so
+-- count/sum/at/index_of are pure root-to-leaf walks. Nodes are decoded once per script into a cache and every
 -- dirty node is written back once, at the end (nothing is written on error).
 
 local sbyte, ssub, sfind, sformat, gmatch = string.byte, string.sub, string.find, string.format, string.gmatch
@@ -54,51 +54,73 @@ local function agg_search(keys, x)
   return lo, false
 end
 
--- Decoding is lazy: keys on load; sums and children on first use (agg_sums,
--- agg_kids), so a count walk never parses sums. Writers call agg_full.
+-- Decoding is lazy: keys on load; item sums, child ids+counts and child sums each
+-- on first use (agg_sums, agg_kids, agg_csums), so a count walk never parses a sum.
+-- Writers call agg_full. Section layout (see the header of this file):
+--   kind lens "|" sums "|" child ids "|" child counts "|" child sums "|" blob
+-- lens: two characters per key, each byte - 48 a 6-bit digit (keys < 4096 bytes),
+-- read with one string.byte call instead of a pattern match.
 local function agg_decode(str)
   local p1 = sfind(str, "|", 1, true)
   local p2 = sfind(str, "|", p1 + 1, true)
   local p3 = sfind(str, "|", p2 + 1, true)
-  local node = { leaf = ssub(str, 1, 1) == "L", k = {}, raw = str, p1 = p1, p2 = p2, p3 = p3 }
+  local p4 = sfind(str, "|", p3 + 1, true)
+  local p5 = sfind(str, "|", p4 + 1, true)
+  local node = { leaf = sbyte(str, 1) == 76, k = {}, raw = str, p = { p1, p2, p3, p4, p5 } }
   local k = node.k
-  local at = p3 + 1
-  for len in gmatch(ssub(str, 2, p1 - 1), "%d+") do
-    local l = tonumber(len)
-    k[#k + 1] = ssub(str, at, at + l - 1)
-    at = at + l
+  local at = p5 + 1
+  if p1 > 2 then
+    local b = { sbyte(str, 2, p1 - 1) }
+    for i = 1, #b, 2 do
+      local l = (b[i] - 48) * 64 + b[i + 1] - 48
+      k[#k + 1] = ssub(str, at, at + l - 1)
+      at = at + l
+    end
   end
   return node
+end
+
+local function agg_section(node, i, conv)
+  local out = {}
+  local p = node.p
+  for x in gmatch(ssub(node.raw, p[i] + 1, p[i + 1] - 1), "[^,]+") do
+    out[#out + 1] = conv(x)
+  end
+  return out
 end
 
 local function agg_sums(node)
   local s = node.s
   if s == nil then
-    s = {}
-    for x in gmatch(ssub(node.raw, node.p1 + 1, node.p2 - 1), "[^,]+") do
-      s[#s + 1] = tonumber(x)
-    end
+    s = agg_section(node, 1, tonumber)
     node.s = s
   end
   return s
 end
 
+local function agg_same(x) return x end
+
 local function agg_kids(node)
   if node.c == nil and not node.leaf then
-    local c, cc, cs = {}, {}, {}
-    for id, cnt, sm in gmatch(ssub(node.raw, node.p2 + 1, node.p3 - 1), "([^,;]+),([^,;]+),([^;]+);") do
-      c[#c + 1] = id
-      cc[#cc + 1] = tonumber(cnt)
-      cs[#cs + 1] = tonumber(sm)
-    end
-    node.c, node.cc, node.cs = c, cc, cs
+    node.c = agg_section(node, 2, agg_same)
+    node.cc = agg_section(node, 3, tonumber)
   end
   return node
+end
+
+local function agg_csums(node)
+  local cs = node.cs
+  if cs == nil then
+    cs = agg_section(node, 4, tonumber)
+    node.cs = cs
+  end
+  return cs
 end
 
 local function agg_full(node)
   agg_sums(node)
   agg_kids(node)
+  if not node.leaf then agg_csums(node) end
   node.raw = nil
   return node
 end
@@ -115,29 +137,32 @@ local function agg_fmt(x)
   return f
 end
 
+local LEN = {}
+for i = 0, 63 do LEN[i] = string.char(48 + i) end
+
 local function agg_encode(node)
   local k, n = node.k, #node.k
   local lens, sums = {}, {}
   for i = 1, n do
-    lens[i] = #k[i]
+    local l = #k[i]
+    lens[i] = LEN[floor(l / 64)] .. LEN[l % 64]
     sums[i] = agg_fmt(node.s[i])
   end
-  local kids = ""
+  local ids, counts, csums = "", "", ""
   if not node.leaf then
     local parts = {}
-    for j = 1, n + 1 do
-      parts[j] = node.c[j] .. "," .. node.cc[j] .. "," .. agg_fmt(node.cs[j]) .. ";"
-    end
-    kids = tconcat(parts)
+    for j = 1, n + 1 do parts[j] = agg_fmt(node.cs[j]) end
+    ids, counts, csums = tconcat(node.c, ","), tconcat(node.cc, ","), tconcat(parts, ",")
   end
-  return (node.leaf and "L" or "I") .. tconcat(lens, ",") .. "|" .. tconcat(sums, ",") .. "|"
-    .. kids .. "|" .. tconcat(k)
+  return (node.leaf and "L" or "I") .. tconcat(lens) .. "|" .. tconcat(sums, ",") .. "|"
+    .. ids .. "|" .. counts .. "|" .. csums .. "|" .. tconcat(k)
 end
 
 -- (count, sum) of a node's whole subtree, from its items and child summaries.
 local function agg_total(node)
   agg_sums(node)
   agg_kids(node)
+  if not node.leaf then agg_csums(node) end
   local c, s = #node.k, 0
   for i = 1, c do s = s + node.s[i] end
   if not node.leaf then
@@ -233,7 +258,7 @@ local function agg_commit(t, notify)
     redis.call("HSET", t.km, "created", t.created, "ns", t.ns)
   end
   if notify == "1" then
-    redis.call("PUBLISH", t.km .. ":changed", sformat("%d", t.ver))
+    redis.call("PUBLISH", ssub(t.km, 1, -3) .. ":changed", sformat("%d", t.ver)) -- T:changed
   end
 end
 
@@ -467,21 +492,22 @@ local function agg_range_in(t, node, lo, hi, want_sum)
   end
   if node.leaf then return c, s end
   if i0 > i1 then return agg_range_in(t, agg_load(t, node.c[i0]), lo, hi, want_sum) end
+  local cc, cs = node.cc, want_sum and agg_csums(node)
   local ec, es
   if lo then
     ec, es = agg_range_in(t, agg_load(t, node.c[i0]), lo, nil, want_sum)
   else
-    ec, es = node.cc[i0], node.cs[i0]
+    ec, es = cc[i0], cs and cs[i0] or 0
   end
   c, s = c + ec, s + es
-  for j = i0 + 1, i1 do
-    c = c + node.cc[j]
-    s = s + node.cs[j]
+  for j = i0 + 1, i1 do c = c + cc[j] end
+  if cs then
+    for j = i0 + 1, i1 do s = s + cs[j] end
   end
   if hi then
     ec, es = agg_range_in(t, agg_load(t, node.c[i1 + 1]), nil, hi, want_sum)
   else
-    ec, es = node.cc[i1 + 1], node.cs[i1 + 1]
+    ec, es = cc[i1 + 1], cs and cs[i1 + 1] or 0
   end
   return c + ec, s + es
 end

@@ -19,7 +19,7 @@ from redis.crc import key_slot
 
 from rkit import App
 from rkit import _aggkeys as ak
-from rkit.aggregate import Bound, DirectAggregate, Eq, Int64, Range, TableAggregate
+from rkit.aggregate import Bound, DirectAggregate, Eq, Int64, Item, Range, TableAggregate
 from rkit.errors import ConfigError, InvalidNodeSize, KeyEncodingError, TreeAlreadyInitialized
 
 from .test_properties import sk, values
@@ -41,6 +41,12 @@ async def test_codec_round_trip_on_backend(app: App) -> None:
         text = raw.decode("latin-1") + "\x00|:"
         keys.append(text)
         await agg.insert(text, f"s{i}", s)
+    long_key = "é" * 2000  # 4 000 bytes: near the 4 095-byte position limit
+    await agg.insert(long_key, "long", 1.5)
+    with pytest.raises(KeyEncodingError, match="4095 bytes"):
+        await agg.insert("x" * 4100, "too long")
+    assert await agg.get(long_key, "long") == Item(long_key, "long", 1.5)
+    await agg.delete(long_key, "long")
     items = (await agg.paginate(page_size=100)).items
     assert len(items) == 2 * len(ODD_SUMS)
     by_id = {it.id: it for it in items}
@@ -205,7 +211,7 @@ async def test_notify_publishes_the_version(app: App) -> None:
         pytest.skip("pub/sub on Cluster needs a node-bound connection")
     agg: DirectAggregate[int] = DirectAggregate(app, "note", notify=True)
     pubsub = app.redis.pubsub()
-    await pubsub.subscribe(agg._tree(None).m + ":changed")
+    await pubsub.subscribe(agg.channel())
     await pubsub.get_message(timeout=1)
     await agg.insert(1, "a")
     msg = None
