@@ -98,12 +98,40 @@ local function agg_sums(node)
   return s
 end
 
-local function agg_same(x) return x end
+-- Child ids (ID_W decimal digits each) and cumulative child counts (CUM_W digits
+-- each) are fixed width, so a read walk picks the one or two it needs with
+-- string.sub (agg_child, agg_cum) instead of parsing the whole section.
+local ID_W, CUM_W = 10, 12
+
+local function agg_child(node, j)
+  if node.c then return node.c[j] end
+  local at = node.p[2] + 1 + (j - 1) * ID_W
+  return sformat("%d", tonumber(ssub(node.raw, at, at + ID_W - 1)))
+end
+
+-- Items in children 1..j (0 for j = 0).
+local function agg_cum(node, j)
+  if j <= 0 then return 0 end
+  if node.cc then
+    local c = 0
+    for i = 1, j do c = c + node.cc[i] end
+    return c
+  end
+  local at = node.p[3] + 1 + (j - 1) * CUM_W
+  return tonumber(ssub(node.raw, at, at + CUM_W - 1))
+end
 
 local function agg_kids(node)
   if node.c == nil and not node.leaf then
-    node.c = agg_section(node, 2, agg_same)
-    node.cc = agg_section(node, 3, tonumber)
+    local c, cc = {}, {}
+    local prev = 0
+    for j = 1, #node.k + 1 do
+      c[j] = agg_child(node, j)
+      local cum = agg_cum(node, j)
+      cc[j] = cum - prev
+      prev = cum
+    end
+    node.c, node.cc = c, cc
   end
   return node
 end
@@ -150,9 +178,14 @@ local function agg_encode(node)
   end
   local ids, counts, csums = "", "", ""
   if not node.leaf then
-    local parts = {}
-    for j = 1, n + 1 do parts[j] = agg_fmt(node.cs[j]) end
-    ids, counts, csums = tconcat(node.c, ","), tconcat(node.cc, ","), tconcat(parts, ",")
+    local idp, cump, sump, cum = {}, {}, {}, 0
+    for j = 1, n + 1 do
+      idp[j] = sformat("%010d", tonumber(node.c[j]))
+      cum = cum + node.cc[j]
+      cump[j] = sformat("%012d", cum)
+      sump[j] = agg_fmt(node.cs[j])
+    end
+    ids, counts, csums = tconcat(idp), tconcat(cump), tconcat(sump, ",")
   end
   return (node.leaf and "L" or "I") .. tconcat(lens) .. "|" .. tconcat(sums, ",") .. "|"
     .. ids .. "|" .. counts .. "|" .. csums .. "|" .. tconcat(k)
@@ -474,7 +507,6 @@ end
 
 -- (count, sum) of the items strictly between lo and hi (nil = unbounded) under node.
 local function agg_range_in(t, node, lo, hi, want_sum)
-  agg_kids(node)
   local n = #node.k
   local i0, i1 = 1, n
   if lo then
@@ -491,25 +523,26 @@ local function agg_range_in(t, node, lo, hi, want_sum)
     end
   end
   if node.leaf then return c, s end
-  if i0 > i1 then return agg_range_in(t, agg_load(t, node.c[i0]), lo, hi, want_sum) end
-  local cc, cs = node.cc, want_sum and agg_csums(node)
+  if i0 > i1 then return agg_range_in(t, agg_load(t, agg_child(node, i0)), lo, hi, want_sum) end
+  -- whole children: i0+1..i1, plus i0 without lo and i1+1 without hi
+  local first, last = lo and i0 + 1 or i0, hi and i1 or i1 + 1
+  if last >= first then
+    c = c + agg_cum(node, last) - agg_cum(node, first - 1)
+    if want_sum then
+      local cs = agg_csums(node)
+      for j = first, last do s = s + cs[j] end
+    end
+  end
   local ec, es
   if lo then
-    ec, es = agg_range_in(t, agg_load(t, node.c[i0]), lo, nil, want_sum)
-  else
-    ec, es = cc[i0], cs and cs[i0] or 0
-  end
-  c, s = c + ec, s + es
-  for j = i0 + 1, i1 do c = c + cc[j] end
-  if cs then
-    for j = i0 + 1, i1 do s = s + cs[j] end
+    ec, es = agg_range_in(t, agg_load(t, agg_child(node, i0)), lo, nil, want_sum)
+    c, s = c + ec, s + es
   end
   if hi then
-    ec, es = agg_range_in(t, agg_load(t, node.c[i1 + 1]), nil, hi, want_sum)
-  else
-    ec, es = cc[i1 + 1], cs and cs[i1 + 1] or 0
+    ec, es = agg_range_in(t, agg_load(t, agg_child(node, i1 + 1)), nil, hi, want_sum)
+    c, s = c + ec, s + es
   end
-  return c + ec, s + es
+  return c, s
 end
 
 local function agg_range(t, lo, hi, want_sum)
@@ -519,27 +552,26 @@ local function agg_range(t, lo, hi, want_sum)
   return agg_range_in(t, agg_load(t, t.root), lo, hi, want_sum)
 end
 
--- The item of 0-based rank r in the whole tree.
+-- The item of 0-based rank r in the whole tree: per level, a binary search over the
+-- cumulative child counts (child j and separator j hold ranks cum(j-1)+j-1 ..).
 local function agg_select(t, r)
   local node = agg_load(t, t.root)
   while not node.leaf do
-    agg_kids(node)
-    local nxt = nil
-    for j = 1, #node.c do
-      local cc = node.cc[j]
-      if r < cc then
-        nxt = agg_load(t, node.c[j])
-        break
-      end
-      r = r - cc
-      if j <= #node.k then
-        if r == 0 then return node.k[j], agg_sums(node)[j] end
-        r = r - 1
-      end
+    -- the first j whose separator rank cum(j) + j - 1 is >= r (n + 1 if none)
+    local lo, hi = 1, #node.k + 1
+    while lo < hi do
+      local mid = floor((lo + hi) / 2)
+      if agg_cum(node, mid) + mid - 1 >= r then hi = mid else lo = mid + 1 end
     end
-    if nxt == nil then agg_fail("AGG_CORRUPT", "rank beyond the tree") end
-    node = nxt
+    local before = agg_cum(node, lo - 1) + lo - 1 -- ranks before child lo
+    if lo <= #node.k and r == agg_cum(node, lo) + lo - 1 then
+      return node.k[lo], agg_sums(node)[lo]
+    end
+    if r < before then agg_fail("AGG_CORRUPT", "rank beyond the tree") end
+    r = r - before
+    node = agg_load(t, agg_child(node, lo))
   end
+  if r >= #node.k then agg_fail("AGG_CORRUPT", "rank beyond the tree") end
   return node.k[r + 1], agg_sums(node)[r + 1]
 end
 
@@ -632,7 +664,7 @@ local function agg_get(t, pos)
     local i, eq = agg_search(node.k, pos)
     if eq then return agg_sums(node)[i] end
     if node.leaf then return nil end
-    node = agg_load(t, agg_kids(node).c[i])
+    node = agg_load(t, agg_child(node, i))
   end
 end
 
