@@ -60,24 +60,66 @@ end
 --   kind lens "|" sums "|" child ids "|" child counts "|" child sums "|" blob
 -- lens: two characters per key, each byte - 48 a 6-bit digit (keys < 4096 bytes),
 -- read with one string.byte call instead of a pattern match.
+-- node.k (the key table) is itself built on first access (a metatable), so a
+-- read walk only cuts out the ~log2(n) keys its binary search probes (agg_key).
+local KEYS_META = {
+  __index = function(node, field)
+    if field ~= "k" then return nil end
+    local k = {}
+    for i = 1, node.n do
+      k[i] = ssub(node.raw, node.base + node.off[i], node.base + node.off[i + 1] - 1)
+    end
+    rawset(node, "k", k)
+    return k
+  end,
+}
+
 local function agg_decode(str)
   local p1 = sfind(str, "|", 1, true)
   local p2 = sfind(str, "|", p1 + 1, true)
   local p3 = sfind(str, "|", p2 + 1, true)
   local p4 = sfind(str, "|", p3 + 1, true)
   local p5 = sfind(str, "|", p4 + 1, true)
-  local node = { leaf = sbyte(str, 1) == 76, k = {}, raw = str, p = { p1, p2, p3, p4, p5 } }
-  local k = node.k
-  local at = p5 + 1
+  local off = { 0 }
+  local n = 0
   if p1 > 2 then
     local b = { sbyte(str, 2, p1 - 1) }
+    local at = 0
     for i = 1, #b, 2 do
-      local l = (b[i] - 48) * 64 + b[i + 1] - 48
-      k[#k + 1] = ssub(str, at, at + l - 1)
-      at = at + l
+      at = at + (b[i] - 48) * 64 + b[i + 1] - 48
+      n = n + 1
+      off[n + 1] = at
     end
   end
-  return node
+  local node = { leaf = sbyte(str, 1) == 76, raw = str, p = { p1, p2, p3, p4, p5 },
+    n = n, off = off, base = p5 + 1 }
+  return setmetatable(node, KEYS_META)
+end
+
+-- Key i / number of keys / binary search, without building node.k when absent.
+local function agg_key(node, i)
+  local k = rawget(node, "k")
+  if k then return k[i] end
+  return ssub(node.raw, node.base + node.off[i], node.base + node.off[i + 1] - 1)
+end
+
+local function agg_n(node)
+  local k = rawget(node, "k")
+  if k then return #k end
+  return node.n
+end
+
+local function agg_find(node, x)
+  local k = rawget(node, "k")
+  if k then return agg_search(k, x) end
+  local lo, hi = 1, node.n
+  while lo <= hi do
+    local mid = floor((lo + hi) / 2)
+    local c = agg_cmp(agg_key(node, mid), x)
+    if c == 0 then return mid, true end
+    if c < 0 then lo = mid + 1 else hi = mid - 1 end
+  end
+  return lo, false
 end
 
 local function agg_section(node, i, conv)
@@ -125,7 +167,7 @@ local function agg_kids(node)
   if node.c == nil and not node.leaf then
     local c, cc = {}, {}
     local prev = 0
-    for j = 1, #node.k + 1 do
+    for j = 1, agg_n(node) + 1 do
       c[j] = agg_child(node, j)
       local cum = agg_cum(node, j)
       cc[j] = cum - prev
@@ -146,6 +188,7 @@ local function agg_csums(node)
 end
 
 local function agg_full(node)
+  local _ = node.k
   agg_sums(node)
   agg_kids(node)
   if not node.leaf then agg_csums(node) end
@@ -165,15 +208,14 @@ local function agg_fmt(x)
   return f
 end
 
-local LEN = {}
-for i = 0, 63 do LEN[i] = string.char(48 + i) end
+local schar = string.char
 
 local function agg_encode(node)
   local k, n = node.k, #node.k
   local lens, sums = {}, {}
   for i = 1, n do
     local l = #k[i]
-    lens[i] = LEN[floor(l / 64)] .. LEN[l % 64]
+    lens[i] = schar(48 + floor(l / 64), 48 + l % 64)
     sums[i] = agg_fmt(node.s[i])
   end
   local ids, counts, csums = "", "", ""
@@ -507,13 +549,13 @@ end
 
 -- (count, sum) of the items strictly between lo and hi (nil = unbounded) under node.
 local function agg_range_in(t, node, lo, hi, want_sum)
-  local n = #node.k
+  local n = agg_n(node)
   local i0, i1 = 1, n
   if lo then
-    local i, eq = agg_search(node.k, lo)
+    local i, eq = agg_find(node, lo)
     i0 = eq and i + 1 or i
   end
-  if hi then i1 = agg_search(node.k, hi) - 1 end
+  if hi then i1 = agg_find(node, hi) - 1 end
   local c, s = 0, 0
   if i1 >= i0 then
     c = i1 - i0 + 1
@@ -558,21 +600,22 @@ local function agg_select(t, r)
   local node = agg_load(t, t.root)
   while not node.leaf do
     -- the first j whose separator rank cum(j) + j - 1 is >= r (n + 1 if none)
-    local lo, hi = 1, #node.k + 1
+    local n = agg_n(node)
+    local lo, hi = 1, n + 1
     while lo < hi do
       local mid = floor((lo + hi) / 2)
       if agg_cum(node, mid) + mid - 1 >= r then hi = mid else lo = mid + 1 end
     end
     local before = agg_cum(node, lo - 1) + lo - 1 -- ranks before child lo
-    if lo <= #node.k and r == agg_cum(node, lo) + lo - 1 then
-      return node.k[lo], agg_sums(node)[lo]
+    if lo <= n and r == agg_cum(node, lo) + lo - 1 then
+      return agg_key(node, lo), agg_sums(node)[lo]
     end
     if r < before then agg_fail("AGG_CORRUPT", "rank beyond the tree") end
     r = r - before
     node = agg_load(t, agg_child(node, lo))
   end
-  if r >= #node.k then agg_fail("AGG_CORRUPT", "rank beyond the tree") end
-  return node.k[r + 1], agg_sums(node)[r + 1]
+  if r >= agg_n(node) then agg_fail("AGG_CORRUPT", "rank beyond the tree") end
+  return agg_key(node, r + 1), agg_sums(node)[r + 1]
 end
 
 -- The item at offset (negative = from the end) among the items between lo and hi.
@@ -661,7 +704,7 @@ local function agg_get(t, pos)
   if t.root == "" then return nil end
   local node = agg_load(t, t.root)
   while true do
-    local i, eq = agg_search(node.k, pos)
+    local i, eq = agg_find(node, pos)
     if eq then return agg_sums(node)[i] end
     if node.leaf then return nil end
     node = agg_load(t, agg_child(node, i))
