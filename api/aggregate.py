@@ -150,56 +150,31 @@ def make_router(
         out: dict[str, Any] = await _guard(agg.shape(_namespace(ns), max_nodes=max_nodes))
         return out
 
-    async def totals(
-        name: str,
-        ns: str,
-        lower: str | None,
-        upper: str | None,
-        lower_inclusive: bool,
-        upper_inclusive: bool,
-        prefix: str | None,
-        eq: str | None,
-    ) -> dict[str, Any]:
-        agg = known(name)
+    def total_route(which: Literal["count", "sum"]) -> Callable[..., Awaitable[dict[str, Any]]]:
+        async def route(
+            name: str,
+            ns: str = "~",
+            lower: str | None = None,
+            upper: str | None = None,
+            lower_inclusive: bool = True,
+            upper_inclusive: bool = True,
+            prefix: str | None = None,
+            eq: str | None = None,
+        ) -> dict[str, Any]:
+            agg = known(name)
 
-        async def run() -> dict[str, Any]:
-            b = _bounds(lower, upper, lower_inclusive, upper_inclusive, prefix, eq)
-            namespace = _namespace(ns)
-            return {
-                "count": await agg.count(bounds=b, namespace=namespace),
-                "sum": await agg.sum(bounds=b, namespace=namespace),
-            }
+            async def run() -> dict[str, Any]:
+                b = _bounds(lower, upper, lower_inclusive, upper_inclusive, prefix, eq)
+                read = agg.count if which == "count" else agg.sum
+                return {which: await read(bounds=b, namespace=_namespace(ns))}
 
-        out: dict[str, Any] = await _guard(run())
-        return out
+            out: dict[str, Any] = await _guard(run())
+            return out
 
-    @r.get("/{name}/count")
-    async def count(
-        name: str,
-        ns: str = "~",
-        lower: str | None = None,
-        upper: str | None = None,
-        lower_inclusive: bool = True,
-        upper_inclusive: bool = True,
-        prefix: str | None = None,
-        eq: str | None = None,
-    ) -> dict[str, Any]:
-        t = await totals(name, ns, lower, upper, lower_inclusive, upper_inclusive, prefix, eq)
-        return {"count": t["count"]}
+        return route
 
-    @r.get("/{name}/sum")
-    async def sum_(
-        name: str,
-        ns: str = "~",
-        lower: str | None = None,
-        upper: str | None = None,
-        lower_inclusive: bool = True,
-        upper_inclusive: bool = True,
-        prefix: str | None = None,
-        eq: str | None = None,
-    ) -> dict[str, Any]:
-        t = await totals(name, ns, lower, upper, lower_inclusive, upper_inclusive, prefix, eq)
-        return {"sum": t["sum"]}
+    for which in ("count", "sum"):
+        r.add_api_route(f"/{{name}}/{which}", total_route(which), methods=["GET"])
 
     @r.get("/{name}/at/{offset}")
     async def at(name: str, offset: int, ns: str = "~") -> dict[str, Any]:

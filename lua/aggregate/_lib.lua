@@ -131,14 +131,17 @@ local function agg_section(node, i, conv)
   return out
 end
 
-local function agg_sums(node)
-  local s = node.s
-  if s == nil then
-    s = agg_section(node, 1, tonumber)
-    node.s = s
+-- node[field], parsed from section i on first use.
+local function agg_lazy(node, field, i)
+  local v = node[field]
+  if v == nil then
+    v = agg_section(node, i, tonumber)
+    node[field] = v
   end
-  return s
+  return v
 end
+
+local function agg_sums(node) return agg_lazy(node, "s", 1) end
 
 -- Child ids (ID_W decimal digits each) and cumulative child counts (CUM_W digits
 -- each) are fixed width, so a read walk picks the one or two it needs with
@@ -178,14 +181,7 @@ local function agg_kids(node)
   return node
 end
 
-local function agg_csums(node)
-  local cs = node.cs
-  if cs == nil then
-    cs = agg_section(node, 4, tonumber)
-    node.cs = cs
-  end
-  return cs
-end
+local function agg_csums(node) return agg_lazy(node, "cs", 4) end
 
 local function agg_full(node)
   local _ = node.k
