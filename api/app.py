@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 
 from rkit import App
 
-from . import action_cache, presence, rate_limits
+from . import action_cache, aggregate, presence, rate_limits
 from .auth import RequireAdmin, resolve_token
 
 
@@ -32,4 +32,5 @@ def create_api(app: App, *, admin_token: str | None = None, title: str = "rkit a
     api.include_router(rate_limits.router(app), prefix="/rate-limits", dependencies=guard)
     api.include_router(action_cache.router(app), prefix="/action-cache", dependencies=guard)
     api.include_router(presence.router(app), prefix="/presence", dependencies=guard)
+    api.include_router(aggregate.router(app), prefix="/aggregates", dependencies=guard)
     return api

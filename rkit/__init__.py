@@ -5,12 +5,20 @@ on arq workers. Start with :class:`App`, then build components on it.
 """
 
 from .action_cache import ActionCache, CacheStats, Hit, Miss, PutResult
+from .aggregate import DirectAggregate, TableAggregate
 from .app import Action, App
 from .clock import Clock, ServerClock, TestClock
 from .errors import (
     ActionNotFound,
+    AggregateError,
     CacheValueTooLarge,
     ConfigError,
+    InvalidNodeSize,
+    KeyEncodingError,
+    KeyExistsError,
+    KeyNotFoundError,
+    OffsetOutOfRange,
+    PendingOperationsError,
     RateLimitCountTooLarge,
     RateLimited,
     RateLimitExceeded,
@@ -18,6 +26,8 @@ from .errors import (
     RkitError,
     SerializationError,
     SessionConflict,
+    TreeAlreadyInitialized,
+    TreeCorrupted,
     is_rate_limit_error,
 )
 from .presence import Presence, PresenceEntry
@@ -49,16 +59,24 @@ __all__ = [
     "Action",
     "ActionCache",
     "ActionNotFound",
+    "AggregateError",
     "App",
     "CacheStats",
     "CacheValueTooLarge",
     "CalculatedState",
     "Clock",
     "ConfigError",
+    "DirectAggregate",
     "FixedWindow",
     "Hit",
+    "InvalidNodeSize",
+    "KeyEncodingError",
+    "KeyExistsError",
+    "KeyNotFoundError",
     "LimitRequest",
     "Miss",
+    "OffsetOutOfRange",
+    "PendingOperationsError",
     "Presence",
     "PresenceEntry",
     "PutResult",
@@ -74,8 +92,11 @@ __all__ = [
     "SerializationError",
     "ServerClock",
     "SessionConflict",
+    "TableAggregate",
     "TestClock",
     "TokenBucket",
+    "TreeAlreadyInitialized",
+    "TreeCorrupted",
     "__version__",
     "calculate_rate_limit",
     "is_rate_limit_error",

@@ -99,3 +99,60 @@ class SessionConflict(RkitError, ValueError):
     def __init__(self, session_id: str) -> None:
         super().__init__(f"sessionId {session_id} must be unique for a given room/user")
         self.session_id = session_id
+
+
+class AggregateError(RkitError):
+    """Base class of aggregate errors; ``code`` is the reference's error code."""
+
+    code: ClassVar[str] = "AGGREGATE"
+
+
+class KeyExistsError(AggregateError):
+    """An insert found the same ``(key, id)`` already in the tree."""
+
+    code = "AGG_KEY_EXISTS"
+
+
+class KeyNotFoundError(AggregateError, KeyError):
+    """A delete or replace did not find ``(key, id)`` in the tree."""
+
+    code = "DELETE_MISSING_KEY"
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else self.code
+
+
+class OffsetOutOfRange(AggregateError, IndexError):
+    """``at`` with an offset beyond the items in the bounds (or an empty tree)."""
+
+    code = "AGG_OUT_OF_RANGE"
+
+
+class PendingOperationsError(AggregateError):
+    """Reserved for queued mode: operations are still waiting to be applied."""
+
+    code = "PENDING_OPERATIONS"
+
+
+class InvalidNodeSize(AggregateError, ConfigError):
+    """``max_node_size`` must be even and at least 4."""
+
+    code = "AGG_INVALID_NODE_SIZE"
+
+
+class TreeAlreadyInitialized(AggregateError):
+    """``init`` on a namespace whose tree already exists."""
+
+    code = "AGG_TREE_EXISTS"
+
+
+class TreeCorrupted(AggregateError):
+    """``validate`` found a violated B-tree invariant."""
+
+    code = "AGG_CORRUPT"
+
+
+class KeyEncodingError(AggregateError, ConfigError, TypeError):
+    """A key, id or namespace outside the value space of aggregate keys."""
+
+    code = "AGG_KEY_ENCODING"

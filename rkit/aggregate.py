@@ -1,0 +1,1081 @@
+"""Aggregate: an O(log n) order-statistics index (count, sum, rank, select, random,
+pagination over key ranges), kept as a B-tree in Redis (spec aggregate.md).
+
+Every operation is one Lua script on one tree (``lua/aggregate/``); Python only
+validates input, encodes keys into order-preserving strings (:mod:`rkit._aggkeys`)
+and decodes replies. Each namespace is its own tree with its own hash tag, so
+namespaces spread over Cluster slots; ``hash_tag=`` puts them all in one slot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import math
+import random as _random
+import re
+from collections import defaultdict
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeAlias, TypeVar, cast
+
+from redis.crc import key_slot
+from redis.exceptions import ResponseError
+
+from . import _aggkeys as ak
+from . import keys as keyparts
+from . import scripts
+from ._aggkeys import Int64
+from .clock import argv_now
+from .errors import (
+    AggregateError,
+    ConfigError,
+    InvalidNodeSize,
+    KeyExistsError,
+    KeyNotFoundError,
+    OffsetOutOfRange,
+    TreeAlreadyInitialized,
+    TreeCorrupted,
+)
+
+if TYPE_CHECKING:
+    from .app import App
+
+__all__ = [
+    "AtQuery",
+    "Bound",
+    "Bounds",
+    "Change",
+    "DirectAggregate",
+    "Eq",
+    "Int64",
+    "Item",
+    "Page",
+    "Prefix",
+    "Query",
+    "Range",
+    "TableAggregate",
+    "aggregate_names",
+]
+
+Key: TypeAlias = Any
+"""None | bool | int | float | str | bytes | Int64 | list | tuple | dict[str, Key]"""
+Namespace: TypeAlias = Any
+"""Same value space as keys; ``None`` is the default partition."""
+K = TypeVar("K")
+D = TypeVar("D")
+Order = Literal["asc", "desc"]
+
+PAGE_LIMIT = 10_000  # items per page script (§7.8); larger pages take several calls
+_CURSOR_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+SAME: Any = ...  # new_namespace default: stay in the current namespace (Q8)
+
+
+@dataclass(frozen=True, slots=True)
+class Bound:
+    key: Key
+    inclusive: bool = True
+    id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Range:
+    lower: Bound | None = None
+    upper: Bound | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Prefix:
+    values: Sequence[Key]
+
+
+@dataclass(frozen=True, slots=True)
+class Eq:
+    key: Key
+
+
+Bounds: TypeAlias = Range | Prefix | Eq | Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Item(Generic[K]):
+    key: K
+    id: str
+    sum_value: float
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[K]):
+    items: list[Item[K]]
+    cursor: str
+    is_done: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    bounds: Bounds | None = None
+    namespace: Namespace = None
+
+
+@dataclass(frozen=True, slots=True)
+class AtQuery:
+    offset: int
+    bounds: Bounds | None = None
+    namespace: Namespace = None
+
+
+@dataclass(frozen=True, slots=True)
+class Change(Generic[D]):
+    """One table write, as a trigger library reports it."""
+
+    operation: Literal["insert", "update", "delete"]
+    id: str
+    old_doc: D | None
+    new_doc: D | None
+
+
+# -- validation and bounds ------------------------------------------------------------------
+
+
+def _bound(b: Any, what: str) -> Bound:
+    if isinstance(b, Bound):
+        return b
+    if isinstance(b, Mapping) and "key" in b and set(b) <= {"key", "inclusive", "id"}:
+        return Bound(b["key"], bool(b.get("inclusive", True)), b.get("id"))
+    raise ConfigError(f"{what} must be a Bound or {{'key', 'inclusive', 'id'}}, got {b!r}")
+
+
+def encode_bounds(bounds: Bounds | None) -> tuple[str, str]:
+    """Exclusive ``(lo, hi)`` position strings of ``bounds`` (``""`` = unbounded)."""
+    if bounds is None:
+        return "", ""
+    if isinstance(bounds, Mapping):
+        if set(bounds) == {"eq"}:
+            bounds = Eq(bounds["eq"])
+        elif set(bounds) == {"prefix"}:
+            bounds = Prefix(bounds["prefix"])
+        elif set(bounds) <= {"lower", "upper"}:
+            lower, upper = bounds.get("lower"), bounds.get("upper")
+            bounds = Range(
+                None if lower is None else _bound(lower, "bounds.lower"),
+                None if upper is None else _bound(upper, "bounds.upper"),
+            )
+        else:
+            raise ConfigError(f"bounds must have lower/upper, prefix or eq, got {set(bounds)}")
+    if isinstance(bounds, Range):
+        lo = hi = ""
+        if bounds.lower is not None:
+            b = _bound(bounds.lower, "bounds.lower")
+            lo = ak.lower(b.key, b.inclusive, b.id)
+        if bounds.upper is not None:
+            b = _bound(bounds.upper, "bounds.upper")
+            hi = ak.upper(b.key, b.inclusive, b.id)
+        return lo, hi
+    if isinstance(bounds, Eq):
+        return ak.lower(bounds.key, True), ak.upper(bounds.key, True)
+    if isinstance(bounds, Prefix):
+        return ak.prefix(bounds.values)
+    raise ConfigError(f"bounds must be Range, Prefix, Eq or a mapping, got {bounds!r}")
+
+
+def _check_offset(offset: Any) -> int:
+    if isinstance(offset, bool) or not isinstance(offset, int):
+        raise ConfigError(f"offset must be an integer, got {offset!r}")
+    return offset
+
+
+def _check_page_size(size: Any) -> int:
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ConfigError(f"page_size must be an integer >= 1, got {size!r}")
+    return size
+
+
+def _check_order(order: Any) -> bool:
+    if order not in ("asc", "desc"):
+        raise ConfigError(f"order must be 'asc' or 'desc', got {order!r}")
+    return bool(order == "desc")
+
+
+def _check_node_size(m: Any) -> int | None:
+    if m is None:
+        return None
+    if isinstance(m, bool) or not isinstance(m, int) or m < 4 or m % 2:
+        raise InvalidNodeSize(f"MAX_NODE_SIZE must be even and at least 4, got {m!r}")
+    return m
+
+
+def _check_sum(s: Any) -> str:
+    if isinstance(s, bool) or not isinstance(s, int | float) or not math.isfinite(s):
+        raise ConfigError(f"sum_value must be a finite number, got {s!r}")
+    return repr(float(s))
+
+
+def _no_queue(queued: bool) -> None:
+    if queued:
+        raise ConfigError("queued=True (queued mode, spec §4.13) is not supported by rkit yet")
+
+
+def _lazy_arg(lazy: bool | None) -> str:
+    return "" if lazy is None else ("1" if lazy else "0")
+
+
+def encode_cursor(pos: str) -> str:
+    return base64.urlsafe_b64encode(pos.encode("utf-8")).rstrip(b"=").decode("ascii")
+
+
+def decode_cursor(cursor: str) -> str:
+    try:
+        if not isinstance(cursor, str) or not _CURSOR_RE.match(cursor):
+            raise ValueError(cursor)
+        pos = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("utf-8")
+        ak.decode_position(pos)
+        return pos
+    except (ValueError, IndexError, KeyError):
+        raise ConfigError(f"not a cursor of this aggregate: {cursor!r}") from None
+
+
+def _item(pos: str, s: str) -> Item[Any]:
+    key, id = ak.decode_position(pos)
+    return Item(key, id, float(s))
+
+
+def _items(flat: Sequence[str]) -> list[Item[Any]]:
+    return [_item(flat[i], flat[i + 1]) for i in range(0, len(flat), 2)]
+
+
+def ns_member(namespace: Namespace) -> str:
+    """``N(ns)``: the URL/registry form of a namespace (``~`` = default partition)."""
+    return keyparts.encode(None if namespace is None else ak.enc(namespace, "namespace"))
+
+
+def ns_from_member(member: str) -> Namespace:
+    raw = keyparts.decode(member)
+    return None if raw is None else ak.decode(raw)
+
+
+_ERRORS: dict[str, type[AggregateError]] = {
+    cls.code: cls
+    for cls in (KeyExistsError, KeyNotFoundError, OffsetOutOfRange, TreeAlreadyInitialized)
+}
+_ERRORS["AGG_CORRUPT"] = TreeCorrupted
+_S = {
+    op: scripts.load("aggregate", op)
+    for op in (
+        "insert",
+        "delete",
+        "replace",
+        "bulk",
+        "range",
+        "count",
+        "at",
+        "page",
+        "random",
+        "get",
+        "init",
+        "clear",
+        "make_root_lazy",
+        "stats",
+        "register_ns",
+        "validate",
+        "shape",
+        "dump",
+    )
+}
+
+
+@dataclass(frozen=True, slots=True)
+class _Tree:
+    m: str
+    n: str
+    member: str
+    namespace: Namespace
+
+    @property
+    def keys(self) -> tuple[str, str]:
+        return (self.m, self.n)
+
+
+def _names_key(app: App) -> str:
+    return app.keys.tag("agg") + ":names"
+
+
+async def aggregate_names(app: App) -> list[str]:
+    """Every aggregate name that has written a tree in this App's namespace."""
+    return sorted(await app.redis.smembers(_names_key(app)))
+
+
+class Aggregate(Generic[K]):
+    """Reads and maintenance shared by :class:`DirectAggregate` and :class:`TableAggregate`.
+
+    ``default_max_node_size``/``default_root_lazy`` are the settings of trees created
+    by a first write (Q5). ``rng`` (``random.random`` by default) feeds ``random()``.
+    ``stale=`` is accepted for parity; without queued mode every read is current.
+    ``notify=True``: every write also publishes the tree's new version on
+    :meth:`channel` (same slot as the tree).
+    """
+
+    def __init__(
+        self,
+        app: App,
+        name: str,
+        *,
+        default_max_node_size: int = 16,
+        default_root_lazy: bool = True,
+        hash_tag: str | None = None,
+        notify: bool = False,
+        rng: Callable[[], float] | None = None,
+    ) -> None:
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"aggregate name must be a non-empty str, got {name!r}")
+        if hash_tag is not None and (not isinstance(hash_tag, str) or not hash_tag):
+            raise ConfigError(f"hash_tag must be a non-empty str or None, got {hash_tag!r}")
+        self.app = app
+        self.name = name
+        self.default_max_node_size = _check_node_size(default_max_node_size) or 16
+        self.default_root_lazy = bool(default_root_lazy)
+        self.hash_tag = hash_tag
+        self.notify = bool(notify)
+        self._rng = rng or _random.random
+        if hash_tag is None:
+            self._registry = app.keys.tag("agg", name)
+        else:
+            self._registry = f"{app.keys.tag('agg', hash_tag)}:{keyparts.encode(name)}"
+        self._trees: dict[str, _Tree] = {}
+        self._registered: set[str] = set()
+        app.components.setdefault("aggregates", {})[name] = self
+
+    # -- keys and plumbing ---------------------------------------------------------------
+
+    def _stem(self, member: str) -> str:
+        if self.hash_tag is None:
+            return f"{self.app.keys.tag('agg', self.name)[:-1]}:{member}}}"
+        return f"{self._registry}:{member}"
+
+    def _tree(self, namespace: Namespace) -> _Tree:
+        member = ns_member(namespace)
+        tree = self._trees.get(member)
+        if tree is None:
+            stem = self._stem(member)
+            tree = _Tree(f"{stem}:m", f"{stem}:n", member, namespace)
+            if len(self._trees) < 4096:
+                self._trees[member] = tree
+        return tree
+
+    def _defaults(self, tree: _Tree) -> list[str]:
+        """The common ARGV head of write scripts: default M, lazy, now, ns, notify."""
+        return [
+            str(self.default_max_node_size),
+            "1" if self.default_root_lazy else "0",
+            argv_now(self.app.clock),
+            tree.member,
+            "1" if self.notify else "0",
+        ]
+
+    async def _run(self, op: str, keys: Sequence[str], args: Sequence[str | int]) -> Any:
+        try:
+            return await _S[op](self.app.redis, keys, args)
+        except ResponseError as exc:
+            code, _, msg = str(exc).partition(" ")
+            cls = _ERRORS.get(code)
+            if cls is None:
+                raise
+            raise cls(f"aggregate {self.name!r}: {msg}") from None
+
+    async def _register(self, tree: _Tree, reply: Any) -> None:
+        """After a write that created ``tree``: list it (best effort, idempotent)."""
+        if int(reply) != 2 and tree.member in self._registered:
+            return
+        if self.name not in self._registered:
+            await self.app.redis.sadd(_names_key(self.app), self.name)
+            self._registered.add(self.name)
+        await _S["register_ns"](
+            self.app.redis, (f"{self._registry}:ns", f"{self._registry}:nsseq"), [tree.member]
+        )
+        self._registered.add(tree.member)
+
+    # -- reads -------------------------------------------------------------------------
+
+    async def count(
+        self, *, bounds: Bounds | None = None, namespace: Namespace = None, stale: bool = False
+    ) -> int:
+        tree = self._tree(namespace)
+        res = await self._run("count", tree.keys, encode_bounds(bounds))
+        return int(res[0])
+
+    async def sum(
+        self, *, bounds: Bounds | None = None, namespace: Namespace = None, stale: bool = False
+    ) -> float:
+        tree = self._tree(namespace)
+        res = await self._run("range", tree.keys, encode_bounds(bounds))
+        return float(res[1])
+
+    async def _batch(
+        self, op: str, queries: Sequence[Any], width: int, encode: Callable[[Any], list[str]]
+    ) -> list[Any]:
+        """Run per-tree batches (one script per tree, trees concurrently), in input order."""
+        groups: dict[str, tuple[_Tree, list[int], list[str]]] = {}
+        for i, q in enumerate(queries):
+            if not q:
+                raise ConfigError("You must pass bounds and/or namespace")
+            ns = q.get("namespace") if isinstance(q, Mapping) else q.namespace
+            tree = self._tree(ns)
+            group = groups.setdefault(tree.member, (tree, [], []))
+            group[1].append(i)
+            group[2].extend(encode(q))
+        out: list[Any] = [None] * len(queries)
+        replies = await asyncio.gather(
+            *(self._run(op, t.keys, args) for t, _, args in groups.values())
+        )
+        for (_, idx, _), res in zip(groups.values(), replies, strict=True):
+            for j, i in enumerate(idx):
+                out[i] = res[j * width : (j + 1) * width]
+        return out
+
+    @staticmethod
+    def _bounds_of(q: Any) -> list[str]:
+        b = q.get("bounds") if isinstance(q, Mapping) else q.bounds
+        return list(encode_bounds(b))
+
+    async def count_batch(self, queries: Sequence[Query], *, stale: bool = False) -> list[int]:
+        """Counts of many queries; one snapshot per tree (not across namespaces)."""
+        return [int(r[0]) for r in await self._batch("count", queries, 1, self._bounds_of)]
+
+    async def sum_batch(self, queries: Sequence[Query], *, stale: bool = False) -> list[float]:
+        return [float(r[1]) for r in await self._batch("range", queries, 2, self._bounds_of)]
+
+    async def at(
+        self,
+        offset: int,
+        *,
+        bounds: Bounds | None = None,
+        namespace: Namespace = None,
+        stale: bool = False,
+    ) -> Item[K]:
+        """The item at a 0-based rank inside ``bounds``; negative offsets count from
+        the end. ``OffsetOutOfRange`` beyond the range or on an empty tree."""
+        offset = _check_offset(offset)
+        tree = self._tree(namespace)
+        res = await self._run("at", tree.keys, [offset, *encode_bounds(bounds)])
+        return _item(res[0], res[1])
+
+    async def at_batch(self, queries: Sequence[AtQuery], *, stale: bool = False) -> list[Item[K]]:
+        def encode(q: Any) -> list[str]:
+            off = q.get("offset") if isinstance(q, Mapping) else q.offset
+            return [str(_check_offset(off)), *self._bounds_of(q)]
+
+        return [_item(r[0], r[1]) for r in await self._batch("at", queries, 2, encode)]
+
+    async def index_of(
+        self,
+        key: K,
+        *,
+        id: str | None = None,
+        bounds: Bounds | None = None,
+        order: Order = "asc",
+        namespace: Namespace = None,
+        stale: bool = False,
+    ) -> int:
+        """Items before ``(key, id)`` (asc) or after it (desc) inside the bounds; only
+        the bound on the counting side is used (Q4)."""
+        desc = _check_order(order)
+        lo, hi = encode_bounds(bounds)
+        if desc:
+            args = [ak.upper(key, True, id), hi]
+        else:
+            args = [lo, ak.lower(key, True, id)]
+        tree = self._tree(namespace)
+        return int((await self._run("count", tree.keys, args))[0])
+
+    async def offset_of(
+        self,
+        key: K,
+        namespace: Namespace = None,
+        id: str | None = None,
+        bounds: Bounds | None = None,
+    ) -> int:
+        """Deprecated alias of ``index_of(order="asc")``."""
+        return await self.index_of(key, id=id, bounds=bounds, namespace=namespace)
+
+    async def offset_until(
+        self,
+        key: K,
+        namespace: Namespace = None,
+        id: str | None = None,
+        bounds: Bounds | None = None,
+    ) -> int:
+        """Deprecated alias of ``index_of(order="desc")``."""
+        return await self.index_of(key, id=id, bounds=bounds, order="desc", namespace=namespace)
+
+    async def _first(self, bounds: Bounds | None, namespace: Namespace, order: Order) -> Any:
+        page = await self.paginate(bounds=bounds, namespace=namespace, order=order, page_size=1)
+        return page.items[0] if page.items else None
+
+    async def min(
+        self, *, bounds: Bounds | None = None, namespace: Namespace = None, stale: bool = False
+    ) -> Item[K] | None:
+        return cast("Item[K] | None", await self._first(bounds, namespace, "asc"))
+
+    async def max(
+        self, *, bounds: Bounds | None = None, namespace: Namespace = None, stale: bool = False
+    ) -> Item[K] | None:
+        return cast("Item[K] | None", await self._first(bounds, namespace, "desc"))
+
+    async def random(
+        self, *, bounds: Bounds | None = None, namespace: Namespace = None, stale: bool = False
+    ) -> Item[K] | None:
+        """A uniform pick inside the bounds (one atomic script, Q6); ``None`` if empty."""
+        r = float(self._rng())
+        if not 0.0 <= r < 1.0:
+            raise ConfigError(f"rng must return a float in [0, 1), got {r!r}")
+        tree = self._tree(namespace)
+        res = await self._run("random", tree.keys, [repr(r), *encode_bounds(bounds)])
+        return _item(res[0], res[1]) if res else None
+
+    async def paginate(
+        self,
+        *,
+        bounds: Bounds | None = None,
+        cursor: str | None = None,
+        order: Order = "asc",
+        page_size: int = 100,
+        namespace: Namespace = None,
+        stale: bool = False,
+    ) -> Page[K]:
+        """One page after ``cursor`` (exclusive); the end cursor is ``""``."""
+        size = _check_page_size(page_size)
+        desc = _check_order(order)
+        lo, hi = encode_bounds(bounds)
+        if cursor == "":
+            return Page([], "", True)
+        if cursor is not None:
+            if desc:
+                hi = decode_cursor(cursor)
+            else:
+                lo = decode_cursor(cursor)
+        tree = self._tree(namespace)
+        items: list[Item[K]] = []
+        while True:
+            want = min(size - len(items), PAGE_LIMIT)
+            res = await self._run("page", tree.keys, [lo, hi, order, want])
+            items.extend(_items(res[2:]))
+            if res[1] == "1":
+                return Page(items, "", True)
+            if len(items) >= size:
+                return Page(items, encode_cursor(res[0]), False)
+            if desc:
+                hi = res[0]
+            else:
+                lo = res[0]
+
+    async def iter(
+        self,
+        *,
+        bounds: Bounds | None = None,
+        order: Order = "asc",
+        page_size: int = 100,
+        namespace: Namespace = None,
+        stale: bool = False,
+    ) -> AsyncIterator[Item[K]]:
+        """Every item inside the bounds, fetched ``page_size`` at a time."""
+        cursor: str | None = None
+        while True:
+            page = await self.paginate(
+                bounds=bounds, cursor=cursor, order=order, page_size=page_size, namespace=namespace
+            )
+            for item in page.items:
+                yield item
+            if page.is_done:
+                return
+            cursor = page.cursor
+
+    async def get(self, key: K, id: str, *, namespace: Namespace = None) -> Item[K] | None:
+        """The item stored at ``(key, id)`` or ``None`` (extension)."""
+        pos = ak.position(key, ak.check_id(id))
+        res = await self._run("get", self._tree(namespace).keys, [pos])
+        return None if res == "" else _item(pos, res)
+
+    async def paginate_namespaces(
+        self, cursor: str | None = None, page_size: int = 100
+    ) -> tuple[list[Namespace], str, bool]:
+        """Namespaces that have a tree, in creation order; the end cursor is
+        ``"endcursor"``, done when a page is shorter than ``page_size``."""
+        size = _check_page_size(page_size)
+        if cursor == "endcursor":
+            return [], "endcursor", True
+        start = "-inf" if not cursor else f"({int(cursor)}"
+        rows = await self.app.redis.zrangebyscore(
+            f"{self._registry}:ns", start, "+inf", start=0, num=size, withscores=True
+        )
+        page = [ns_from_member(m) for m, _ in rows]
+        if len(rows) < size:
+            return page, "endcursor", True
+        return page, str(int(rows[-1][1])), False
+
+    async def iter_namespaces(self, page_size: int = 100) -> AsyncIterator[Namespace]:
+        cursor: str | None = None
+        while True:
+            page, cursor, done = await self.paginate_namespaces(cursor, page_size)
+            for ns in page:
+                yield ns
+            if done:
+                return
+
+    def channel(self, namespace: Namespace = None) -> str:
+        """The pub/sub channel of a tree's change notifications (``notify=True``)."""
+        return self._tree(namespace).m[:-2] + ":changed"
+
+    async def version(self, namespace: Namespace = None) -> int:
+        """The tree's write counter: +1 per successful write (poll it to re-read)."""
+        return int(await self.app.redis.hget(self._tree(namespace).m, "ver") or 0)
+
+    # -- maintenance -------------------------------------------------------------------
+
+    async def init(
+        self,
+        *,
+        namespace: Namespace = None,
+        max_node_size: int | None = None,
+        root_lazy: bool | None = None,
+    ) -> None:
+        """Create an empty tree (``TreeAlreadyInitialized`` if it exists)."""
+        m = _check_node_size(max_node_size) or self.default_max_node_size
+        lazy = self.default_root_lazy if root_lazy is None else root_lazy
+        tree = self._tree(namespace)
+        args = [str(m), _lazy_arg(lazy), argv_now(self.app.clock), tree.member]
+        await self._register(tree, await self._run("init", tree.keys, args))
+
+    async def clear(
+        self,
+        *,
+        namespace: Namespace = None,
+        max_node_size: int | None = None,
+        root_lazy: bool | None = None,
+    ) -> None:
+        """Drop every item of the namespace's tree; unspecified settings are kept
+        (or the aggregate's defaults for a new tree). O(1): the node hash is UNLINKed."""
+        m = _check_node_size(max_node_size)
+        tree = self._tree(namespace)
+        head = self._defaults(tree)
+        args = ["" if m is None else str(m), _lazy_arg(root_lazy), *head[2:], *head[:2]]
+        await self._register(tree, await self._run("clear", tree.keys, args))
+
+    async def namespaces(self) -> list[Namespace]:
+        return [ns async for ns in self.iter_namespaces(1000)]
+
+    async def clear_all(
+        self, *, max_node_size: int | None = None, root_lazy: bool | None = None
+    ) -> None:
+        """``clear`` every namespace's tree and the default partition's."""
+        _check_node_size(max_node_size)
+        targets = {ns_member(ns): ns for ns in await self.namespaces()}
+        targets.setdefault(ns_member(None), None)
+        for ns in targets.values():
+            await self.clear(namespace=ns, max_node_size=max_node_size, root_lazy=root_lazy)
+
+    async def make_root_lazy(self, namespace: Namespace = None) -> None:
+        """Mark the root lazy. Kept for parity: results never depend on laziness."""
+        await self._run("make_root_lazy", (self._tree(namespace).m,), [])
+
+    async def make_all_roots_lazy(self) -> None:
+        for ns in await self.namespaces():
+            await self.make_root_lazy(ns)
+
+    async def validate(self, namespace: Namespace = None) -> None:
+        """Check every B-tree invariant (O(n)); raises ``TreeCorrupted``."""
+        await self._run("validate", self._tree(namespace).keys, [])
+
+    async def dump(self, namespace: Namespace = None) -> str:
+        """The tree as text: each node ``[child key child ...]`` with decoded keys."""
+        tokens = await self._run("dump", self._tree(namespace).keys, [])
+        parts: list[str] = []
+        for tok in tokens:
+            if tok == "(":
+                parts.append("[")
+            elif tok == ")":
+                if parts and parts[-1] == " ":
+                    parts.pop()
+                parts.append("] ")
+            else:
+                parts.append(f"{ak.decode_position(tok)[0]!r} ")
+        return "".join(parts).replace(" ]", "]").strip()
+
+    async def stats(self, namespace: Namespace = None) -> dict[str, Any]:
+        """height (a lone leaf root = 1, empty = 0), nodes, max_node_size, root_lazy,
+        count, sum, ver, exists."""
+        r = await self._run("stats", self._tree(namespace).keys, [])
+        return {
+            "exists": r[0] == 1,
+            "height": int(r[1]),
+            "nodes": int(r[2]),
+            "max_node_size": int(r[3]),
+            "root_lazy": r[4] == "1",
+            "count": int(r[5]),
+            "sum": float(r[6]),
+            "ver": int(r[7]),
+        }
+
+    async def shape(
+        self, namespace: Namespace = None, *, max_nodes: int = 10_000
+    ) -> dict[str, Any]:
+        """Per level: node count and min/max/mean items per node (debugging)."""
+        r = await self._run("shape", self._tree(namespace).keys, [int(max_nodes)])
+        levels = [
+            {"nodes": r[i], "min_items": r[i + 1], "max_items": r[i + 2], "items": r[i + 3]}
+            for i in range(0, len(r) - 1, 4)
+        ]
+        for level in levels:
+            level["mean_items"] = level["items"] / level["nodes"]
+        return {"depth": len(levels), "levels": levels, "truncated": r[-1] == 1}
+
+    async def repair_registry(self) -> int:
+        """Re-list trees missing from the namespace registry (SCAN for their meta keys,
+        ordered by creation time). Returns how many were added."""
+        pattern = self._stem("*") + ":m"
+        found: list[tuple[float, str]] = []
+        async for key in self.app.redis.scan_iter(match=pattern, count=500):
+            created, member = await self.app.redis.hmget(key, "created", "ns")
+            if member is not None and self._stem(member) + ":m" == key:
+                found.append((float(created or 0), member))
+        found.sort()
+        if not found:
+            return 0
+        added = await _S["register_ns"](
+            self.app.redis,
+            (f"{self._registry}:ns", f"{self._registry}:nsseq"),
+            [m for _, m in found],
+        )
+        await self.app.redis.sadd(_names_key(self.app), self.name)
+        return int(added)
+
+    # -- writes (shared by both front ends) -----------------------------------------------
+
+    async def _insert(self, key: Any, id: str, sum_value: float, namespace: Namespace) -> None:
+        pos = ak.position(key, ak.check_id(id))
+        s = _check_sum(sum_value)
+        tree = self._tree(namespace)
+        await self._register(
+            tree, await self._run("insert", tree.keys, [*self._defaults(tree), pos, s])
+        )
+
+    async def _delete(self, key: Any, id: str, namespace: Namespace, if_exists: bool) -> str:
+        pos = ak.position(key, ak.check_id(id))
+        tree = self._tree(namespace)
+        notify = "1" if self.notify else "0"
+        return str(await self._run("delete", tree.keys, [notify, pos, "1" if if_exists else "0"]))
+
+    async def _replace(
+        self,
+        key: Any,
+        id: str,
+        new_key: Any,
+        new_id: str,
+        sum_value: float,
+        namespace: Namespace,
+        new_namespace: Namespace,
+        mode: Literal["strict", "or_insert", "upsert"],
+    ) -> None:
+        old_pos = ak.position(key, ak.check_id(id))
+        new_pos = ak.position(new_key, ak.check_id(new_id))
+        s = _check_sum(sum_value)
+        old = self._tree(namespace)
+        new = old if new_namespace is SAME else self._tree(new_namespace)
+        if (
+            old is not new
+            and self.app.is_cluster
+            and key_slot(old.m.encode()) != key_slot(new.m.encode())
+        ):
+            await self._replace_across_slots(old, new, old_pos, new_pos, s, mode)
+            return
+        args = [*self._defaults(new), old_pos, new_pos, s, mode]
+        await self._register(new, await self._run("replace", (*old.keys, *new.keys), args))
+
+    async def _replace_across_slots(
+        self, old: _Tree, new: _Tree, old_pos: str, new_pos: str, s: str, mode: str
+    ) -> None:
+        """Cluster, different slots: delete, then insert; on failure re-insert the old
+        item (compensation). In between the item is briefly in neither tree."""
+        notify = "1" if self.notify else "0"
+        removed = await self._run(
+            "delete", old.keys, [notify, old_pos, "0" if mode == "strict" else "1"]
+        )
+        try:
+            if mode == "upsert":
+                reply = await self._run("bulk", new.keys, [*self._defaults(new), "u", new_pos, s])
+            else:
+                reply = await self._run("insert", new.keys, [*self._defaults(new), new_pos, s])
+        except BaseException:
+            if removed != "":
+                await self._run("insert", old.keys, [*self._defaults(old), old_pos, removed])
+            raise
+        await self._register(new, reply)
+
+    async def _bulk(
+        self, namespace: Namespace, ops: list[tuple[str, str, str]], chunk: int
+    ) -> None:
+        if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+            raise ConfigError(f"chunk must be an integer >= 1, got {chunk!r}")
+        tree = self._tree(namespace)
+        head = self._defaults(tree)
+        for i in range(0, len(ops), chunk):
+            args: list[str] = list(head)
+            for op in ops[i : i + chunk]:
+                args.extend(op)
+            await self._register(tree, await self._run("bulk", tree.keys, args))
+
+
+class DirectAggregate(Aggregate[K]):
+    """An aggregate written directly by ``(key, id, sum_value)``."""
+
+    async def insert(
+        self,
+        key: K,
+        id: str,
+        sum_value: float = 0.0,
+        *,
+        namespace: Namespace = None,
+        queued: bool = False,
+    ) -> None:
+        """Add an item; ``KeyExistsError`` when ``(key, id)`` is already there."""
+        _no_queue(queued)
+        await self._insert(key, id, sum_value, namespace)
+
+    async def delete(
+        self, key: K, id: str, *, namespace: Namespace = None, queued: bool = False
+    ) -> None:
+        """Remove an item; ``KeyNotFoundError`` (code ``DELETE_MISSING_KEY``) if absent."""
+        _no_queue(queued)
+        await self._delete(key, id, namespace, False)
+
+    async def delete_if_exists(
+        self, key: K, id: str, *, namespace: Namespace = None, queued: bool = False
+    ) -> None:
+        _no_queue(queued)
+        await self._delete(key, id, namespace, True)
+
+    async def replace(
+        self,
+        key: K,
+        id: str,
+        new_key: K,
+        *,
+        sum_value: float = 0.0,
+        namespace: Namespace = None,
+        new_namespace: Namespace = SAME,
+        queued: bool = False,
+    ) -> None:
+        """Move an item to ``new_key`` (and ``new_namespace``; default: the same one)
+        with a new sum, atomically; ``KeyNotFoundError`` if it is missing."""
+        _no_queue(queued)
+        await self._replace(key, id, new_key, id, sum_value, namespace, new_namespace, "strict")
+
+    async def replace_or_insert(
+        self,
+        key: K,
+        id: str,
+        new_key: K,
+        *,
+        sum_value: float = 0.0,
+        namespace: Namespace = None,
+        new_namespace: Namespace = SAME,
+        queued: bool = False,
+    ) -> None:
+        _no_queue(queued)
+        await self._replace(key, id, new_key, id, sum_value, namespace, new_namespace, "or_insert")
+
+    async def insert_if_does_not_exist(
+        self,
+        key: K,
+        id: str,
+        sum_value: float = 0.0,
+        *,
+        namespace: Namespace = None,
+        queued: bool = False,
+    ) -> None:
+        """Insert, or re-write an existing item with the new sum (Q3)."""
+        _no_queue(queued)
+        await self._replace(key, id, key, id, sum_value, namespace, SAME, "or_insert")
+
+    async def insert_many(
+        self,
+        items: Sequence[tuple[K, str, float]],
+        *,
+        namespace: Namespace = None,
+        chunk: int = 1000,
+    ) -> None:
+        """Insert many items, ``chunk`` per script (each chunk sorted, all or nothing).
+        A duplicate raises ``KeyExistsError``; earlier chunks stay applied."""
+        ops = []
+        for item in items:
+            key, id, *rest = item
+            ops.append(("i", ak.position(key, ak.check_id(id)), _check_sum(rest[0] if rest else 0)))
+        for i in range(0, len(ops), chunk if isinstance(chunk, int) and chunk > 0 else 1):
+            ops[i : i + chunk] = sorted(ops[i : i + chunk], key=lambda o: o[1])
+        await self._bulk(namespace, ops, chunk)
+
+
+def _default_id(doc: Any) -> str:
+    return cast(str, doc["_id"])
+
+
+class TableAggregate(Aggregate[K], Generic[K, D]):
+    """An aggregate mirroring a table: items derived from documents."""
+
+    def __init__(
+        self,
+        app: App,
+        name: str,
+        *,
+        sort_key: Callable[[D], K],
+        sum_value: Callable[[D], float] | None = None,
+        namespace: Callable[[D], Namespace] | None = None,
+        id_of: Callable[[D], str] = _default_id,
+        **kw: Any,
+    ) -> None:
+        super().__init__(app, name, **kw)
+        self.sort_key = sort_key
+        self.sum_of = sum_value
+        self.namespace_of = namespace
+        self.id_of = id_of
+
+    def _parts(self, doc: D) -> tuple[K, str, float, Namespace]:
+        s = 0.0 if self.sum_of is None else self.sum_of(doc)
+        ns = None if self.namespace_of is None else self.namespace_of(doc)
+        return self.sort_key(doc), self.id_of(doc), s, ns
+
+    async def insert(self, doc: D, *, queued: bool = False) -> None:
+        _no_queue(queued)
+        key, id, s, ns = self._parts(doc)
+        await self._insert(key, id, s, ns)
+
+    async def delete(self, doc: D, *, queued: bool = False) -> None:
+        _no_queue(queued)
+        key, id, _, ns = self._parts(doc)
+        await self._delete(key, id, ns, False)
+
+    async def delete_if_exists(self, doc: D, *, queued: bool = False) -> None:
+        _no_queue(queued)
+        key, id, _, ns = self._parts(doc)
+        await self._delete(key, id, ns, True)
+
+    async def _move(
+        self, old_doc: D, new_doc: D, mode: Literal["strict", "or_insert", "upsert"]
+    ) -> None:
+        key, id, _, ns = self._parts(old_doc)
+        new_key, new_id, s, new_ns = self._parts(new_doc)
+        await self._replace(key, id, new_key, new_id, s, ns, new_ns, mode)
+
+    async def replace(self, old_doc: D, new_doc: D, *, queued: bool = False) -> None:
+        _no_queue(queued)
+        await self._move(old_doc, new_doc, "strict")
+
+    async def replace_or_insert(self, old_doc: D, new_doc: D, *, queued: bool = False) -> None:
+        _no_queue(queued)
+        await self._move(old_doc, new_doc, "or_insert")
+
+    async def insert_if_does_not_exist(self, doc: D, *, queued: bool = False) -> None:
+        _no_queue(queued)
+        await self._move(doc, doc, "or_insert")
+
+    async def index_of_doc(
+        self,
+        doc: D,
+        *,
+        id: str | None = None,
+        bounds: Bounds | None = None,
+        order: Order = "asc",
+        stale: bool = False,
+    ) -> int:
+        """``index_of(sort_key(doc))`` in ``namespace(doc)``; the doc's id is not used
+        unless passed as ``id`` (ties resolve to the first equal key)."""
+        key, _, _, ns = self._parts(doc)
+        return await self.index_of(key, id=id, bounds=bounds, order=order, namespace=ns)
+
+    def _dispatch(
+        self,
+        insert: Callable[[D], Awaitable[None]],
+        replace: Callable[[D, D], Awaitable[None]],
+        delete: Callable[[D], Awaitable[None]],
+    ) -> Callable[[Change[D]], Awaitable[None]]:
+        async def on_change(change: Change[D]) -> None:
+            if change.operation == "insert" and change.new_doc is not None:
+                await insert(change.new_doc)
+            elif change.operation == "update" and change.old_doc is not None:
+                assert change.new_doc is not None, "update without new_doc"
+                await replace(change.old_doc, change.new_doc)
+            elif change.operation == "delete" and change.old_doc is not None:
+                await delete(change.old_doc)
+            else:
+                raise ConfigError(f"malformed change: {change!r}")
+
+        return on_change
+
+    def trigger(self, *, queued: bool = False) -> Callable[[Change[D]], Awaitable[None]]:
+        """A table-trigger callback: insert/update/delete → insert/replace/delete."""
+        _no_queue(queued)
+        return self._dispatch(self.insert, self.replace, self.delete)
+
+    def idempotent_trigger(self, *, queued: bool = False) -> Callable[[Change[D]], Awaitable[None]]:
+        """Like :meth:`trigger` with the idempotent twins, safe to replay: an update
+        whose new item already exists overwrites it instead of failing."""
+        _no_queue(queued)
+
+        async def upsert_move(old_doc: D, new_doc: D) -> None:
+            await self._move(old_doc, new_doc, "upsert")
+
+        return self._dispatch(self.insert_if_does_not_exist, upsert_move, self.delete_if_exists)
+
+    async def _expected(self, docs: AsyncIterator[D]) -> dict[str, dict[str, str]]:
+        """``N(ns) -> {position: sum}`` of the documents."""
+        want: dict[str, dict[str, str]] = defaultdict(dict)
+        async for doc in docs:
+            key, id, s, ns = self._parts(doc)
+            want[ns_member(ns)][ak.position(key, ak.check_id(id))] = _check_sum(s)
+        return want
+
+    async def rebuild(
+        self,
+        docs: AsyncIterator[D],
+        *,
+        namespace_filter: Callable[[Namespace], bool] | None = None,
+        chunk: int = 1000,
+    ) -> int:
+        """Clear the (filtered) namespaces and re-insert every document; returns the
+        number of items written. Not atomic across chunks: run it while writes pause."""
+        want = await self._expected(docs)
+        keep = namespace_filter or (lambda _ns: True)
+        members = {ns_member(ns) for ns in await self.namespaces()} | set(want)
+        written = 0
+        for member in members:
+            ns = ns_from_member(member)
+            if not keep(ns):
+                continue
+            await self.clear(namespace=ns)
+            items = want.get(member, {})
+            ops = [("i", pos, s) for pos, s in sorted(items.items())]
+            await self._bulk(ns, ops, chunk)
+            written += len(ops)
+        return written
+
+    async def verify(self, docs: AsyncIterator[D]) -> list[str]:
+        """Differences between the documents and the trees (empty when in sync)."""
+        want = await self._expected(docs)
+        members = {ns_member(ns) for ns in await self.namespaces()} | set(want)
+        out: list[str] = []
+        for member in sorted(members):
+            ns = ns_from_member(member)
+            expected = want.get(member, {})
+            seen: set[str] = set()
+            async for item in self.iter(namespace=ns, page_size=1000):
+                pos = ak.position(item.key, item.id)
+                seen.add(pos)
+                if pos not in expected:
+                    out.append(f"namespace {ns!r}: extra item {item.key!r} id {item.id!r}")
+                elif float(expected[pos]) != item.sum_value:
+                    out.append(
+                        f"namespace {ns!r}: item {item.key!r} id {item.id!r} has sum "
+                        f"{item.sum_value!r}, expected {float(expected[pos])!r}"
+                    )
+            for pos in expected.keys() - seen:
+                key, id = ak.decode_position(pos)
+                out.append(f"namespace {ns!r}: missing item {key!r} id {id!r}")
+        return out
