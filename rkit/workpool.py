@@ -413,7 +413,7 @@ class Workpool:
                 "component": self.flavor.component,
                 "pool": name,
                 "lease_ms": self.lease_ms,
-                "dispatch_lease_ms": 15_000,
+                "dispatch_lease_ms": 2 * self.lease_ms,
                 "oc_lease_ms": 30_000,
                 "keep_result_ms": self.keep_result_ms,
                 "default_max_parallelism": self.flavor.default_max_parallelism,

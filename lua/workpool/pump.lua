@@ -3,7 +3,7 @@
 -- ARGV: now, opts, claim_limit, callback_limit, then random numbers in [0, 1).
 -- Reply: {reannounce, claimed, callbacks, next_wake_ms|"", events}
 local limit = tonumber(ARGV[3])
-local rand_i = 4
+local rand_i = 5
 local function rand()
   local r = tonumber(ARGV[rand_i] or "0.5")
   rand_i = rand_i + 1
@@ -16,11 +16,13 @@ for _, id in ipairs(expired) do
   local wk = wkey(id)
   local st = redis.call("HMGET", wk, "state", "token", "label", "attempts", "worker")
   if st[1] == "dispatched" then
-    -- never begun: its arq job may be lost; re-announce the same job (no attempt used)
+    -- never begun: its arq job was lost or is held by a dead worker. Dispatch it
+    -- again under a new token (no attempt used); the old job, if it ever runs, is stale
+    local token = redis.call("HINCRBY", wk, "token", 1)
     local lease = NOW + O.dispatch_lease_ms
     redis.call("HSET", wk, "lease_until", rk_fmt(lease))
     redis.call("ZADD", K_RUNNING, rk_fmt(lease), id)
-    reannounce[#reannounce + 1] = {id, st[2]}
+    reannounce[#reannounce + 1] = {id, tostring(token)}
   elseif st[1] == "running" then
     redis.call("HINCRBY", K_STATS, "lost", 1)
     emit("WARN", "lost", {work_id = id, fn_name = st[3], attempt = tonumber(st[4]),
