@@ -264,8 +264,7 @@ class _Flavor:
     component: str = "workpool"
     lost_error: str = "Worker lost: lease expired"
     cancel_mode: Literal["flag", "finish"] = "flag"
-    # how on_complete handlers are called: "workpool" -> fn(OnCompleteArgs)
-    call_style: str = "workpool"
+    logger: str = "rkit.workpool"
     bad_result_retryable: bool = False
     default_max_parallelism: int = 10
 
@@ -320,7 +319,7 @@ def _script_error(exc: ResponseError) -> ConfigError | None:
     return None
 
 
-def _log_events(lines: Sequence[Any]) -> None:
+def _log_events(lines: Sequence[Any], log: logging.Logger = logger) -> None:
     for raw in lines:
         line = _s(raw)
         level = "INFO"
@@ -328,7 +327,7 @@ def _log_events(lines: Sequence[Any]) -> None:
             level = json.loads(line).get("level", "INFO")
         except ValueError:  # pragma: no cover - scripts only emit JSON
             pass
-        logger.log(_PY_LEVEL.get(level, logging.INFO), line)
+        log.log(_PY_LEVEL.get(level, logging.INFO), line)
 
 
 async def pool_names(app: App) -> list[str]:
@@ -425,6 +424,7 @@ class Workpool:
             }
         )
         self._registered = False
+        self._logger = logging.getLogger(self.flavor.logger)
         self._s = {
             op: scripts.load("workpool", op)
             for op in (
@@ -470,6 +470,9 @@ class Workpool:
                 self.app.redis, [_index_key(self.app)], [self.name]
             )
             self._registered = True
+
+    def _log(self, lines: Sequence[Any]) -> None:
+        _log_events(lines, self._logger)
 
     def job_id(self, work_id: str, token: str) -> str:
         return f"{self._job_tag}:{work_id}:{token}"
@@ -663,7 +666,7 @@ class Workpool:
                 chunk += [ctx_s, tmo_s]
                 j += 1
             reply = await self._call("enqueue", maxp, level, CLAIM_LIMIT, j - i, *chunk)
-            _log_events(reply[1])
+            self._log(reply[1])
             await self._announce([(_s(c[0]), _s(c[2])) for c in reply[0]])
             i = j
         return [WorkId(w) for w in ids]
@@ -696,7 +699,7 @@ class Workpool:
         if not ids:
             return []
         reply = await self._call("cancel", self.flavor.cancel_mode, *ids)
-        _log_events(reply[1])
+        self._log(reply[1])
         out = [_s(r) for r in reply[0]]
         for wid, r in zip(ids, out, strict=True):
             if r == "NOOP":
@@ -714,7 +717,7 @@ class Workpool:
             acted, seen, kept, events = await self._call(
                 "cancel_page", self.flavor.cancel_mode, before_s, offset, limit
             )
-            _log_events(events)
+            self._log(events)
             total += int(acted)
             offset += int(kept)
             if int(seen) < limit:
@@ -858,7 +861,7 @@ class Workpool:
         reann, claimed, callbacks, wake, events = await self._call(
             "pump", claim_limit, callback_limit, *rands
         )
-        _log_events(events)
+        self._log(events)
         await self._announce(
             [(_s(c[0]), _s(c[1])) for c in reann] + [(_s(c[0]), _s(c[2])) for c in claimed]
         )
@@ -908,7 +911,7 @@ class Workpool:
                 CLAIM_LIMIT,
             )
             result, claimed, events = reply
-            _log_events(events)
+            self._log(events)
             head = _s(result[0])
             if head == "STALE":
                 logger.warning(
@@ -1010,7 +1013,7 @@ class Workpool:
             _status, events = await self._call(
                 "oc_fail", work_id, error_text(exc), repr(self.rng())
             )
-            _log_events(events)
+            self._log(events)
             return
         await self._call("oc_ack", work_id)
 
@@ -1128,13 +1131,20 @@ class _Runtime:
             if f"workpool:{name}" not in self.app.components:
                 Workpool(self.app, name)
 
+    async def expire_all(self) -> int:
+        """Sweep finished work past retention in every pool that keeps results."""
+        return sum([await p.expire() for p in self.pools() if p.keep_result_ms > 0])
+
     async def _pump_forever(self, max_idle_s: float = 1.0) -> None:
-        last_discover = 0.0
+        last_discover = last_expire = 0.0
         while True:
             try:
                 if time.monotonic() - last_discover > 5.0:
                     await self._discover()
                     last_discover = time.monotonic()
+                if time.monotonic() - last_expire > 3600.0:
+                    await self.expire_all()  # retention (e.g. the retrier's 7 days)
+                    last_expire = time.monotonic()
                 did, wake = await self.pump_once()
                 delay = 0.0 if did else max_idle_s if wake is None else wake / 1000.0
                 await asyncio.sleep(min(max_idle_s, max(0.01, delay)))
