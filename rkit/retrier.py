@@ -162,6 +162,8 @@ def env_log_level() -> LogLevel:
 class _RetrierPool(Workpool):
     """The workpool a retrier runs on; handlers get ``run_id, result, context``."""
 
+    _retrier: ActionRetrier | None = None
+
     async def _call_handler(
         self, fn: Callable[..., Awaitable[Any]], work_id: WorkId, context: Any, result: RunResult
     ) -> None:
@@ -253,6 +255,7 @@ class ActionRetrier:
                 logger="rkit.retrier",
             ),
         )
+        self._pool._retrier = self
 
     def __repr__(self) -> str:
         return f"ActionRetrier(namespace={self.namespace!r})"
