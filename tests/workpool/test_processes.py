@@ -26,9 +26,11 @@ import asyncio
 import time
 
 from rkit import App, OnCompleteArgs, Workpool
+from rkit.retrier import ActionRetrier
 
 app = App(namespace="mp")
 pool = Workpool(app, "mp", max_parallelism=5)
+retrier = ActionRetrier(app, namespace="mp", initial_backoff_ms=20)
 
 ENTER = '''
 local n = redis.call('INCR', KEYS[1])
@@ -58,6 +60,19 @@ async def job(i: int, sleep_ms: float = 0) -> int:
 @app.action(name="done")
 async def done(args: OnCompleteArgs) -> None:
     await app.redis.eval(EFFECT, 3, "mp:marker:", "mp:effects", "mp:oc_calls", args.work_id)
+
+
+@app.action(name="fails_once")
+async def fails_once(i: int) -> int:
+    if await app.redis.hincrby("mp:execs", str(i), 1) == 1:
+        raise RuntimeError("first execution fails")
+    return i
+
+
+@app.action(name="run_done")
+async def run_done(run_id: str, result: object, context: object) -> None:
+    assert type(result).__name__ == "RunSuccess", result
+    await app.redis.eval(EFFECT, 3, "mp:marker:", "mp:effects", "mp:oc_calls", run_id)
 """
 
 
@@ -193,3 +208,41 @@ def test_sigkill_mid_run_recovers_every_job(
     assert retried, "the killed worker had no job running"
     assert reaped_after < 7.0 and max(recovery) < 10.0
     assert pool_running(r) == 0
+
+
+async def start_runs(redis_url: str, n: int) -> list[str]:
+    from rkit.retrier import ActionRetrier
+
+    app = App(redis_url, namespace="mp")
+
+    @app.action(name="fails_once")
+    async def fails_once(i: int) -> int:  # runs only in the workers
+        raise AssertionError
+
+    @app.action(name="run_done")
+    async def run_done(run_id: str, result: object, context: object) -> None:
+        raise AssertionError
+
+    try:
+        retrier = ActionRetrier(app, namespace="mp", initial_backoff_ms=20)
+        return [await retrier.run("fails_once", {"i": i}, on_complete="run_done") for i in range(n)]
+    finally:
+        await app.aclose()
+
+
+def test_retrier_runs_on_three_worker_processes(
+    service: tuple[Path, dict[str, str]], redis_url: str
+) -> None:
+    """Retrier scenario 32: 90 runs failing once each, three workers."""
+    cwd, env = service
+    r = sync_redis.Redis.from_url(redis_url, decode_responses=True)
+    n = 90
+    procs = start_workers(3, cwd, env)
+    try:
+        asyncio.run(start_runs(redis_url, n))
+        wait_effects(r, n, timeout=60)
+    finally:
+        stop_workers(procs)
+    assert set(r.hgetall("mp:execs").values()) == {"2"} and r.hlen("mp:execs") == n
+    assert set(r.hgetall("mp:effects").values()) == {"1"}
+    assert set(r.hgetall("mp:oc_calls").values()) == {"1"}
