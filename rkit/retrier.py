@@ -32,6 +32,7 @@ from .workpool import (
     Success,
     WorkId,
     Workpool,
+    _AsDict,
     _Flavor,
     _num,
     _result_of,
@@ -73,31 +74,22 @@ class RunSuccess:
 
 
 @dataclass(frozen=True, slots=True)
-class RunFailed:
+class RunFailed(_AsDict):
     error: str
     type: Literal["failed"] = "failed"
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"type": self.type, "error": self.error}
-
 
 @dataclass(frozen=True, slots=True)
-class RunCanceled:
+class RunCanceled(_AsDict):
     type: Literal["canceled"] = "canceled"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"type": self.type}
 
 
 RetrierResult = RunSuccess | RunFailed | RunCanceled
 
 
 @dataclass(frozen=True, slots=True)
-class InProgress:
+class InProgress(_AsDict):
     type: Literal["inProgress"] = "inProgress"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"type": self.type}
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,7 +51,7 @@ import secrets
 import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, NewType
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -139,59 +139,50 @@ DEFAULT_RETRY_BEHAVIOR = RetryBehavior(max_attempts=5, initial_backoff_ms=250, b
 DEFAULT_ON_COMPLETE_RETRY = RetryBehavior(max_attempts=3, initial_backoff_ms=250, base=2)
 
 
+class _AsDict:
+    """``to_dict()``: the JSON shape of a result or status (field names as keys)."""
+
+    __slots__ = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload, no-any-return]
+
+
 @dataclass(frozen=True, slots=True)
-class Success:
+class Success(_AsDict):
     return_value: Any
     kind: Literal["success"] = "success"
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "return_value": self.return_value}
-
 
 @dataclass(frozen=True, slots=True)
-class Failed:
+class Failed(_AsDict):
     error: str
     kind: Literal["failed"] = "failed"
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "error": self.error}
-
 
 @dataclass(frozen=True, slots=True)
-class Canceled:
+class Canceled(_AsDict):
     kind: Literal["canceled"] = "canceled"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind}
 
 
 RunResult = Success | Failed | Canceled
 
 
 @dataclass(frozen=True, slots=True)
-class Pending:
+class Pending(_AsDict):
     previous_attempts: int
     state: Literal["pending"] = "pending"
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"state": self.state, "previous_attempts": self.previous_attempts}
-
 
 @dataclass(frozen=True, slots=True)
-class Running:
+class Running(_AsDict):
     previous_attempts: int
     state: Literal["running"] = "running"
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"state": self.state, "previous_attempts": self.previous_attempts}
-
 
 @dataclass(frozen=True, slots=True)
-class Finished:
+class Finished(_AsDict):
     state: Literal["finished"] = "finished"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"state": self.state}
 
 
 Status = Pending | Running | Finished

@@ -56,6 +56,35 @@ local function max_parallelism()
   return O.default_max_parallelism
 end
 
+-- validation of a config write ("" = not given); the message, or nil when valid
+local function config_error(maxp, level)
+  if maxp ~= "" then
+    local m = tonumber(maxp)
+    if m == nil or m ~= math.floor(m) or m < 0 then
+      return "max_parallelism must be >= 0"
+    end
+    if m > O.parallelism_limit then
+      return "max_parallelism must be <= " .. O.parallelism_limit
+    end
+  end
+  if level ~= "" and LEVELS[level] == nil then
+    return "log_level must be one of DEBUG, TRACE, INFO, REPORT, WARN, ERROR"
+  end
+  return nil
+end
+
+-- store validated config ("" = keep) and mark the pool as created
+local function write_config(maxp, level)
+  if maxp ~= "" then
+    redis.call("HSET", K_CFG, "max_parallelism", maxp)
+  end
+  if level ~= "" then
+    redis.call("HSET", K_CFG, "log_level", level)
+    _level = nil
+  end
+  redis.call("HSETNX", K_CFG, "created_at", rk_fmt(NOW))
+end
+
 -- run_at bounds (spec §3.2): more than a year in the past -> now; more than four
 -- years ahead -> now + 1 year; never before now
 local function bound_due(due, id)

@@ -5,31 +5,16 @@
 -- Reply: {claimed, events}
 local maxp, level = ARGV[3], ARGV[4]
 local n = tonumber(ARGV[6])
-if maxp ~= "" then
-  local m = tonumber(maxp)
-  if m == nil or m ~= math.floor(m) or m < 0 then
-    return redis.error_reply("max_parallelism must be >= 0")
-  end
-  if m > O.parallelism_limit then
-    return redis.error_reply("max_parallelism must be <= " .. O.parallelism_limit)
-  end
-end
-if level ~= "" and LEVELS[level] == nil then
-  return redis.error_reply("log_level must be one of DEBUG, TRACE, INFO, REPORT, WARN, ERROR")
+local bad = config_error(maxp, level)
+if bad then
+  return redis.error_reply(bad)
 end
 for i = 0, n - 1 do
   if redis.call("EXISTS", wkey(ARGV[7 + i * 10])) == 1 then
     return redis.error_reply("work id already exists: " .. ARGV[7 + i * 10])
   end
 end
-if maxp ~= "" then
-  redis.call("HSET", K_CFG, "max_parallelism", maxp)
-end
-if level ~= "" then
-  redis.call("HSET", K_CFG, "log_level", level)
-  _level = nil
-end
-redis.call("HSETNX", K_CFG, "created_at", rk_fmt(NOW))
+write_config(maxp, level)
 for i = 0, n - 1 do
   local b = 7 + i * 10
   local id, spec = ARGV[b], ARGV[b + 1]
