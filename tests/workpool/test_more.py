@@ -199,3 +199,39 @@ async def test_diagnostics_and_listings(app: App, env: Env) -> None:
     assert [x["work_id"] for x in await p.pending()] == [second]
     assert "p" in await pool_names(app)
     env.gate.set()
+
+
+async def test_worker_self_fences_when_it_cannot_renew(
+    app: App, env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cut off from Redis, a worker cancels its attempt before the lease could expire
+    unseen (so no second copy can run beside it), and does not report it."""
+    from redis.exceptions import ConnectionError
+
+    p = pool(app, lease_ms=1_500)
+    cancelled = asyncio.Event()
+
+    @app.action(name="until_cancelled")
+    async def until_cancelled() -> None:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    wid = await p.enqueue("until_cancelled", {})
+    real = p._call
+
+    async def no_heartbeat(op: str, *args: Any, **kw: Any) -> Any:
+        if op == "heartbeat":
+            raise ConnectionError("partitioned")
+        return await real(op, *args, **kw)
+
+    monkeypatch.setattr(p, "_call", no_heartbeat)
+    async with background_worker(app):
+        await asyncio.wait_for(cancelled.wait(), timeout=5)
+        await asyncio.sleep(0.05)
+        assert (await p.item(wid))["state"] == "running"  # type: ignore[index]
+    app.clock.advance(1_501)  # type: ignore[attr-defined]
+    await p.pump()  # the reaper accounts for the abandoned attempt
+    assert await p.status(wid) == Finished()
