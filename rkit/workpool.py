@@ -728,7 +728,7 @@ class Workpool:
             log_level or "",
         )
         if max_parallelism:
-            await self.pump()  # start what the new cap allows
+            await self.pump(callback_limit=0)  # start what the new cap allows
         return PoolConfig(int(m), _s(lvl))
 
     async def get_config(self) -> PoolConfig:
@@ -1099,8 +1099,11 @@ class _Runtime:
                     continue
                 now = time.monotonic()
                 for lease, r in zip(leases, replies, strict=True):
-                    if _s(r) == "STALE":
+                    reply = _s(r)
+                    if reply == "STALE":
                         self._fence(lease, "lease lost")
+                    elif reply == "DETACHED":
+                        self.untrack(lease)  # canceled run: finishes unwatched, report dropped
                     else:
                         lease.last_ok = now
 

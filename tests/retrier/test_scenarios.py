@@ -219,11 +219,23 @@ async def test_cancel_during_backoff(app: App, env: Env) -> None:
 # 10
 async def test_cancel_while_executing(app: App, env: Env) -> None:
     r = retrier(app, env)
-    rid = await r.run("hang", {"value": 1}, on_complete="cb")
+    returned: list[int] = []
+
+    @app.action(name="slow_one")
+    async def slow_one() -> int:
+        env.execs.append(0)
+        env.started.set()
+        await env.gate.wait()
+        returned.append(1)
+        return 1
+
+    rid = await r.run("slow_one", on_complete="cb")
     async with background_worker(app):
         await env.started.wait()
         assert await r.cancel(rid) is True
+        await asyncio.sleep(1.2)  # a heartbeat passes: the execution is not interrupted
         env.gate.set()
+        await settle(lambda: returned == [1])
         await asyncio.sleep(0.05)
     await drive(app, 10_000, step=1_000)
     assert await r.status(rid) == Completed(RunCanceled())
