@@ -118,8 +118,10 @@ _PY_LEVEL = {
 CLAIM_LIMIT = 64
 BATCH_CHUNK = 256
 BATCH_BYTES = 8_000_000
-MAX_TIMEOUT_MS = 3_600_000.0
-"""Largest per-item timeout; the arq wrapper's own timeout is set above it."""
+MAX_TIMEOUT_MS = 600_000.0
+"""Largest per-item timeout (the reference's 10-minute action limit). The arq
+wrapper's timeout sits just above it plus the chaining window; arq derives its
+in-progress key TTL (its own crash re-delivery delay) from the largest timeout."""
 CHAIN_SECONDS = 60.0
 """A worker keeps running freed-slot continuations inside one arq job this long."""
 JOB_FUNCTION = "rkit_wp_run"

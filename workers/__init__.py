@@ -32,7 +32,7 @@ def worker_settings(
     work, redelivers callbacks) started and stopped with the worker.
     """
     from rkit.action_cache import purge_all_job
-    from rkit.workpool import JOB_FUNCTION, MAX_TIMEOUT_MS, _runtime
+    from rkit.workpool import CHAIN_SECONDS, JOB_FUNCTION, MAX_TIMEOUT_MS, _runtime
 
     async def on_startup(ctx: dict[str, Any]) -> None:
         if pump:
@@ -51,7 +51,7 @@ def worker_settings(
                 name=JOB_FUNCTION,
                 max_tries=1000,
                 keep_result=0,
-                timeout=MAX_TIMEOUT_MS / 1000 + 120,
+                timeout=MAX_TIMEOUT_MS / 1000 + CHAIN_SECONDS + 60,
             ),
         ],
         "on_startup": on_startup,
