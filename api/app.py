@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 
 from rkit import App
 
-from . import action_cache, aggregate, presence, rate_limits
+from . import action_cache, aggregate, presence, rate_limits, workpool
 from .auth import RequireAdmin, resolve_token
 
 
@@ -33,4 +33,6 @@ def create_api(app: App, *, admin_token: str | None = None, title: str = "rkit a
     api.include_router(action_cache.router(app), prefix="/action-cache", dependencies=guard)
     api.include_router(presence.router(app), prefix="/presence", dependencies=guard)
     api.include_router(aggregate.router(app), prefix="/aggregates", dependencies=guard)
+    api.include_router(workpool.router(app), prefix="/workpools", dependencies=guard)
+    api.include_router(workpool.retrier_router(app), prefix="/retriers", dependencies=guard)
     return api

@@ -121,3 +121,37 @@ async def run_action(
         logger.exception("action %r failed (job %s)", name, ctx.get("job_id"))
         return {"ok": False, "error": {"type": type(exc).__name__, "message": str(exc)}}
     return {"ok": True, "result": result}
+
+
+_ENQUEUE_EXPIRES_MS = 86_400_000  # arq's default job expiry (1 day)
+
+
+async def enqueue_jobs(
+    pool: ArqRedis, queue_name: str, function: str, jobs: list[tuple[str, list[Any]]]
+) -> int:
+    """Enqueue many jobs with fixed ids in one round trip (a script that writes arq's
+    own job format and de-duplicates like ``enqueue_job``: an existing job or result
+    key means "already queued"). Returns how many were new."""
+    import time
+
+    from arq.constants import job_key_prefix, result_key_prefix
+
+    from . import scripts
+
+    now = int(time.time() * 1000)
+    keys = [queue_name]
+    payloads: list[bytes] = []
+    for job_id, args in jobs:
+        keys += [job_key_prefix + job_id, result_key_prefix + job_id]
+        payloads.append(json_serializer({"t": None, "f": function, "a": args, "k": {}, "et": now}))
+    script = scripts.load("arq", "enqueue")
+    return int(await script(pool, keys, [now, _ENQUEUE_EXPIRES_MS, *payloads]))
+
+
+async def run_workpool_job(
+    ctx: dict[str, Any], component: str, pool: str, work_id: str, token: str
+) -> None:
+    """The arq job of one workpool attempt (``rkit_wp_run``): fenced by ``token``."""
+    from .workpool import run_job
+
+    await run_job(ctx["rkit_app"], component, pool, work_id, token)

@@ -156,3 +156,41 @@ class KeyEncodingError(AggregateError, ConfigError, TypeError):
     """A key, id or namespace outside the value space of aggregate keys."""
 
     code = "AGG_KEY_ENCODING"
+
+
+class FunctionNotRegistered(ActionNotFound):
+    """A work function or ``on_complete`` handler is not registered in the App."""
+
+
+class PayloadTooLarge(ConfigError):
+    """Work arguments or ``on_complete`` context above the pool's ``max_args_bytes``."""
+
+
+class NonRetryableError(RkitError):
+    """Raise from work to fail at once (no further attempts); ``str(exc)`` is the error."""
+
+    __rkit_non_retryable__ = True
+
+
+def is_non_retryable_error(exc: BaseException) -> bool:
+    """True for :class:`NonRetryableError` (and subclasses) or any exception whose
+    ``__rkit_non_retryable__`` attribute is ``True``."""
+    return (
+        isinstance(exc, NonRetryableError) or getattr(exc, "__rkit_non_retryable__", False) is True
+    )
+
+
+class RunNotFound(RkitError, LookupError):
+    """No action-retrier run with this id (never existed, cleaned up or expired)."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"Run {run_id} not found")
+        self.run_id = run_id
+
+
+class RunNotCompleted(RkitError):
+    """``cleanup`` of a run that is still in progress."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"Run {run_id} hasn't completed.")
+        self.run_id = run_id

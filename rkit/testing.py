@@ -12,12 +12,15 @@ in-process (an arq worker in burst mode) and returns when the queue is empty.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 from .app import App
 from .clock import TestClock
 
-__all__ = ["TestClock", "create_test_app", "run_until_idle"]
+__all__ = ["TestClock", "background_worker", "create_test_app", "run_until_idle"]
 
 
 def create_test_app(
@@ -31,19 +34,61 @@ def create_test_app(
     return App(redis_url, namespace=namespace, clock=TestClock(start_ms), **kwargs)
 
 
-async def run_until_idle(app: App, **worker_overrides: Any) -> int:
-    """Run queued actions in this process until the queue is empty.
+async def run_until_idle(app: App, *, max_rounds: int = 1000, **worker_overrides: Any) -> int:
+    """Run queued work in this process until nothing is runnable at the current clock.
 
-    Returns how many jobs ran (completed or failed).
+    Alternates a workpool pump round (due work and retries, expired leases,
+    callbacks — all judged by ``app.clock``) with an arq burst worker, until a round
+    finds nothing. After ``app.clock.advance(ms)``, call it again to run what became
+    due. Returns how many arq jobs ran (completed or failed).
     """
     from rkit.workers import create_worker
+    from rkit.workpool import _runtime
 
-    settings: dict[str, Any] = {"burst": True, "handle_signals": False, "poll_delay": 0}
+    settings: dict[str, Any] = {
+        "burst": True,
+        "handle_signals": False,
+        "poll_delay": 0,
+        "pump": False,
+    }
+    settings.update(worker_overrides)
+    total = 0
+    rt = _runtime(app)
+    for _ in range(max_rounds):
+        did, _wake = await rt.pump_once()
+        worker = await create_worker(app, **settings)
+        try:
+            await worker.main()
+            ran = int(worker.jobs_complete + worker.jobs_failed)
+        finally:
+            await worker.close()
+            app._queue_pool = None
+        total += ran
+        if not did and not ran:
+            break
+    return total
+
+
+@contextlib.asynccontextmanager
+async def background_worker(app: App, **worker_overrides: Any) -> AsyncIterator[Any]:
+    """Run an arq worker for ``app`` in this process while the block runs (for work
+    that blocks, e.g. on an ``asyncio.Event``). The pump is not started: drive it
+    with ``pool.pump()`` or :func:`run_until_idle`. Yields the arq ``Worker``."""
+    from rkit.workers import create_worker
+
+    settings: dict[str, Any] = {"handle_signals": False, "poll_delay": 0.005, "pump": False}
     settings.update(worker_overrides)
     worker = await create_worker(app, **settings)
+    task = asyncio.get_running_loop().create_task(worker.async_run())
     try:
-        await worker.main()
-        return int(worker.jobs_complete + worker.jobs_failed)
+        yield worker
     finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        jobs = list(worker.tasks.values())
+        for job in jobs:
+            job.cancel()  # running attempts are handed back (released), like SIGTERM
+        await asyncio.gather(*jobs, return_exceptions=True)
+        worker.tasks.clear()
         await worker.close()
         app._queue_pool = None

@@ -21,18 +21,43 @@ if TYPE_CHECKING:
 __all__ = ["create_worker", "run_worker", "worker_settings", "worker_settings_class"]
 
 
-def worker_settings(app: App, *, purge_hour: int = 3, **overrides: Any) -> dict[str, Any]:
+def worker_settings(
+    app: App, *, purge_hour: int = 3, pump: bool = True, **overrides: Any
+) -> dict[str, Any]:
     """Keyword arguments for :class:`arq.worker.Worker` that run ``app``'s actions.
 
     Includes the daily action-cache purge (at ``purge_hour`` UTC; arq's cron runs it
-    on one worker only, via its job-id de-duplication) and, when the App has a
-    Presence, its sweep every second.
+    on one worker only, via its job-id de-duplication), the workpool attempt job,
+    with ``pump=True`` the workpool pump (reaps expired leases, dispatches due work,
+    redelivers callbacks) started and stopped with the worker and, when the App has
+    a Presence, its sweep every second.
     """
     from rkit.action_cache import purge_all_job
     from rkit.presence import sweep_all_job
+    from rkit.workpool import CHAIN_SECONDS, JOB_FUNCTION, MAX_TIMEOUT_MS, _runtime
+
+    async def on_startup(ctx: dict[str, Any]) -> None:
+        if pump:
+            _runtime(app).start_pump()
+
+    async def on_shutdown(ctx: dict[str, Any]) -> None:
+        await _runtime(app).stop()
 
     settings: dict[str, Any] = {
-        "functions": [func(_arq.run_action, name=_arq.JOB_FUNCTION, max_tries=1)],
+        "functions": [
+            func(_arq.run_action, name=_arq.JOB_FUNCTION, max_tries=1),
+            # one job = one attempt, fenced by its token: arq retries and results
+            # are not used (rkit retries, reaps and de-duplicates itself)
+            func(
+                _arq.run_workpool_job,
+                name=JOB_FUNCTION,
+                max_tries=1000,
+                keep_result=0,
+                timeout=MAX_TIMEOUT_MS / 1000 + CHAIN_SECONDS + 60,
+            ),
+        ],
+        "on_startup": on_startup,
+        "on_shutdown": on_shutdown,
         "cron_jobs": [
             cron(purge_all_job, name="rkit_action_cache_purge", hour={purge_hour}, minute={0})
         ],

@@ -1,0 +1,177 @@
+"""Admin routes of the workpool (spec workpool.md §7.14) and the action retrier
+(spec action-retrier.md §7.11). Pools are found by name in the namespace's pool
+index, so no Workpool instance has to exist in the API process."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any, Literal
+
+from fastapi import APIRouter, HTTPException, Query, status
+from pydantic import BaseModel, ConfigDict, Field
+
+from rkit import App, ConfigError
+from rkit.errors import RunNotCompleted, RunNotFound
+from rkit.retrier import ActionRetrier
+from rkit.workpool import Workpool, pool_names
+
+
+class ConfigBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    max_parallelism: int | None = Field(default=None, ge=0)
+    log_level: Literal["DEBUG", "TRACE", "INFO", "REPORT", "WARN", "ERROR"] | None = None
+
+
+class CancelAllBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    limit: int = Field(default=64, ge=1, le=10_000)
+    before: float | None = Field(default=None, allow_inf_nan=False)
+
+
+def _pool(app: App, name: str) -> Workpool:
+    existing = app.components.get(f"workpool:{name}")
+    return existing if isinstance(existing, Workpool) else Workpool(app, name)
+
+
+async def _known(app: App, name: str) -> Workpool:
+    if name not in await pool_names(app):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no workpool named {name!r}")
+    return _pool(app, name)
+
+
+async def _summary(pool: Workpool) -> dict[str, Any]:
+    return {
+        "name": pool.name,
+        "config": asdict(await pool.get_config()),
+        "diagnostics": asdict(await pool.diagnostics()),
+    }
+
+
+def router(app: App) -> APIRouter:
+    r = APIRouter(tags=["workpool"])
+
+    @r.get("")
+    async def pools() -> dict[str, list[dict[str, Any]]]:
+        return {"pools": [await _summary(_pool(app, n)) for n in await pool_names(app)]}
+
+    @r.get("/{pool}")
+    async def pool_info(pool: str) -> dict[str, Any]:
+        return await _summary(await _known(app, pool))
+
+    @r.patch("/{pool}/config")
+    async def set_config(pool: str, body: ConfigBody) -> dict[str, Any]:
+        p = await _known(app, pool)
+        try:
+            cfg = await p.set_config(max_parallelism=body.max_parallelism, log_level=body.log_level)
+        except ConfigError as exc:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=str(exc)) from None
+        return asdict(cfg)
+
+    @r.get("/{pool}/running")
+    async def running(pool: str, limit: int = Query(1000, ge=1, le=10_000)) -> dict[str, Any]:
+        p = await _known(app, pool)
+        return {"running": [asdict(x) for x in await p.running(limit=limit)]}
+
+    @r.get("/{pool}/pending")
+    async def pending(pool: str, limit: int = Query(1000, ge=1, le=10_000)) -> dict[str, Any]:
+        p = await _known(app, pool)
+        return {"pending": await p.pending(limit=limit)}
+
+    @r.get("/{pool}/work/{work_id}")
+    async def work(pool: str, work_id: str) -> dict[str, Any]:
+        p = await _known(app, pool)
+        out: dict[str, Any] = {"work_id": work_id, "status": (await p.status(work_id)).to_dict()}
+        h = await p.item(work_id)
+        if h:
+            out["attempts"] = int(h.get("attempts", 0))
+            out["fn_name"] = h.get("label")
+            out["due"] = float(h["due"]) if h.get("due") else None
+            out["last_error"] = h.get("last_error")
+        result = await p.get_result(work_id)
+        if result is not None:
+            out["result"] = result.to_dict()
+        return out
+
+    @r.post("/{pool}/work/{work_id}/cancel")
+    async def cancel(pool: str, work_id: str) -> dict[str, str]:
+        p = await _known(app, pool)
+        reply = await p._cancel([work_id])
+        return {"work_id": work_id, "outcome": reply[0].lower()}
+
+    @r.post("/{pool}/cancel-all")
+    async def cancel_all(pool: str, body: CancelAllBody | None = None) -> dict[str, int]:
+        p = await _known(app, pool)
+        b = body or CancelAllBody()
+        return {"canceled": await p.cancel_all(limit=b.limit, before=b.before)}
+
+    @r.get("/{pool}/dlq")
+    async def dlq(pool: str, limit: int = Query(100, ge=1, le=10_000)) -> dict[str, Any]:
+        p = await _known(app, pool)
+        return {"dead_letters": [asdict(d) for d in await p.dead_letters(limit=limit)]}
+
+    @r.post("/{pool}/dlq/{work_id}/replay")
+    async def replay(pool: str, work_id: str) -> dict[str, bool]:
+        p = await _known(app, pool)
+        return {"replayed": await p.replay_dead_letter(work_id)}
+
+    return r
+
+
+def _retrier(app: App, ns: str) -> ActionRetrier:
+    pool = app.components.get(f"retrier:{ns}")
+    owner = getattr(pool, "_retrier", None)
+    if isinstance(owner, ActionRetrier):
+        return owner
+    try:
+        return ActionRetrier(app, namespace=ns)
+    except ConfigError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=str(exc)) from None
+
+
+def retrier_router(app: App) -> APIRouter:
+    r = APIRouter(tags=["action retrier"])
+
+    @r.get("/{ns}/runs")
+    async def runs(
+        ns: str,
+        state: Literal["scheduled", "running", "completed"] | None = None,
+        limit: int = Query(100, ge=1, le=10_000),
+    ) -> dict[str, Any]:
+        found = await _retrier(app, ns).list_runs(state=state, limit=limit)
+        return {"runs": [d.to_dict() for d in found]}
+
+    @r.get("/{ns}/runs/{run_id}")
+    async def run(ns: str, run_id: str) -> dict[str, Any]:
+        try:
+            return (await _retrier(app, ns).details(run_id)).to_dict()
+        except RunNotFound as exc:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from None
+
+    @r.post("/{ns}/runs/{run_id}/cancel")
+    async def cancel(ns: str, run_id: str) -> dict[str, bool]:
+        return {"canceled": await _retrier(app, ns).cancel(run_id)}
+
+    @r.delete("/{ns}/runs/{run_id}")
+    async def cleanup(ns: str, run_id: str) -> dict[str, bool]:
+        try:
+            await _retrier(app, ns).cleanup(run_id)
+        except RunNotFound as exc:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from None
+        except RunNotCompleted as exc:
+            raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from None
+        return {"deleted": True}
+
+    @r.get("/{ns}/stats")
+    async def stats(ns: str) -> dict[str, Any]:
+        return await _retrier(app, ns).stats()
+
+    @r.get("/{ns}/dlq")
+    async def dlq(ns: str, limit: int = Query(100, ge=1, le=10_000)) -> dict[str, Any]:
+        found = await _retrier(app, ns).dead_letters(limit=limit)
+        return {"dead_letters": [asdict(d) for d in found]}
+
+    @r.post("/{ns}/dlq/{run_id}/replay")
+    async def replay(ns: str, run_id: str) -> dict[str, bool]:
+        return {"replayed": await _retrier(app, ns).replay_dead_letter(run_id)}
+
+    return r

@@ -1,0 +1,13 @@
+-- begin: a worker starts the attempt it was dispatched (fenced by token).
+-- ARGV: now, opts, id, token, worker. Reply: {"OK", fn, args, timeout_ms, attempts} | {"STALE"}
+local id, token = ARGV[3], ARGV[4]
+local wk = wkey(id)
+local st = redis.call("HMGET", wk, "state", "token", "fn", "args", "timeout_ms", "attempts")
+if st[1] ~= "dispatched" or st[2] ~= token then
+  return {"STALE", st[1] or ""}
+end
+local lease = NOW + O.lease_ms
+redis.call("HSET", wk, "state", "running", "worker", ARGV[5], "started_at", rk_fmt(NOW),
+  "lease_until", rk_fmt(lease))
+redis.call("ZADD", K_RUNNING, rk_fmt(lease), id)
+return {"OK", st[3], st[4], st[5], st[6]}

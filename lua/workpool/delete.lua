@@ -1,0 +1,16 @@
+-- delete: remove one finished item that has no callback pending (retrier cleanup).
+-- ARGV: now, opts, id. Reply "OK" | "NOT_COMPLETED" | "NOT_FOUND"
+local id = ARGV[3]
+local wk = wkey(id)
+local st = redis.call("HMGET", wk, "state", "expires_at")
+if not st[1] or (st[2] and tonumber(st[2]) <= NOW) then
+  return "NOT_FOUND"
+end
+if st[1] ~= "finished" then
+  return "NOT_COMPLETED"
+end
+redis.call("DEL", wk)
+redis.call("ZREM", K_DONE, id)
+redis.call("ZREM", K_OUTBOX, id)
+redis.call("ZREM", K_DLQ, id)
+return "OK"

@@ -1,0 +1,98 @@
+-- pump: one round of background work for a pool: reap expired leases, dispatch due
+-- work, claim due callbacks, and emit the periodic report.
+-- ARGV: now, opts, claim_limit, callback_limit, then random numbers in [0, 1).
+-- Reply: {reannounce, claimed, callbacks, next_wake_ms|"", events}
+local limit = tonumber(ARGV[3])
+local rand_i = 5
+local function rand()
+  local r = tonumber(ARGV[rand_i] or "0.5")
+  rand_i = rand_i + 1
+  return r
+end
+-- 1. leases
+local reannounce = {}
+local expired = redis.call("ZRANGEBYSCORE", K_RUNNING, "-inf", rk_fmt(NOW), "LIMIT", 0, 64)
+for _, id in ipairs(expired) do
+  local wk = wkey(id)
+  local st = redis.call("HMGET", wk, "state", "token", "label", "attempts", "worker")
+  if st[1] == "dispatched" then
+    -- never begun: its arq job was lost or is held by a dead worker. Dispatch it
+    -- again under a new token (no attempt used); the old job, if it ever runs, is stale
+    local token = redis.call("HINCRBY", wk, "token", 1)
+    local lease = NOW + O.dispatch_lease_ms
+    redis.call("HSET", wk, "lease_until", rk_fmt(lease))
+    redis.call("ZADD", K_RUNNING, rk_fmt(lease), id)
+    reannounce[#reannounce + 1] = {id, tostring(token)}
+  elseif st[1] == "running" then
+    redis.call("HINCRBY", K_STATS, "lost", 1)
+    emit("WARN", "lost", {work_id = id, fn_name = st[3], attempt = tonumber(st[4]),
+      worker = st[5], lost_at = ms(NOW)})
+    finish_attempt(id, wk, "failed", O.lost_error, "0", rand(), false)
+  else
+    redis.call("ZREM", K_RUNNING, id) -- a slot without live work: free it
+  end
+end
+-- 2. due work
+local claimed = dispatch(limit, nil)
+-- 3. callbacks
+local callbacks = {}
+local due = redis.call("ZRANGEBYSCORE", K_OUTBOX, "-inf", rk_fmt(NOW), "LIMIT", 0,
+  tonumber(ARGV[4]))
+for _, id in ipairs(due) do
+  local wk = wkey(id)
+  local r = redis.call("HMGET", wk, "on_complete", "context", "result_kind", "result", "error")
+  if r[1] and r[1] ~= "" then
+    redis.call("ZADD", K_OUTBOX, rk_fmt(NOW + O.oc_lease_ms), id)
+    redis.call("HINCRBY", wk, "oc_attempts", 1)
+    callbacks[#callbacks + 1] = {id, r[1], r[2] or "", r[3], r[4] or "", r[5] or ""}
+  else
+    redis.call("ZREM", K_OUTBOX, id)
+  end
+end
+-- 4. report (spec §4.13 cadence)
+local last = tonumber(redis.call("HGET", K_STATS, "last_report_ts") or "")
+if last == nil then
+  redis.call("HSET", K_STATS, "last_report_ts", rk_fmt(NOW))
+elseif NOW - last >= O.report_ms then
+  local s = redis.call("HMGET", K_STATS, "r_completed", "r_succeeded", "r_failed", "r_retries",
+    "r_canceled")
+  local c = {}
+  for i = 1, 5 do
+    c[i] = tonumber(s[i] or "0")
+  end
+  local function rate(num, den)
+    if den <= 0 then
+      return 0
+    end
+    return math.floor(num / den * 10000 + 0.5) / 10000
+  end
+  emit("REPORT", "report", {completed = c[1], succeeded = c[2], failed = c[3], retries = c[4],
+    canceled = c[5], last_report_ts = ms(last), running = redis.call("ZCARD", K_RUNNING),
+    backlog = redis.call("ZCOUNT", K_PENDING, "-inf", rk_fmt(NOW)),
+    failure_rate = rate(c[3] + c[4], c[1]), permanent_failure_rate = rate(c[3], c[1] - c[4])})
+  local nxt = last + O.report_ms
+  if NOW - nxt > O.report_ms / 2 then
+    nxt = NOW
+  end
+  redis.call("HSET", K_STATS, "last_report_ts", rk_fmt(nxt), "r_completed", 0, "r_succeeded", 0,
+    "r_failed", 0, "r_retries", 0, "r_canceled", 0)
+end
+-- 5. when anything is next due
+local wake = nil
+for _, k in ipairs({K_PENDING, K_RUNNING, K_OUTBOX}) do
+  local first = redis.call("ZRANGE", k, 0, 0, "WITHSCORES")
+  if first[2] then
+    local t = tonumber(first[2])
+    if k == K_PENDING and max_parallelism() <= redis.call("ZCARD", K_RUNNING) then
+      t = nil -- saturated: a completion will dispatch it
+    end
+    if t and (wake == nil or t < wake) then
+      wake = t
+    end
+  end
+end
+local wake_s = ""
+if wake then
+  wake_s = rk_fmt(math.max(0, wake - NOW))
+end
+return {reannounce, claimed, callbacks, wake_s, EV}

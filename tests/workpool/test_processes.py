@@ -1,0 +1,251 @@
+"""What only processes show (real redis-server, `rkit worker` subprocesses): the
+parallelism cap across workers (spec scenario 6, the issue's 3 x 2,000 jobs) and
+recovery of a SIGKILLed worker's job within seconds, with every callback's effect
+happening exactly once (callbacks guard their effect with an idempotency marker)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis as sync_redis
+
+from rkit import App, Workpool
+
+pytestmark = pytest.mark.slow
+
+SERVICE = """
+import asyncio
+import time
+
+from rkit import App, OnCompleteArgs, Workpool
+from rkit.retrier import ActionRetrier
+
+app = App(namespace="mp")
+pool = Workpool(app, "mp", max_parallelism=5)
+retrier = ActionRetrier(app, namespace="mp", initial_backoff_ms=20)
+
+ENTER = '''
+local n = redis.call('INCR', KEYS[1])
+if n > tonumber(redis.call('GET', KEYS[2]) or '0') then redis.call('SET', KEYS[2], n) end
+return n
+'''
+EFFECT = '''
+redis.call('HINCRBY', KEYS[3], ARGV[1], 1)
+if redis.call('SETNX', KEYS[1] .. ARGV[1], 1) == 1 then
+  redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
+end
+'''
+
+
+@app.action(name="job")
+async def job(i: int, sleep_ms: float = 0) -> int:
+    r = app.redis
+    await r.eval(ENTER, 2, "mp:cur", "mp:max")
+    await r.rpush(f"mp:starts:{i}", repr(time.time()))
+    try:
+        await asyncio.sleep(sleep_ms / 1000)
+    finally:
+        await r.decr("mp:cur")
+    return i
+
+
+@app.action(name="done")
+async def done(args: OnCompleteArgs) -> None:
+    await app.redis.eval(EFFECT, 3, "mp:marker:", "mp:effects", "mp:oc_calls", args.work_id)
+
+
+@app.action(name="fails_once")
+async def fails_once(i: int) -> int:
+    if await app.redis.hincrby("mp:execs", str(i), 1) == 1:
+        raise RuntimeError("first execution fails")
+    return i
+
+
+@app.action(name="run_done")
+async def run_done(run_id: str, result: object, context: object) -> None:
+    assert type(result).__name__ == "RunSuccess", result
+    await app.redis.eval(EFFECT, 3, "mp:marker:", "mp:effects", "mp:oc_calls", run_id)
+"""
+
+
+@pytest.fixture
+def service(tmp_path: Path, redis_url: str) -> Iterator[tuple[Path, dict[str, str]]]:
+    (tmp_path / "mpsvc.py").write_text(SERVICE)
+    env = {**os.environ, "RKIT_REDIS_URL": redis_url, "PYTHONPATH": str(tmp_path)}
+    yield tmp_path, env
+
+
+def start_workers(n: int, cwd: Path, env: dict[str, str]) -> list[subprocess.Popen[bytes]]:
+    cmd = [sys.executable, "-m", "rkit.cli", "worker", "mpsvc:app", "--max-jobs", "10"]
+    return [
+        subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        for _ in range(n)
+    ]
+
+
+def stop_workers(procs: list[subprocess.Popen[bytes]]) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(timeout=15)
+        except subprocess.TimeoutExpired:  # pragma: no cover
+            p.kill()
+
+
+async def enqueue(redis_url: str, n: int, sleeps: bool = False, **kw: object) -> list[str]:
+    app = App(redis_url, namespace="mp")
+
+    @app.action(name="job")
+    async def job(i: int, sleep_ms: float = 0) -> int:  # runs only in the workers
+        raise AssertionError
+
+    @app.action(name="done")
+    async def done(args: object) -> None:
+        raise AssertionError
+
+    try:
+        pool = Workpool(app, "mp", max_parallelism=5)
+        return await pool.enqueue_batch(
+            "job",
+            [{"i": i, **({"sleep_ms": i % 4} if sleeps else {}), **kw} for i in range(n)],
+            on_complete="done",
+            retry=True,
+        )
+    finally:
+        await app.aclose()
+
+
+def wait_effects(r: sync_redis.Redis, n: int, timeout: float) -> None:
+    end = time.time() + timeout
+    while r.hlen("mp:effects") < n:
+        if time.time() > end:
+            raise AssertionError(f"only {r.hlen('mp:effects')} of {n} callbacks done")
+        time.sleep(0.05)
+
+
+def pool_running(r: sync_redis.Redis) -> int:
+    app = App(namespace="mp")
+    return int(r.zcard(Workpool(app, "mp").keys[3]))
+
+
+def busy_worker(
+    r: sync_redis.Redis, procs: list[subprocess.Popen[bytes]]
+) -> subprocess.Popen[bytes]:
+    """A worker process that is running an attempt right now."""
+    pool = Workpool(App(namespace="mp"), "mp")
+    by_pid = {p.pid: p for p in procs}
+    while True:
+        for wid in r.zrange(pool.keys[3], 0, -1):
+            worker = r.hget(f"{pool.tag}:w:{wid}", "worker") or ""
+            pid = int(worker.split(":")[1]) if worker.count(":") == 2 else 0
+            if pid in by_pid:
+                return by_pid[pid]
+        time.sleep(0.001)
+
+
+def test_cap_holds_across_three_worker_processes(
+    service: tuple[Path, dict[str, str]], redis_url: str
+) -> None:
+    cwd, env = service
+    r = sync_redis.Redis.from_url(redis_url, decode_responses=True)
+    n = 2_000
+    procs = start_workers(3, cwd, env)
+    try:
+        asyncio.run(enqueue(redis_url, n, sleeps=True))  # 0-3 ms each: real overlap
+        wait_effects(r, n, timeout=60)
+    finally:
+        stop_workers(procs)
+    assert int(r.get("mp:max") or 0) == 5  # reached, never exceeded
+    effects = r.hgetall("mp:effects")
+    assert len(effects) == n and set(effects.values()) == {"1"}
+    assert all(r.llen(f"mp:starts:{i}") == 1 for i in range(n))
+    assert pool_running(r) == 0
+
+
+def test_sigkill_mid_run_recovers_every_job(
+    service: tuple[Path, dict[str, str]], redis_url: str
+) -> None:
+    cwd, env = service
+    r = sync_redis.Redis.from_url(redis_url, decode_responses=True)
+    n = 200
+    procs = start_workers(3, cwd, env)
+    try:
+        asyncio.run(enqueue(redis_url, n, sleep_ms=40))
+        while r.hlen("mp:effects") < 30:
+            time.sleep(0.01)
+        victim = busy_worker(r, procs)
+        killed_at = time.time()
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
+        stats = Workpool(App(namespace="mp"), "mp").keys[7]
+        while not r.hget(stats, "lost"):
+            time.sleep(0.01)
+        reaped_after = time.time() - killed_at
+        wait_effects(r, n, timeout=60)
+        done_at = time.time()
+    finally:
+        stop_workers(procs)
+    effects = r.hgetall("mp:effects")
+    assert len(effects) == n and set(effects.values()) == {"1"}
+    retried = [i for i in range(n) if r.llen(f"mp:starts:{i}") > 1]
+    recovery = [
+        float(r.lindex(f"mp:starts:{i}", -1)) - killed_at  # type: ignore[arg-type]
+        for i in retried
+    ]
+    print(
+        f"\nSIGKILL recovery: lease reaped (slot freed, retry scheduled) {reaped_after:.2f} s "
+        f"after the kill; {len(retried)} lost job(s) restarted after "
+        f"{', '.join(f'{x:.2f}' for x in recovery)} s; all {n} done "
+        f"{done_at - killed_at:.2f} s after the kill"
+    )
+    assert retried, "the killed worker had no job running"
+    assert reaped_after < 7.0 and max(recovery) < 10.0
+    assert pool_running(r) == 0
+
+
+async def start_runs(redis_url: str, n: int) -> list[str]:
+    from rkit.retrier import ActionRetrier
+
+    app = App(redis_url, namespace="mp")
+
+    @app.action(name="fails_once")
+    async def fails_once(i: int) -> int:  # runs only in the workers
+        raise AssertionError
+
+    @app.action(name="run_done")
+    async def run_done(run_id: str, result: object, context: object) -> None:
+        raise AssertionError
+
+    try:
+        retrier = ActionRetrier(app, namespace="mp", initial_backoff_ms=20)
+        return [await retrier.run("fails_once", {"i": i}, on_complete="run_done") for i in range(n)]
+    finally:
+        await app.aclose()
+
+
+def test_retrier_runs_on_three_worker_processes(
+    service: tuple[Path, dict[str, str]], redis_url: str
+) -> None:
+    """Retrier scenario 32: 90 runs failing once each, three workers."""
+    cwd, env = service
+    r = sync_redis.Redis.from_url(redis_url, decode_responses=True)
+    n = 90
+    procs = start_workers(3, cwd, env)
+    try:
+        asyncio.run(start_runs(redis_url, n))
+        wait_effects(r, n, timeout=60)
+    finally:
+        stop_workers(procs)
+    assert set(r.hgetall("mp:execs").values()) == {"2"} and r.hlen("mp:execs") == n
+    assert set(r.hgetall("mp:effects").values()) == {"1"}
+    assert set(r.hgetall("mp:oc_calls").values()) == {"1"}
