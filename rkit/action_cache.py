@@ -474,7 +474,9 @@ class ActionCache(Generic[T]):
             return codec.loads(data)  # type: ignore[no-any-return]
         if not sf:
             return await self._fill(call_args, canon, member, effective, data or None)
-        return await self._fill_single_flight(call_args, canon, member, effective, data or None)
+        return await self._fill_single_flight(
+            call_args, canon, member, effective, data or None, force
+        )
 
     async def _fill(
         self,
@@ -503,16 +505,27 @@ class ActionCache(Generic[T]):
         member: str,
         ttl: float | None,
         expired_entry: str | None,
+        force: bool = False,
     ) -> T:
         redis = self.app.redis
         lock = self._store.lock(member)
+        recheck = not force
         while True:
             token = uuid.uuid4().hex
             if await redis.set(lock, token, nx=True, px=max(1, int(self.lease_ms))):
                 try:
+                    if recheck:
+                        # a previous winner may have stored the entry and released its
+                        # lease between our miss and our claim: don't run it twice
+                        kind, data = await self._store.get(member, canon, ttl, count=False)
+                        if kind == "hit":
+                            self._log("hit")
+                            return codec.loads(data)  # type: ignore[no-any-return]
+                        expired_entry = data or None
                     return await self._fill(args, canon, member, ttl, expired_entry)
                 finally:
                     await self._store.release(member, token)
+            recheck = True  # whatever the winner stores is fresh enough for us
             # another caller is computing: wait for its entry or for the lease to go
             while True:
                 await asyncio.sleep(self.poll_ms / 1000)

@@ -340,6 +340,28 @@ async def test_single_flight(app: App) -> None:
     assert not await app.redis.exists(c._store.lock(_member({"x": 1})))
 
 
+async def test_single_flight_late_claimer_rechecks(app: App) -> None:
+    """A caller whose miss came just before the winner stored its value and whose
+    claim comes just after the winner's release must take the stored value."""
+    calls = 0
+
+    async def act(x: int) -> int:
+        nonlocal calls
+        calls += 1
+        return calls
+
+    c = ActionCache(app, act, name="late", single_flight=True, poll_ms=5)
+    assert await c.fetch({"x": 1}) == 1  # the winner: stored, lease released
+    from rkit.action_cache import canonical_args
+
+    canon = canonical_args({"x": 1})
+    # the late caller resumes after its (stale) miss, straight into the claim
+    assert await c._fill_single_flight({"x": 1}, canon, _member({"x": 1}), None, None) == 1
+    assert calls == 1
+    assert await c.fetch({"x": 1}, force=True) == 2  # force still recomputes
+    assert calls == 2 and await c.fetch({"x": 1}) == 2
+
+
 def _member(args: dict[str, Any]) -> str:
     from rkit.action_cache import _digest, canonical_args
 
