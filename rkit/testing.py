@@ -50,6 +50,9 @@ async def run_until_idle(app: App, *, max_rounds: int = 1000, **worker_overrides
         "handle_signals": False,
         "poll_delay": 0,
         "pump": False,
+        # crons (cache purge, presence sweep) follow the wall clock and would keep a
+        # burst worker busy forever; tests call purge()/sweep() when they need them
+        "cron_jobs": [],
     }
     settings.update(worker_overrides)
     total = 0

@@ -41,6 +41,17 @@ async def test_action_runs_end_to_end(queue_app: App) -> None:
     assert await queue_app.job_result(job, timeout=5) == {"ok": True, "result": 5}
 
 
+async def test_run_until_idle_returns_with_cron_components(queue_app: App) -> None:
+    """Components that add wall-clock crons (the presence sweep runs every second)
+    must not keep run_until_idle's burst worker busy forever."""
+    from rkit import Presence
+
+    Presence(queue_app)
+    register(queue_app)
+    await queue_app.enqueue("math.add", 1, b=1)
+    assert await asyncio.wait_for(run_until_idle(queue_app), 10) == 1
+
+
 async def test_enqueue_by_function_and_many_jobs(queue_app: App) -> None:
     register(queue_app)
     add = queue_app.get_action("math.add").fn
