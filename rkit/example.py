@@ -1,12 +1,26 @@
 """The example app ``rkit dev`` loads when no app is given.
 
-A signup endpoint limited per IP, and a welcome-email action run by the worker
-that respects a per-user email limit.
+A signup endpoint limited per IP; welcome emails sent through a work pool whose
+retries (with backoff) wait out a per-user email limit; a leaderboard on the
+aggregate; who is online in a room with presence.
 """
 
 from __future__ import annotations
 
-from rkit import MINUTE, SECOND, App, FixedWindow, RateLimiter, TokenBucket
+import asyncio
+
+from rkit import (
+    SECOND,
+    App,
+    DirectAggregate,
+    Failed,
+    Presence,
+    RateLimiter,
+    RetryBehavior,
+    Success,
+    TokenBucket,
+    Workpool,
+)
 
 app = App(namespace="example")
 
@@ -15,36 +29,70 @@ limiter = RateLimiter(
     {
         # 3 signups per 10 s per IP, bursts of up to 3
         "signup": TokenBucket(rate=3, period=10 * SECOND),
-        # at most 2 emails per user per minute, windows aligned to the minute
-        "email": FixedWindow(rate=2, period=MINUTE, start=0),
+        # at most 2 emails per user per second
+        "email": TokenBucket(rate=2, period=SECOND),
     },
 )
+emails = Workpool(app, "emails", max_parallelism=2, keep_result_ms=60 * SECOND)
+scores: DirectAggregate[float] = DirectAggregate(app, "scores")
+presence = Presence(app)
 
 
 @app.action(name="example.send_welcome")
 async def send_welcome(user: str) -> str:
-    """Pretend to send a welcome email (the worker runs this)."""
+    """Pretend to send a welcome email (the worker runs this); over the limit it
+    raises, and the pool retries it with exponential backoff."""
     res = await limiter.limit("email", key=user)
     if not res.ok:
         raise RuntimeError(f"email limit for {user}: retry in {res.retry_after:.0f} ms")
     return f"welcome email sent to {user}"
 
 
+async def _outcome(work_id: str, timeout_s: float = 30) -> str:
+    for _ in range(int(timeout_s / 0.05)):
+        result = await emails.get_result(work_id)
+        attempts = int((await emails.item(work_id) or {}).get("attempts", 0))
+        tries = f"after {attempts} attempt{'s' if attempts != 1 else ''}"
+        if isinstance(result, Success):
+            return f"{tries} -> {result.return_value}"
+        if isinstance(result, Failed):
+            return f"{tries} failed -> {result.error}"
+        if result is not None:
+            return "canceled"
+        await asyncio.sleep(0.05)
+    return "still running"
+
+
 async def demo(app: App = app) -> list[str]:
-    """What ``rkit dev`` shows at start: a few limited calls and two actions."""
+    """What ``rkit dev`` shows at start: limited calls, pooled work with retries, a
+    leaderboard and a presence list."""
     lines: list[str] = []
     for attempt in range(1, 5):
         res = await limiter.limit("signup", key="203.0.113.7")
         verdict = "allowed" if res.ok else f"limited (retry in {res.retry_after:.0f} ms)"
         lines.append(f"signup attempt {attempt} from 203.0.113.7: {verdict}")
     await limiter.reset("signup", key="203.0.113.7")
-    jobs = [await app.enqueue(send_welcome, "ada@example.com") for _ in range(3)]
-    for job in jobs:
-        outcome = await app.job_result(job, timeout=30)
-        if outcome["ok"]:
-            lines.append(f"action example.send_welcome -> {outcome['result']}")
-        else:
-            lines.append(f"action example.send_welcome failed -> {outcome['error']['message']}")
-    value = await limiter.get_value("email", key="ada@example.com")
-    lines.append(f"email bucket of ada@example.com: {value.value:g} left")
+
+    retry = RetryBehavior(max_attempts=6, initial_backoff_ms=300, base=2)
+    work = [
+        await emails.enqueue(send_welcome, {"user": "ada@example.com"}, retry=retry)
+        for _ in range(3)
+    ]
+    for i, work_id in enumerate(work, 1):
+        lines.append(f"welcome email {i} (pool 'emails') {await _outcome(work_id)}")
+
+    for user, score in [("ada", 35.0), ("bob", 20.0), ("cy", 25.0)]:
+        await scores.insert(-score, user, sum_value=score)  # -score: best first
+    top = await scores.at(0)
+    rank = await scores.index_of(-25.0, id="cy")
+    lines.append(
+        f"leaderboard: {await scores.count()} players, {await scores.sum():g} points; "
+        f"top {top.id}, cy ranks #{rank + 1}"
+    )
+
+    ada = await presence.heartbeat("lobby", "ada", "tab-1")
+    await presence.heartbeat("lobby", "bob", "tab-2")
+    online = [e.user_id for e in await presence.list(ada.room_token) if e.online]
+    lines.append(f"online in lobby: {', '.join(online)}")
+    await presence.disconnect(ada.session_token)
     return lines

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -26,8 +27,12 @@ def test_rkit_dev_runs_the_example_on_embedded_redis() -> None:
     out = proc.stdout
     assert "serving embedded fakeredis" in out
     assert "signup attempt 4 from 203.0.113.7: limited" in out
-    assert out.count("welcome email sent to ada@example.com") == 2
-    assert "email limit for ada@example.com" in out
+    # 3 emails against a 2-per-second limit: the third is retried by the pool
+    assert out.count("-> welcome email sent to ada@example.com") == 3
+    assert "after 1 attempt -> welcome" in out
+    assert re.search(r"after [2-6] attempts -> welcome", out)  # retried by the pool
+    assert "leaderboard: 3 players, 80 points; top ada, cy ranks #2" in out
+    assert "online in lobby: ada, bob" in out
 
 
 def test_load_app_errors() -> None:
