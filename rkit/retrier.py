@@ -26,6 +26,8 @@ from . import codec
 from .errors import ConfigError, RunNotCompleted, RunNotFound
 from .workpool import (
     DEFAULT_ON_COMPLETE_RETRY,
+    DLQ_MAX_LEN,
+    DLQ_RETENTION_MS,
     Failed,
     RetryBehavior,
     RunResult,
@@ -210,6 +212,8 @@ class ActionRetrier:
         retention_ms: float = 7 * DAY,
         max_result_bytes: int = 16 * 2**20,
         on_complete_retry: RetryBehavior = DEFAULT_ON_COMPLETE_RETRY,
+        dlq_max_len: int = DLQ_MAX_LEN,
+        dlq_retention_ms: float = DLQ_RETENTION_MS,
         rng: Callable[[], float] | None = None,
         id_factory: Callable[[], str] | None = None,
     ) -> None:
@@ -234,6 +238,8 @@ class ActionRetrier:
             lease_ms=lease_ms,
             keep_result_ms=retention_ms,
             on_complete_retry=on_complete_retry,
+            dlq_max_len=dlq_max_len,
+            dlq_retention_ms=dlq_retention_ms,
             max_result_bytes=max_result_bytes,
             parallelism_limit=_NO_CAP,
             rng=rng,

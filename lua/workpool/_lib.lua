@@ -166,6 +166,40 @@ local function retire(id, wk)
   end
 end
 
+-- a callback out of budget: the id moves to the dead-letter list (bounded memory:
+-- a dead letter and its work item are kept max(keep_result_ms, dlq_retention_ms),
+-- physically by PEXPIRE, logically by the hourly sweep; beyond dlq_max_len entries
+-- the oldest are dropped at once)
+local function dead_letter(id, wk)
+  redis.call("ZREM", K_OUTBOX, id)
+  redis.call("ZADD", K_DLQ, rk_fmt(NOW), id)
+  local keep = math.max(O.keep_result_ms, O.dlq_retention_ms)
+  if O.keep_result_ms > 0 then
+    redis.call("HSET", wk, "expires_at", rk_fmt(NOW + keep))
+    redis.call("ZADD", K_DONE, rk_fmt(NOW + keep), id)
+  end
+  redis.call("PEXPIRE", wk, math.ceil(keep + 60000))
+  local excess = redis.call("ZCARD", K_DLQ) - O.dlq_max_len
+  local dropped = {}
+  if excess > 0 then
+    dropped = redis.call("ZRANGE", K_DLQ, 0, excess - 1)
+  end
+  return dropped
+end
+
+-- a dead letter leaves the list for good (trimmed, or past dlq_retention_ms): its
+-- work item goes too (a pool keeping results lets it expire on its own schedule).
+-- Returns 1 when the work item was deleted
+local function drop_dead(id)
+  redis.call("ZREM", K_DLQ, id)
+  local wk = wkey(id)
+  if O.keep_result_ms <= 0 and redis.call("HGET", wk, "state") == "finished"
+    and redis.call("ZSCORE", K_OUTBOX, id) == false then
+    return redis.call("DEL", wk)
+  end
+  return 0
+end
+
 -- the terminal transition and the callback obligation, atomically. `fast`: the
 -- caller delivers the callback itself right away (outbox entry hidden for a lease).
 -- Returns {"DONE", on_complete, context, kind} or {"DONE"}.
