@@ -1,6 +1,7 @@
 """What only processes show (real redis-server, `rkit worker` subprocesses): the
 parallelism cap across workers (spec scenario 6, the issue's 3 x 2,000 jobs) and
-recovery of a SIGKILLed worker's job within seconds, with every callback's effect
+recovery of a SIGKILLed worker's job within seconds, graceful shutdown on a real
+SIGTERM (work handed back at once, no attempt used), with every callback's effect
 happening exactly once (callbacks guard their effect with an idempotency marker)."""
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ pytestmark = pytest.mark.slow
 
 SERVICE = """
 import asyncio
+import os
 import time
 
 from rkit import App, OnCompleteArgs, Workpool
@@ -66,6 +68,19 @@ async def done(args: OnCompleteArgs) -> None:
 async def fails_once(i: int) -> int:
     if await app.redis.hincrby("mp:execs", str(i), 1) == 1:
         raise RuntimeError("first execution fails")
+    return i
+
+
+@app.action(name="pid")
+async def pid() -> None:
+    await app.redis.sadd("mp:pids", os.getpid())
+    await asyncio.sleep(0.05)
+
+
+@app.action(name="slow_run")
+async def slow_run(i: int, sleep_ms: float) -> int:
+    await app.redis.rpush(f"mp:starts:{i}", repr(time.time()))
+    await asyncio.sleep(sleep_ms / 1000)
     return i
 
 
@@ -139,10 +154,10 @@ def pool_running(r: sync_redis.Redis) -> int:
 
 
 def busy_worker(
-    r: sync_redis.Redis, procs: list[subprocess.Popen[bytes]]
+    r: sync_redis.Redis, procs: list[subprocess.Popen[bytes]], pool: Workpool | None = None
 ) -> subprocess.Popen[bytes]:
-    """A worker process that is running an attempt right now."""
-    pool = Workpool(App(namespace="mp"), "mp")
+    """A worker process that is running an attempt (of ``pool``) right now."""
+    pool = pool or Workpool(App(namespace="mp"), "mp")
     by_pid = {p.pid: p for p in procs}
     while True:
         for wid in r.zrange(pool.keys[3], 0, -1):
@@ -249,3 +264,173 @@ def test_retrier_runs_on_three_worker_processes(
     assert set(r.hgetall("mp:execs").values()) == {"2"} and r.hlen("mp:execs") == n
     assert set(r.hgetall("mp:effects").values()) == {"1"}
     assert set(r.hgetall("mp:oc_calls").values()) == {"1"}
+
+
+def wait_workers_ready(r: sync_redis.Redis, redis_url: str, n: int, timeout: float = 20) -> None:
+    """Run tiny items until ``n`` distinct worker processes have executed one."""
+
+    async def batch() -> None:
+        app = App(redis_url, namespace="mp")
+
+        @app.action(name="pid")
+        async def pid() -> None:  # runs only in the workers
+            raise AssertionError
+
+        try:
+            await Workpool(app, "mp", max_parallelism=5).enqueue_batch("pid", [{}] * 10)
+        finally:
+            await app.aclose()
+
+    end = time.time() + timeout
+    while r.scard("mp:pids") < n:
+        if time.time() > end:
+            raise AssertionError(f"only {r.scard('mp:pids')} of {n} workers came up")
+        asyncio.run(batch())
+        time.sleep(0.2)
+    while pool_running(r) or r.zcard(Workpool(App(namespace="mp"), "mp").keys[2]):
+        time.sleep(0.01)  # the warm-up items are done
+
+
+def sigterm_busy_worker(
+    r: sync_redis.Redis,
+    procs: list[subprocess.Popen[bytes]],
+    started: int,
+    pool: Workpool | None = None,
+) -> tuple[float, int, str]:
+    """Once ``started`` items have begun, SIGTERM a worker running one of them;
+    returns (when, its exit code, its stderr)."""
+    while sum(r.llen(k) for k in r.scan_iter("mp:starts:*")) < started:
+        time.sleep(0.005)
+    victim = busy_worker(r, procs, pool)
+    at = time.time()
+    victim.send_signal(signal.SIGTERM)
+    try:
+        rc = victim.wait(timeout=5)
+    except subprocess.TimeoutExpired:  # pragma: no cover - the assertion below reports it
+        victim.kill()
+        rc = -1
+    _, err = victim.communicate()
+    return at, rc, err.decode(errors="replace")[-3000:]
+
+
+def test_sigterm_hands_running_work_back(
+    service: tuple[Path, dict[str, str]], redis_url: str
+) -> None:
+    """Workpool scenario 34 with a real signal: a worker SIGTERMed mid-run (arq's
+    default ``job_completion_wait=0``) hands its running attempts back at once (no
+    attempt used: the items have no retry, so a consumed attempt would end them as
+    failed), exits cleanly, and another worker re-runs them; every callback runs
+    exactly once with the real result."""
+    cwd, env = service
+    r = sync_redis.Redis.from_url(redis_url, decode_responses=True)
+    n = 8
+    procs = start_workers(2, cwd, env)
+    try:
+        wait_workers_ready(r, redis_url, 2)
+
+        async def enqueue_slow() -> None:
+            app = App(redis_url, namespace="mp")
+
+            @app.action(name="job")
+            async def job(i: int, sleep_ms: float = 0) -> int:  # runs only in the workers
+                raise AssertionError
+
+            @app.action(name="done")
+            async def done(args: object) -> None:
+                raise AssertionError
+
+            try:
+                pool = Workpool(app, "mp", max_parallelism=5, log_level="INFO")
+                await pool.enqueue_batch(
+                    "job",
+                    [{"i": i, "sleep_ms": 1_500} for i in range(n)],
+                    on_complete="done",
+                    retry=False,
+                )
+            finally:
+                await app.aclose()
+
+        stats_key = Workpool(App(namespace="mp"), "mp").keys[7]
+        warm_up = int(r.hget(stats_key, "succeeded") or 0)
+        asyncio.run(enqueue_slow())
+        at, rc, err = sigterm_busy_worker(r, procs, started=5)
+        exited_after = time.time() - at
+        wait_effects(r, n, timeout=20)
+    finally:
+        stop_workers(procs)
+    assert rc == 0, f"worker exit code {rc}; stderr:\n{err}"
+    assert exited_after < 3.0  # handed back, not waited for (1.5 s items)
+    restarted = [i for i in range(n) if r.llen(f"mp:starts:{i}") == 2]
+    assert restarted, "the SIGTERMed worker had no attempt running"
+    assert all(r.llen(f"mp:starts:{i}") in (1, 2) for i in range(n))
+    lag = [float(r.lindex(f"mp:starts:{i}", 1)) - at for i in restarted]  # type: ignore[arg-type]
+    assert max(lag) < 2.0, lag  # re-delivered at once, not after a lease expiry (5 s)
+    stats = r.hgetall(stats_key)
+    assert "lost" not in stats and stats.get("failed", "0") == "0"
+    assert int(stats["succeeded"]) - warm_up == n and stats.get("retries", "0") == "0"
+    effects, calls = r.hgetall("mp:effects"), r.hgetall("mp:oc_calls")
+    assert len(effects) == n and set(effects.values()) == {"1"} and set(calls.values()) == {"1"}
+    assert pool_running(r) == 0
+
+
+def test_sigterm_hands_running_retrier_execution_back(
+    service: tuple[Path, dict[str, str]], redis_url: str
+) -> None:
+    """Retrier scenario 29 with a real signal: the SIGTERMed worker's executions are
+    released (``num_failures`` stays 0; with ``max_failures=0`` a consumed failure
+    would end the run failed and ``run_done`` would reject it) and another worker
+    runs the same attempt; each callback runs once with ``RunSuccess``."""
+    from rkit.retrier import ActionRetrier
+
+    cwd, env = service
+    r = sync_redis.Redis.from_url(redis_url, decode_responses=True)
+    n = 4
+    procs = start_workers(2, cwd, env)
+    try:
+        wait_workers_ready(r, redis_url, 2)
+
+        async def start_slow() -> list[str]:
+            app = App(redis_url, namespace="mp")
+
+            @app.action(name="slow_run")
+            async def slow_run(i: int, sleep_ms: float) -> int:  # runs only in the workers
+                raise AssertionError
+
+            @app.action(name="run_done")
+            async def run_done(run_id: str, result: object, context: object) -> None:
+                raise AssertionError
+
+            try:
+                retrier = ActionRetrier(app, namespace="mp", max_failures=0)
+                return await retrier.run_batch(
+                    "slow_run",
+                    [{"i": i, "sleep_ms": 1_500} for i in range(n)],
+                    on_complete="run_done",
+                )
+            finally:
+                await app.aclose()
+
+        run_ids = asyncio.run(start_slow())
+        rpool = ActionRetrier(App(namespace="mp"), namespace="mp")._pool
+        at, rc, err = sigterm_busy_worker(r, procs, started=n, pool=rpool)
+        wait_effects(r, n, timeout=20)
+    finally:
+        stop_workers(procs)
+    assert rc == 0, f"worker exit code {rc}; stderr:\n{err}"
+    restarted = [i for i in range(n) if r.llen(f"mp:starts:{i}") == 2]
+    assert restarted and all(r.llen(f"mp:starts:{i}") in (1, 2) for i in range(n))
+    lag = [float(r.lindex(f"mp:starts:{i}", 1)) - at for i in restarted]  # type: ignore[arg-type]
+    assert max(lag) < 2.0, lag
+    assert "lost" not in r.hgetall(rpool.keys[7])
+    assert set(r.hgetall("mp:effects").values()) == {"1"}
+    assert set(r.hgetall("mp:oc_calls").values()) == {"1"}
+
+    async def details() -> list[tuple[str, int]]:
+        app = App(redis_url, namespace="mp")
+        try:
+            retrier = ActionRetrier(app, namespace="mp")
+            return [(d.state, d.num_failures) for d in [await retrier.details(i) for i in run_ids]]
+        finally:
+            await app.aclose()
+
+    assert asyncio.run(details()) == [("completed", 0)] * n
