@@ -269,6 +269,8 @@ class _Flavor:
     logger: str = "rkit.workpool"
     bad_result_retryable: bool = False
     default_max_parallelism: int = 10
+    cancel_writes_log_level: bool = True
+    item_log_levels: bool = False
 
 
 def _default_id() -> str:
@@ -431,6 +433,7 @@ class Workpool:
                 "lost_error": self.flavor.lost_error,
                 "report_ms": 60_000,
                 "oc_retry": on_complete_retry.model_dump(),
+                "item_levels": self.flavor.item_log_levels,
                 "dlq_max_len": dlq_max_len,
                 "dlq_retention_ms": self.dlq_retention_ms,
             }
@@ -598,6 +601,7 @@ class Workpool:
         retry_behavior: RetryBehavior | None = None,
         _retry_json: str | None = None,
         _ids: Sequence[str] | None = None,
+        _log_level: str = "",
     ) -> list[WorkId]:
         """Queue many calls of ``fn`` with one set of options; ids in input order.
 
@@ -675,7 +679,7 @@ class Workpool:
                 if j > i and nbytes > BATCH_BYTES:
                     break
                 chunk += [ids[j], due, fn_name, label, kind, encoded[j], retry_s, oc_name]
-                chunk += [ctx_s, tmo_s]
+                chunk += [ctx_s, tmo_s, _log_level]
                 j += 1
             reply = await self._call("enqueue", maxp, level, CLAIM_LIMIT, j - i, *chunk)
             self._log(reply[1])
@@ -704,13 +708,21 @@ class Workpool:
     async def cancel(self, work_id: str) -> None:
         """Pending or backing-off work never (re)starts and its callback gets
         ``Canceled()``; running work finishes but gets no further attempts.
-        Unknown, finished or already-canceled work: a no-op."""
+        Unknown, finished or already-canceled work: a no-op. A class-level
+        ``log_level`` is written to the stored config (``max_parallelism`` is not)."""
         await self._cancel([work_id])
+
+    def _cancel_level(self) -> str:
+        """The class-level log level, which cancel writes to the stored config (spec
+        §3.1: enqueue writes both class-level values, cancel only the log level)."""
+        return (self.log_level or "") if self.flavor.cancel_writes_log_level else ""
 
     async def _cancel(self, ids: Sequence[str]) -> list[str]:
         if not ids:
             return []
-        reply = await self._call("cancel", self.flavor.cancel_mode, *ids)
+        if self._cancel_level():
+            await self._register()
+        reply = await self._call("cancel", self.flavor.cancel_mode, self._cancel_level(), *ids)
         self._log(reply[1])
         out = [_s(r) for r in reply[0]]
         for wid, r in zip(ids, out, strict=True):
@@ -724,10 +736,17 @@ class Workpool:
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise ConfigError("limit must be a positive int")
         before_s = "" if before is None else codec.fmt_num(before)
+        if self._cancel_level():
+            await self._register()
         total, offset = 0, 0
         while True:
             acted, seen, kept, events = await self._call(
-                "cancel_page", self.flavor.cancel_mode, before_s, offset, limit
+                "cancel_page",
+                self.flavor.cancel_mode,
+                self._cancel_level(),
+                before_s,
+                offset,
+                limit,
             )
             self._log(events)
             total += int(acted)

@@ -25,9 +25,17 @@ local function wp_level()
 end
 
 -- a structured event: written to the capped stream and returned to Python (which
--- logs it) when the pool's log level lets it through
+-- logs it) when the pool's log level lets it through -- or, in pools with per-item
+-- levels (the retrier's per-run log_level), the level stored on the item
 local function emit(level, event, fields)
-  if LEVELS[level] < wp_level() then
+  local min = wp_level()
+  if O.item_levels and fields.work_id then
+    local l = redis.call("HGET", wkey(fields.work_id), "log_level")
+    if l and LEVELS[l] then
+      min = LEVELS[l]
+    end
+  end
+  if LEVELS[level] < min then
     return
   end
   fields.component = O.component

@@ -14,9 +14,9 @@ if n >= r.max_attempts then
   redis.call("HINCRBY", K_STATS, "oc_dead", 1)
   emit("ERROR", "dead_lettered", {work_id = id, error = ARGV[4], oc_attempts = n})
   for _, old in ipairs(dropped) do
+    emit("WARN", "dead_letter_dropped", {work_id = old, reason = "dlq_max_len"})
     drop_dead(old)
     redis.call("HINCRBY", K_STATS, "dlq_dropped", 1)
-    emit("WARN", "dead_letter_dropped", {work_id = old, reason = "dlq_max_len"})
   end
   return {"DEAD", EV}
 end
