@@ -93,6 +93,16 @@ local function write_config(maxp, level)
   redis.call("HSETNX", K_CFG, "created_at", rk_fmt(NOW))
 end
 
+-- cancel's config write (spec §3.1: only a class-level log level, "" = none);
+-- returns the validation error, or nil once written
+local function write_log_level(level)
+  local bad = config_error("", level)
+  if bad == nil and level ~= "" then
+    write_config("", level)
+  end
+  return bad
+end
+
 -- run_at bounds (spec §3.2): more than a year in the past -> now; more than four
 -- years ahead -> now + 1 year; never before now
 local function bound_due(due, id)

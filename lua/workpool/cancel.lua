@@ -1,12 +1,9 @@
 -- cancel: ARGV now, opts, mode ("flag" | "finish", see cancel_one), class-level
 -- log_level ("" = none: spec §3.1, cancel writes only the log level), then ids.
 -- Reply: {replies, events}; reply per id "CANCELED" | "FLAGGED" | "NOOP"
-local bad = config_error("", ARGV[4])
+local bad = write_log_level(ARGV[4])
 if bad then
   return redis.error_reply(bad)
-end
-if ARGV[4] ~= "" then
-  write_config("", ARGV[4])
 end
 local out = {}
 for i = 5, #ARGV do

@@ -2,12 +2,9 @@
 -- `before`. ARGV: now, opts, mode, class-level log_level|"" (written, spec §3.1),
 -- before|"", offset, limit.
 -- Reply: {acted (canceled or flagged), seen, kept (still live: flagged/no-op), events}
-local bad = config_error("", ARGV[4])
+local bad = write_log_level(ARGV[4])
 if bad then
   return redis.error_reply(bad)
-end
-if ARGV[4] ~= "" then
-  write_config("", ARGV[4])
 end
 local before = ARGV[5]
 if before == "" then

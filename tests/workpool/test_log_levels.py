@@ -53,16 +53,24 @@ def events(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
     ]
 
 
+async def run_two(
+    app: App, caplog: pytest.LogCaptureFixture, namespace_level: str, run_level: str
+) -> tuple[ActionRetrier, str, str, set[tuple[str, str]]]:
+    """One run with its own ``run_level`` and one without, under ``namespace_level``;
+    returns (retrier, that run, the other, the (run, event) pairs logged)."""
+    caplog.set_level(logging.DEBUG, "rkit.retrier")
+    r = ActionRetrier(app, log_level=namespace_level, rng=lambda: 0.5)  # type: ignore[arg-type]
+    own = await r.run("add", {"x": 1}, log_level=run_level)  # type: ignore[arg-type]
+    other = await r.run("add", {"x": 2})
+    await run_until_idle(app)
+    return r, own, other, {(e["work_id"], e["event"]) for e in events(caplog)}
+
+
 async def test_retrier_per_run_log_level_applies(
     app: App, actions: None, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG, "rkit.retrier")
-    r = ActionRetrier(app, log_level="WARN", rng=lambda: 0.5)
-    loud = await r.run("add", {"x": 1}, log_level="INFO")
-    quiet = await r.run("add", {"x": 2})  # the namespace's WARN
-    assert (await r._pool.item(loud) or {}).get("log_level") == "INFO"
-    await run_until_idle(app)
-    seen = {(e["work_id"], e["event"]) for e in events(caplog)}
+    r, loud, quiet, seen = await run_two(app, caplog, "WARN", "INFO")
+    assert (await r._pool.item(loud) or {}).get("log_level") == "INFO"  # stored on the run
     assert {(loud, "enqueued"), (loud, "started"), (loud, "completed")} <= seen
     assert not any(w == quiet for w, _ in seen)
     assert (await r._pool.get_config()).log_level == "WARN"  # namespace level unchanged
@@ -71,12 +79,8 @@ async def test_retrier_per_run_log_level_applies(
 async def test_retrier_per_run_log_level_quiets_a_run(
     app: App, actions: None, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG, "rkit.retrier")
-    r = ActionRetrier(app, log_level="INFO", rng=lambda: 0.5)
-    quiet = await r.run("add", {"x": 1}, log_level="ERROR")
-    loud = await r.run("add", {"x": 2})
-    await run_until_idle(app)
-    ids = {e["work_id"] for e in events(caplog)}
+    r, quiet, loud, seen = await run_two(app, caplog, "INFO", "ERROR")
+    ids = {w for w, _ in seen}
     assert loud in ids and quiet not in ids
     debug = [x for x in caplog.records if x.levelno == logging.DEBUG]
     assert len(debug) == 0  # neither run is at DEBUG: no "started run" debug line

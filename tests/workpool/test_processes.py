@@ -12,8 +12,9 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis as sync_redis
@@ -117,24 +118,30 @@ def stop_workers(procs: list[subprocess.Popen[bytes]]) -> None:
             p.kill()
 
 
-async def enqueue(redis_url: str, n: int, sleeps: bool = False, **kw: object) -> list[str]:
+def client_app(redis_url: str, *names: str) -> App:
+    """The enqueuing side: the service's namespace, its actions as stubs (they only
+    run in the workers; the client needs their names registered)."""
     app = App(redis_url, namespace="mp")
+    for name in names:
 
-    @app.action(name="job")
-    async def job(i: int, sleep_ms: float = 0) -> int:  # runs only in the workers
-        raise AssertionError
+        async def stub(*args: object, **kwargs: object) -> None:
+            raise AssertionError
 
-    @app.action(name="done")
-    async def done(args: object) -> None:
-        raise AssertionError
+        app.action(name=name)(stub)
+    return app
 
+
+async def enqueue(
+    redis_url: str, n: int, sleeps: bool = False, retry: bool = True, **kw: object
+) -> list[str]:
+    app = client_app(redis_url, "job", "done")
     try:
         pool = Workpool(app, "mp", max_parallelism=5)
         return await pool.enqueue_batch(
             "job",
             [{"i": i, **({"sleep_ms": i % 4} if sleeps else {}), **kw} for i in range(n)],
             on_complete="done",
-            retry=True,
+            retry=retry,
         )
     finally:
         await app.aclose()
@@ -228,22 +235,18 @@ def test_sigkill_mid_run_recovers_every_job(
     assert pool_running(r) == 0
 
 
-async def start_runs(redis_url: str, n: int) -> list[str]:
+async def start_runs(
+    redis_url: str, n: int, fn: str = "fails_once", args: dict[str, Any] | None = None, **opts: Any
+) -> list[str]:
     from rkit.retrier import ActionRetrier
 
-    app = App(redis_url, namespace="mp")
-
-    @app.action(name="fails_once")
-    async def fails_once(i: int) -> int:  # runs only in the workers
-        raise AssertionError
-
-    @app.action(name="run_done")
-    async def run_done(run_id: str, result: object, context: object) -> None:
-        raise AssertionError
-
+    app = client_app(redis_url, fn, "run_done")
     try:
         retrier = ActionRetrier(app, namespace="mp", initial_backoff_ms=20)
-        return [await retrier.run("fails_once", {"i": i}, on_complete="run_done") for i in range(n)]
+        return [
+            await retrier.run(fn, {"i": i, **(args or {})}, on_complete="run_done", **opts)
+            for i in range(n)
+        ]
     finally:
         await app.aclose()
 
@@ -270,12 +273,7 @@ def wait_workers_ready(r: sync_redis.Redis, redis_url: str, n: int, timeout: flo
     """Run tiny items until ``n`` distinct worker processes have executed one."""
 
     async def batch() -> None:
-        app = App(redis_url, namespace="mp")
-
-        @app.action(name="pid")
-        async def pid() -> None:  # runs only in the workers
-            raise AssertionError
-
+        app = client_app(redis_url, "pid")
         try:
             await Workpool(app, "mp", max_parallelism=5).enqueue_batch("pid", [{}] * 10)
         finally:
@@ -313,47 +311,27 @@ def sigterm_busy_worker(
     return at, rc, err.decode(errors="replace")[-3000:]
 
 
-def test_sigterm_hands_running_work_back(
-    service: tuple[Path, dict[str, str]], redis_url: str
-) -> None:
-    """Workpool scenario 34 with a real signal: a worker SIGTERMed mid-run (arq's
-    default ``job_completion_wait=0``) hands its running attempts back at once (no
-    attempt used: the items have no retry, so a consumed attempt would end them as
-    failed), exits cleanly, and another worker re-runs them; every callback runs
-    exactly once with the real result."""
+def sigterm_mid_run(
+    service: tuple[Path, dict[str, str]],
+    redis_url: str,
+    n: int,
+    start: Callable[[], Coroutine[Any, Any, list[str]]],
+    pool: Workpool,
+) -> tuple[sync_redis.Redis, list[str], dict[str, str]]:
+    """Two workers; ``start()`` enqueues ``n`` 1.5 s items of ``pool`` recording their
+    starts; SIGTERM a worker running some, wait for every callback. Asserts what
+    scenario 34 / retrier 29 promise of any pool: the worker exits cleanly and at
+    once, its attempts re-run promptly on the other worker (handed back, not lost
+    and reaped after the lease), each item ran at most twice, each callback's
+    handler ran exactly once. Returns (redis, ids, the pool's stats before)."""
     cwd, env = service
     r = sync_redis.Redis.from_url(redis_url, decode_responses=True)
-    n = 8
     procs = start_workers(2, cwd, env)
     try:
         wait_workers_ready(r, redis_url, 2)
-
-        async def enqueue_slow() -> None:
-            app = App(redis_url, namespace="mp")
-
-            @app.action(name="job")
-            async def job(i: int, sleep_ms: float = 0) -> int:  # runs only in the workers
-                raise AssertionError
-
-            @app.action(name="done")
-            async def done(args: object) -> None:
-                raise AssertionError
-
-            try:
-                pool = Workpool(app, "mp", max_parallelism=5, log_level="INFO")
-                await pool.enqueue_batch(
-                    "job",
-                    [{"i": i, "sleep_ms": 1_500} for i in range(n)],
-                    on_complete="done",
-                    retry=False,
-                )
-            finally:
-                await app.aclose()
-
-        stats_key = Workpool(App(namespace="mp"), "mp").keys[7]
-        warm_up = int(r.hget(stats_key, "succeeded") or 0)
-        asyncio.run(enqueue_slow())
-        at, rc, err = sigterm_busy_worker(r, procs, started=5)
+        stats_before = r.hgetall(pool.keys[7])
+        ids = asyncio.run(start())
+        at, rc, err = sigterm_busy_worker(r, procs, started=min(n, 5), pool=pool)
         exited_after = time.time() - at
         wait_effects(r, n, timeout=20)
     finally:
@@ -365,65 +343,46 @@ def test_sigterm_hands_running_work_back(
     assert all(r.llen(f"mp:starts:{i}") in (1, 2) for i in range(n))
     lag = [float(r.lindex(f"mp:starts:{i}", 1)) - at for i in restarted]  # type: ignore[arg-type]
     assert max(lag) < 2.0, lag  # re-delivered at once, not after a lease expiry (5 s)
-    stats = r.hgetall(stats_key)
-    assert "lost" not in stats and stats.get("failed", "0") == "0"
-    assert int(stats["succeeded"]) - warm_up == n and stats.get("retries", "0") == "0"
+    assert "lost" not in r.hgetall(pool.keys[7])
     effects, calls = r.hgetall("mp:effects"), r.hgetall("mp:oc_calls")
     assert len(effects) == n and set(effects.values()) == {"1"} and set(calls.values()) == {"1"}
-    assert pool_running(r) == 0
+    assert r.zcard(pool.keys[3]) == 0
+    return r, ids, stats_before
+
+
+def test_sigterm_hands_running_work_back(
+    service: tuple[Path, dict[str, str]], redis_url: str
+) -> None:
+    """Workpool scenario 34 with a real signal (arq's default
+    ``job_completion_wait=0``): running attempts are handed back, no attempt used
+    (the items have no retry, so a consumed attempt would end them as failed), and
+    every callback gets the real result."""
+    n = 8
+    pool = Workpool(App(namespace="mp"), "mp")
+    r, _, before = sigterm_mid_run(
+        service, redis_url, n, lambda: enqueue(redis_url, n, retry=False, sleep_ms=1_500), pool
+    )
+    stats = r.hgetall(pool.keys[7])
+    assert stats.get("failed", "0") == "0" and stats.get("retries", "0") == "0"
+    assert int(stats["succeeded"]) - int(before.get("succeeded", 0)) == n
 
 
 def test_sigterm_hands_running_retrier_execution_back(
     service: tuple[Path, dict[str, str]], redis_url: str
 ) -> None:
-    """Retrier scenario 29 with a real signal: the SIGTERMed worker's executions are
-    released (``num_failures`` stays 0; with ``max_failures=0`` a consumed failure
-    would end the run failed and ``run_done`` would reject it) and another worker
-    runs the same attempt; each callback runs once with ``RunSuccess``."""
+    """Retrier scenario 29 with a real signal: executions are released
+    (``num_failures`` stays 0; with ``max_failures=0`` a consumed failure would end
+    the run failed and ``run_done`` would reject it) and the same attempt re-runs."""
     from rkit.retrier import ActionRetrier
 
-    cwd, env = service
-    r = sync_redis.Redis.from_url(redis_url, decode_responses=True)
     n = 4
-    procs = start_workers(2, cwd, env)
-    try:
-        wait_workers_ready(r, redis_url, 2)
-
-        async def start_slow() -> list[str]:
-            app = App(redis_url, namespace="mp")
-
-            @app.action(name="slow_run")
-            async def slow_run(i: int, sleep_ms: float) -> int:  # runs only in the workers
-                raise AssertionError
-
-            @app.action(name="run_done")
-            async def run_done(run_id: str, result: object, context: object) -> None:
-                raise AssertionError
-
-            try:
-                retrier = ActionRetrier(app, namespace="mp", max_failures=0)
-                return await retrier.run_batch(
-                    "slow_run",
-                    [{"i": i, "sleep_ms": 1_500} for i in range(n)],
-                    on_complete="run_done",
-                )
-            finally:
-                await app.aclose()
-
-        run_ids = asyncio.run(start_slow())
-        rpool = ActionRetrier(App(namespace="mp"), namespace="mp")._pool
-        at, rc, err = sigterm_busy_worker(r, procs, started=n, pool=rpool)
-        wait_effects(r, n, timeout=20)
-    finally:
-        stop_workers(procs)
-    assert rc == 0, f"worker exit code {rc}; stderr:\n{err}"
-    restarted = [i for i in range(n) if r.llen(f"mp:starts:{i}") == 2]
-    assert restarted and all(r.llen(f"mp:starts:{i}") in (1, 2) for i in range(n))
-    lag = [float(r.lindex(f"mp:starts:{i}", 1)) - at for i in restarted]  # type: ignore[arg-type]
-    assert max(lag) < 2.0, lag
-    assert "lost" not in r.hgetall(rpool.keys[7])
-    assert set(r.hgetall("mp:effects").values()) == {"1"}
-    assert set(r.hgetall("mp:oc_calls").values()) == {"1"}
+    _, run_ids, _ = sigterm_mid_run(
+        service,
+        redis_url,
+        n,
+        lambda: start_runs(redis_url, n, "slow_run", {"sleep_ms": 1_500}, max_failures=0),
+        ActionRetrier(App(namespace="mp"), namespace="mp")._pool,
+    )
 
     async def details() -> list[tuple[str, int]]:
         app = App(redis_url, namespace="mp")
