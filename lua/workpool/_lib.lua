@@ -218,6 +218,20 @@ local function drop_dead(id)
   return 0
 end
 
+-- dead-letter a callback whose budget is spent after `n` attempts: counted, logged
+-- (ERROR) and the list trimmed to dlq_max_len
+local function dead_letter_callback(id, wk, err, n)
+  redis.call("HSET", wk, "oc_error", err)
+  local dropped = dead_letter(id, wk)
+  redis.call("HINCRBY", K_STATS, "oc_dead", 1)
+  emit("ERROR", "dead_lettered", {work_id = id, error = err, oc_attempts = n})
+  for _, old in ipairs(dropped) do
+    emit("WARN", "dead_letter_dropped", {work_id = old, reason = "dlq_max_len"})
+    drop_dead(old)
+    redis.call("HINCRBY", K_STATS, "dlq_dropped", 1)
+  end
+end
+
 -- the terminal transition and the callback obligation, atomically. `fast`: the
 -- caller delivers the callback itself right away (outbox entry hidden for a lease).
 -- Returns {"DONE", on_complete, context, kind} or {"DONE"}.

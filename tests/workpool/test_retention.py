@@ -168,3 +168,29 @@ async def test_sweep_covers_pools_whose_local_instance_keeps_no_results(app: App
     advance(app, 10_001)
     assert await _runtime(app).expire_all() == 1
     assert await app.redis.zcard(keeper.keys[9]) == 0
+
+
+async def test_unacknowledged_callback_is_dead_lettered_after_its_budget(
+    app: App, env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A callback whose deliveries are claimed but never reported back (the process
+    running the handler dies each time) spends its budget like a raising one instead
+    of being redelivered every claim lease forever."""
+    from rkit.testing import run_until_idle
+
+    p = pool(app, on_complete_retry=RetryBehavior(max_attempts=3, initial_backoff_ms=0, base=1))
+    claims: list[str] = []
+
+    async def claimed_then_lost(work_id: str, *args: Any) -> None:
+        claims.append(work_id)  # the handler's process "dies": no ack, no failure report
+
+    monkeypatch.setattr(p, "_deliver", claimed_then_lost)
+    wid = await p.enqueue("add", {"x": 1}, on_complete="cb")
+    await run_until_idle(app)  # the fast path claims attempt 1
+    for _ in range(5):
+        advance(app, 30_001)  # past the claim lease
+        await p.pump()
+    assert claims == [wid] * 3
+    (dead,) = await p.dead_letters()
+    assert dead.work_id == wid and "not acknowledged after 3 attempt(s)" in dead.error
+    assert await app.redis.zcard(p.keys[5]) == 0  # nothing left to redeliver
