@@ -26,6 +26,8 @@ from . import codec
 from .errors import ConfigError, RunNotCompleted, RunNotFound
 from .workpool import (
     DEFAULT_ON_COMPLETE_RETRY,
+    DLQ_MAX_LEN,
+    DLQ_RETENTION_MS,
     Failed,
     RetryBehavior,
     RunResult,
@@ -210,6 +212,8 @@ class ActionRetrier:
         retention_ms: float = 7 * DAY,
         max_result_bytes: int = 16 * 2**20,
         on_complete_retry: RetryBehavior = DEFAULT_ON_COMPLETE_RETRY,
+        dlq_max_len: int = DLQ_MAX_LEN,
+        dlq_retention_ms: float = DLQ_RETENTION_MS,
         rng: Callable[[], float] | None = None,
         id_factory: Callable[[], str] | None = None,
     ) -> None:
@@ -234,6 +238,8 @@ class ActionRetrier:
             lease_ms=lease_ms,
             keep_result_ms=retention_ms,
             on_complete_retry=on_complete_retry,
+            dlq_max_len=dlq_max_len,
+            dlq_retention_ms=dlq_retention_ms,
             max_result_bytes=max_result_bytes,
             parallelism_limit=_NO_CAP,
             rng=rng,
@@ -244,6 +250,8 @@ class ActionRetrier:
                 cancel_mode="finish",
                 bad_result_retryable=True,
                 default_max_parallelism=_NO_CAP,
+                cancel_writes_log_level=False,  # a no-op cancel changes nothing (scenario 11)
+                item_log_levels=True,  # a run's own log_level gates its events
                 logger="rkit.retrier",
             ),
         )
@@ -290,7 +298,8 @@ class ActionRetrier:
         _run_at: float | None = None,
         _run_after: float | None = None,
     ) -> RunId:
-        """Start a run of ``await fn(**args)``; returns its id."""
+        """Start a run of ``await fn(**args)``; returns its id. Options left ``None``
+        take the retrier's values; ``log_level`` gates this run's events only."""
         ids = await self.run_batch(
             fn,
             [args or {}],
@@ -344,8 +353,10 @@ class ActionRetrier:
             run_after=None if _run_after is None else max(0.0, float(_run_after)),
             timeout_ms=timeout_ms,
             _retry_json=self._retry_json(initial_backoff_ms, base, max_failures, max_backoff_ms),
+            _log_level=log_level or "",
         )
-        logger.debug("started %d run(s) of %s", len(ids), fn)
+        if (log_level or self.log_level) == "DEBUG":
+            logger.debug("started %d run(s) of %s", len(ids), fn)
         return [RunId(i) for i in ids]
 
     async def run_at(

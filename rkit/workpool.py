@@ -33,9 +33,14 @@ Design (spec workpool.md §7, with the choices below):
   where the pump redelivers with backoff (``on_complete_retry``) and finally
   dead-letters it. The work itself never re-runs for a callback. Delivery is
   at least once; handlers are idempotent by ``work_id`` (exactly once in effect).
-* **Retention**: finished work is deleted once its callback is acknowledged, or
-  kept ``keep_result_ms`` (logical expiry in the hash + relative PEXPIRE + the
-  ``done`` index swept by :meth:`Workpool.expire`).
+* **Retention** (bounded memory): finished work is deleted once its callback is
+  acknowledged, or kept ``keep_result_ms`` (logical expiry in the hash + relative
+  PEXPIRE + the ``done`` index swept by :meth:`Workpool.expire`). A dead-lettered
+  callback keeps its work item for ``max(keep_result_ms, dlq_retention_ms)``
+  (default 7 days; PEXPIRE + the same sweep), and the ``dlq`` holds at most
+  ``dlq_max_len`` entries (default 1,000; the oldest are dropped with their items).
+  ``events`` is a stream capped at ~10,000 entries; every worker's pump runs the
+  sweep hourly over every pool it knows.
 """
 
 from __future__ import annotations
@@ -122,6 +127,10 @@ MAX_TIMEOUT_MS = 600_000.0
 """Largest per-item timeout (the reference's 10-minute action limit). The arq
 wrapper's timeout sits just above it plus the chaining window; arq derives its
 in-progress key TTL (its own crash re-delivery delay) from the largest timeout."""
+DLQ_MAX_LEN = 1_000
+"""Dead letters kept per pool; beyond it the oldest are dropped (with their work)."""
+DLQ_RETENTION_MS = 7 * DAY
+"""How long a dead letter (and its work item) is kept for inspection and replay."""
 CHAIN_SECONDS = 60.0
 """A worker keeps running freed-slot continuations inside one arq job this long."""
 JOB_FUNCTION = "rkit_wp_run"
@@ -260,6 +269,8 @@ class _Flavor:
     logger: str = "rkit.workpool"
     bad_result_retryable: bool = False
     default_max_parallelism: int = 10
+    cancel_writes_log_level: bool = True
+    item_log_levels: bool = False
 
 
 def _default_id() -> str:
@@ -349,6 +360,8 @@ class Workpool:
         lease_ms: float = 5_000,
         keep_result_ms: float = 0,
         on_complete_retry: RetryBehavior = DEFAULT_ON_COMPLETE_RETRY,
+        dlq_max_len: int = DLQ_MAX_LEN,
+        dlq_retention_ms: float = DLQ_RETENTION_MS,
         max_args_bytes: int = 1_000_000,
         max_result_bytes: int = 16 * 2**20,
         parallelism_limit: int = 10_000,
@@ -366,6 +379,10 @@ class Workpool:
                 raise ConfigError(f"{opt} must be a number in (0, {MAX_TIMEOUT_MS:.0f}]")
         if not isinstance(keep_result_ms, int | float) or not 0 <= keep_result_ms < math.inf:
             raise ConfigError("keep_result_ms must be a finite number >= 0")
+        if isinstance(dlq_max_len, bool) or not isinstance(dlq_max_len, int) or dlq_max_len < 1:
+            raise ConfigError("dlq_max_len must be an int >= 1")
+        if not isinstance(dlq_retention_ms, int | float) or not 0 < dlq_retention_ms < math.inf:
+            raise ConfigError("dlq_retention_ms must be a positive finite number")
         self.app = app
         self.name = name
         self.flavor = _flavor or _Flavor()
@@ -377,6 +394,8 @@ class Workpool:
         self.lease_ms = float(lease_ms)
         self.keep_result_ms = float(keep_result_ms)
         self.on_complete_retry = on_complete_retry
+        self.dlq_max_len = dlq_max_len
+        self.dlq_retention_ms = float(dlq_retention_ms)
         self.max_args_bytes = max_args_bytes
         self.max_result_bytes = max_result_bytes
         self.parallelism_limit = parallelism_limit
@@ -414,6 +433,9 @@ class Workpool:
                 "lost_error": self.flavor.lost_error,
                 "report_ms": 60_000,
                 "oc_retry": on_complete_retry.model_dump(),
+                "item_levels": self.flavor.item_log_levels,
+                "dlq_max_len": dlq_max_len,
+                "dlq_retention_ms": self.dlq_retention_ms,
             }
         )
         self._registered = False
@@ -579,6 +601,7 @@ class Workpool:
         retry_behavior: RetryBehavior | None = None,
         _retry_json: str | None = None,
         _ids: Sequence[str] | None = None,
+        _log_level: str = "",
     ) -> list[WorkId]:
         """Queue many calls of ``fn`` with one set of options; ids in input order.
 
@@ -656,7 +679,7 @@ class Workpool:
                 if j > i and nbytes > BATCH_BYTES:
                     break
                 chunk += [ids[j], due, fn_name, label, kind, encoded[j], retry_s, oc_name]
-                chunk += [ctx_s, tmo_s]
+                chunk += [ctx_s, tmo_s, _log_level]
                 j += 1
             reply = await self._call("enqueue", maxp, level, CLAIM_LIMIT, j - i, *chunk)
             self._log(reply[1])
@@ -685,13 +708,21 @@ class Workpool:
     async def cancel(self, work_id: str) -> None:
         """Pending or backing-off work never (re)starts and its callback gets
         ``Canceled()``; running work finishes but gets no further attempts.
-        Unknown, finished or already-canceled work: a no-op."""
+        Unknown, finished or already-canceled work: a no-op. A class-level
+        ``log_level`` is written to the stored config (``max_parallelism`` is not)."""
         await self._cancel([work_id])
+
+    def _cancel_level(self) -> str:
+        """The class-level log level, which cancel writes to the stored config (spec
+        §3.1: enqueue writes both class-level values, cancel only the log level)."""
+        return (self.log_level or "") if self.flavor.cancel_writes_log_level else ""
 
     async def _cancel(self, ids: Sequence[str]) -> list[str]:
         if not ids:
             return []
-        reply = await self._call("cancel", self.flavor.cancel_mode, *ids)
+        if self._cancel_level():
+            await self._register()
+        reply = await self._call("cancel", self.flavor.cancel_mode, self._cancel_level(), *ids)
         self._log(reply[1])
         out = [_s(r) for r in reply[0]]
         for wid, r in zip(ids, out, strict=True):
@@ -705,10 +736,17 @@ class Workpool:
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise ConfigError("limit must be a positive int")
         before_s = "" if before is None else codec.fmt_num(before)
+        if self._cancel_level():
+            await self._register()
         total, offset = 0, 0
         while True:
             acted, seen, kept, events = await self._call(
-                "cancel_page", self.flavor.cancel_mode, before_s, offset, limit
+                "cancel_page",
+                self.flavor.cancel_mode,
+                self._cancel_level(),
+                before_s,
+                offset,
+                limit,
             )
             self._log(events)
             total += int(acted)
@@ -808,12 +846,15 @@ class Workpool:
         ]
 
     async def dead_letters(self, *, limit: int = 100) -> list[DeadLetter]:
+        """Callbacks that exhausted ``on_complete_retry``, oldest first (at most
+        ``dlq_max_len`` are kept, each for ``dlq_retention_ms``)."""
         _, rows = await self._list("dlq", limit)
         return [
             DeadLetter(
                 WorkId(wid), h.get("label", ""), h.get("on_complete", ""), h.get("oc_error", ""), t
             )
             for wid, t, h in rows
+            if h
         ]
 
     async def replay_dead_letter(self, work_id: str) -> bool:
@@ -838,12 +879,14 @@ class Workpool:
         )
 
     async def expire(self, *, limit: int = 1024) -> int:
-        """Delete finished work past ``keep_result_ms`` (all batches); returns count."""
+        """The retention sweep (all batches): delete finished work past
+        ``keep_result_ms`` and drop dead letters older than ``dlq_retention_ms``;
+        returns how many work items were deleted."""
         total = 0
         while True:
-            n = int(await self._call("expire", limit))
-            total += n
-            if n < limit:
+            done, dead, deleted = (int(x) for x in await self._call("expire", limit))
+            total += deleted
+            if done < limit and dead < limit:
                 return total
 
     # -- background round (every worker runs it; tests call it) -------------------------
@@ -1128,8 +1171,10 @@ class _Runtime:
                 Workpool(self.app, name)
 
     async def expire_all(self) -> int:
-        """Sweep finished work past retention in every pool that keeps results."""
-        return sum([await p.expire() for p in self.pools() if p.keep_result_ms > 0])
+        """The retention sweep of every pool: finished work past its retention (even
+        when this process's instance does not keep results: another may) and dead
+        letters past ``dlq_retention_ms``."""
+        return sum([await p.expire() for p in self.pools()])
 
     async def _pump_forever(self, max_idle_s: float = 1.0) -> None:
         last_discover = last_expire = 0.0
@@ -1139,7 +1184,7 @@ class _Runtime:
                     await self._discover()
                     last_discover = time.monotonic()
                 if time.monotonic() - last_expire > 3600.0:
-                    await self.expire_all()  # retention (e.g. the retrier's 7 days)
+                    await self.expire_all()  # retention: kept results, dead letters
                     last_expire = time.monotonic()
                 did, wake = await self.pump_once()
                 delay = 0.0 if did else max_idle_s if wake is None else wake / 1000.0

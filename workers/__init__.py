@@ -105,10 +105,18 @@ async def create_worker(app: App, **overrides: Any) -> Worker:
 
 
 async def run_worker(app: App, **overrides: Any) -> None:
-    """Run a worker until cancelled (or, with ``burst=True``, until the queue is empty)."""
+    """Run a worker until cancelled or stopped by SIGINT/SIGTERM (then it returns
+    normally), or with ``burst=True`` until the queue is empty."""
     worker = await create_worker(app, **overrides)
     try:
         await worker.async_run()
+    except asyncio.CancelledError:
+        # arq's signal handler stops the worker by cancelling its main task: that is
+        # a graceful stop (running attempts are handed back), not an error, unless
+        # this task itself is being cancelled
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
     finally:
         await worker.close()  # closes the queue connection too
         app._queue_pool = None

@@ -25,9 +25,17 @@ local function wp_level()
 end
 
 -- a structured event: written to the capped stream and returned to Python (which
--- logs it) when the pool's log level lets it through
+-- logs it) when the pool's log level lets it through -- or, in pools with per-item
+-- levels (the retrier's per-run log_level), the level stored on the item
 local function emit(level, event, fields)
-  if LEVELS[level] < wp_level() then
+  local min = wp_level()
+  if O.item_levels and fields.work_id then
+    local l = redis.call("HGET", wkey(fields.work_id), "log_level")
+    if l and LEVELS[l] then
+      min = LEVELS[l]
+    end
+  end
+  if LEVELS[level] < min then
     return
   end
   fields.component = O.component
@@ -83,6 +91,16 @@ local function write_config(maxp, level)
     _level = nil
   end
   redis.call("HSETNX", K_CFG, "created_at", rk_fmt(NOW))
+end
+
+-- cancel's config write (spec §3.1: only a class-level log level, "" = none);
+-- returns the validation error, or nil once written
+local function write_log_level(level)
+  local bad = config_error("", level)
+  if bad == nil and level ~= "" then
+    write_config("", level)
+  end
+  return bad
 end
 
 -- run_at bounds (spec §3.2): more than a year in the past -> now; more than four
@@ -163,6 +181,54 @@ local function retire(id, wk)
     redis.call("ZADD", K_DONE, rk_fmt(until_), id)
   else
     redis.call("DEL", wk)
+  end
+end
+
+-- a callback out of budget: the id moves to the dead-letter list (bounded memory:
+-- a dead letter and its work item are kept max(keep_result_ms, dlq_retention_ms),
+-- physically by PEXPIRE, logically by the hourly sweep; beyond dlq_max_len entries
+-- the oldest are dropped at once)
+local function dead_letter(id, wk)
+  redis.call("ZREM", K_OUTBOX, id)
+  redis.call("ZADD", K_DLQ, rk_fmt(NOW), id)
+  local keep = math.max(O.keep_result_ms, O.dlq_retention_ms)
+  if O.keep_result_ms > 0 then
+    redis.call("HSET", wk, "expires_at", rk_fmt(NOW + keep))
+    redis.call("ZADD", K_DONE, rk_fmt(NOW + keep), id)
+  end
+  redis.call("PEXPIRE", wk, math.ceil(keep + 60000))
+  local excess = redis.call("ZCARD", K_DLQ) - O.dlq_max_len
+  local dropped = {}
+  if excess > 0 then
+    dropped = redis.call("ZRANGE", K_DLQ, 0, excess - 1)
+  end
+  return dropped
+end
+
+-- a dead letter leaves the list for good (trimmed, or past dlq_retention_ms): its
+-- work item goes too (a pool keeping results lets it expire on its own schedule).
+-- Returns 1 when the work item was deleted
+local function drop_dead(id)
+  redis.call("ZREM", K_DLQ, id)
+  local wk = wkey(id)
+  if O.keep_result_ms <= 0 and redis.call("HGET", wk, "state") == "finished"
+    and redis.call("ZSCORE", K_OUTBOX, id) == false then
+    return redis.call("DEL", wk)
+  end
+  return 0
+end
+
+-- dead-letter a callback whose budget is spent after `n` attempts: counted, logged
+-- (ERROR) and the list trimmed to dlq_max_len
+local function dead_letter_callback(id, wk, err, n)
+  redis.call("HSET", wk, "oc_error", err)
+  local dropped = dead_letter(id, wk)
+  redis.call("HINCRBY", K_STATS, "oc_dead", 1)
+  emit("ERROR", "dead_lettered", {work_id = id, error = err, oc_attempts = n})
+  for _, old in ipairs(dropped) do
+    emit("WARN", "dead_letter_dropped", {work_id = old, reason = "dlq_max_len"})
+    drop_dead(old)
+    redis.call("HINCRBY", K_STATS, "dlq_dropped", 1)
   end
 end
 

@@ -1,7 +1,12 @@
--- cancel: ARGV now, opts, mode ("flag" | "finish", see cancel_one), then ids.
+-- cancel: ARGV now, opts, mode ("flag" | "finish", see cancel_one), class-level
+-- log_level ("" = none: spec §3.1, cancel writes only the log level), then ids.
 -- Reply: {replies, events}; reply per id "CANCELED" | "FLAGGED" | "NOOP"
+local bad = write_log_level(ARGV[4])
+if bad then
+  return redis.error_reply(bad)
+end
 local out = {}
-for i = 4, #ARGV do
+for i = 5, #ARGV do
   out[#out + 1] = cancel_one(ARGV[i], ARGV[3])
 end
 return {out, EV}

@@ -40,8 +40,15 @@ local due = redis.call("ZRANGEBYSCORE", K_OUTBOX, "-inf", rk_fmt(NOW), "LIMIT", 
   tonumber(ARGV[4]))
 for _, id in ipairs(due) do
   local wk = wkey(id)
-  local r = redis.call("HMGET", wk, "on_complete", "context", "result_kind", "result", "error")
-  if r[1] and r[1] ~= "" then
+  local r = redis.call("HMGET", wk, "on_complete", "context", "result_kind", "result", "error",
+    "oc_attempts")
+  local n = tonumber(r[6] or "0") or 0
+  if r[1] and r[1] ~= "" and n >= O.oc_retry.max_attempts then
+    -- every attempt was claimed, none reported back (its worker died or the handler
+    -- hung past the claim lease): the budget is spent, do not redeliver forever
+    dead_letter_callback(id, wk, "on_complete not acknowledged after " .. n
+      .. " attempt(s) (worker lost or handler hung)", n)
+  elseif r[1] and r[1] ~= "" then
     redis.call("ZADD", K_OUTBOX, rk_fmt(NOW + O.oc_lease_ms), id)
     redis.call("HINCRBY", wk, "oc_attempts", 1)
     callbacks[#callbacks + 1] = {id, r[1], r[2] or "", r[3], r[4] or "", r[5] or ""}

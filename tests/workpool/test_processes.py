@@ -1,6 +1,7 @@
 """What only processes show (real redis-server, `rkit worker` subprocesses): the
 parallelism cap across workers (spec scenario 6, the issue's 3 x 2,000 jobs) and
-recovery of a SIGKILLed worker's job within seconds, with every callback's effect
+recovery of a SIGKILLed worker's job within seconds, graceful shutdown on a real
+SIGTERM (work handed back at once, no attempt used), with every callback's effect
 happening exactly once (callbacks guard their effect with an idempotency marker)."""
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis as sync_redis
@@ -23,6 +25,7 @@ pytestmark = pytest.mark.slow
 
 SERVICE = """
 import asyncio
+import os
 import time
 
 from rkit import App, OnCompleteArgs, Workpool
@@ -69,6 +72,19 @@ async def fails_once(i: int) -> int:
     return i
 
 
+@app.action(name="pid")
+async def pid() -> None:
+    await app.redis.sadd("mp:pids", os.getpid())
+    await asyncio.sleep(0.05)
+
+
+@app.action(name="slow_run")
+async def slow_run(i: int, sleep_ms: float) -> int:
+    await app.redis.rpush(f"mp:starts:{i}", repr(time.time()))
+    await asyncio.sleep(sleep_ms / 1000)
+    return i
+
+
 @app.action(name="run_done")
 async def run_done(run_id: str, result: object, context: object) -> None:
     assert type(result).__name__ == "RunSuccess", result
@@ -102,24 +118,30 @@ def stop_workers(procs: list[subprocess.Popen[bytes]]) -> None:
             p.kill()
 
 
-async def enqueue(redis_url: str, n: int, sleeps: bool = False, **kw: object) -> list[str]:
+def client_app(redis_url: str, *names: str) -> App:
+    """The enqueuing side: the service's namespace, its actions as stubs (they only
+    run in the workers; the client needs their names registered)."""
     app = App(redis_url, namespace="mp")
+    for name in names:
 
-    @app.action(name="job")
-    async def job(i: int, sleep_ms: float = 0) -> int:  # runs only in the workers
-        raise AssertionError
+        async def stub(*args: object, **kwargs: object) -> None:
+            raise AssertionError
 
-    @app.action(name="done")
-    async def done(args: object) -> None:
-        raise AssertionError
+        app.action(name=name)(stub)
+    return app
 
+
+async def enqueue(
+    redis_url: str, n: int, sleeps: bool = False, retry: bool = True, **kw: object
+) -> list[str]:
+    app = client_app(redis_url, "job", "done")
     try:
         pool = Workpool(app, "mp", max_parallelism=5)
         return await pool.enqueue_batch(
             "job",
             [{"i": i, **({"sleep_ms": i % 4} if sleeps else {}), **kw} for i in range(n)],
             on_complete="done",
-            retry=True,
+            retry=retry,
         )
     finally:
         await app.aclose()
@@ -139,10 +161,10 @@ def pool_running(r: sync_redis.Redis) -> int:
 
 
 def busy_worker(
-    r: sync_redis.Redis, procs: list[subprocess.Popen[bytes]]
+    r: sync_redis.Redis, procs: list[subprocess.Popen[bytes]], pool: Workpool | None = None
 ) -> subprocess.Popen[bytes]:
-    """A worker process that is running an attempt right now."""
-    pool = Workpool(App(namespace="mp"), "mp")
+    """A worker process that is running an attempt (of ``pool``) right now."""
+    pool = pool or Workpool(App(namespace="mp"), "mp")
     by_pid = {p.pid: p for p in procs}
     while True:
         for wid in r.zrange(pool.keys[3], 0, -1):
@@ -213,22 +235,18 @@ def test_sigkill_mid_run_recovers_every_job(
     assert pool_running(r) == 0
 
 
-async def start_runs(redis_url: str, n: int) -> list[str]:
+async def start_runs(
+    redis_url: str, n: int, fn: str = "fails_once", args: dict[str, Any] | None = None, **opts: Any
+) -> list[str]:
     from rkit.retrier import ActionRetrier
 
-    app = App(redis_url, namespace="mp")
-
-    @app.action(name="fails_once")
-    async def fails_once(i: int) -> int:  # runs only in the workers
-        raise AssertionError
-
-    @app.action(name="run_done")
-    async def run_done(run_id: str, result: object, context: object) -> None:
-        raise AssertionError
-
+    app = client_app(redis_url, fn, "run_done")
     try:
         retrier = ActionRetrier(app, namespace="mp", initial_backoff_ms=20)
-        return [await retrier.run("fails_once", {"i": i}, on_complete="run_done") for i in range(n)]
+        return [
+            await retrier.run(fn, {"i": i, **(args or {})}, on_complete="run_done", **opts)
+            for i in range(n)
+        ]
     finally:
         await app.aclose()
 
@@ -249,3 +267,129 @@ def test_retrier_runs_on_three_worker_processes(
     assert set(r.hgetall("mp:execs").values()) == {"2"} and r.hlen("mp:execs") == n
     assert set(r.hgetall("mp:effects").values()) == {"1"}
     assert set(r.hgetall("mp:oc_calls").values()) == {"1"}
+
+
+def wait_workers_ready(r: sync_redis.Redis, redis_url: str, n: int, timeout: float = 20) -> None:
+    """Run tiny items until ``n`` distinct worker processes have executed one."""
+
+    async def batch() -> None:
+        app = client_app(redis_url, "pid")
+        try:
+            await Workpool(app, "mp", max_parallelism=5).enqueue_batch("pid", [{}] * 10)
+        finally:
+            await app.aclose()
+
+    end = time.time() + timeout
+    while r.scard("mp:pids") < n:
+        if time.time() > end:
+            raise AssertionError(f"only {r.scard('mp:pids')} of {n} workers came up")
+        asyncio.run(batch())
+        time.sleep(0.2)
+    while pool_running(r) or r.zcard(Workpool(App(namespace="mp"), "mp").keys[2]):
+        time.sleep(0.01)  # the warm-up items are done
+
+
+def sigterm_busy_worker(
+    r: sync_redis.Redis,
+    procs: list[subprocess.Popen[bytes]],
+    started: int,
+    pool: Workpool | None = None,
+) -> tuple[float, int, str]:
+    """Once ``started`` items have begun, SIGTERM a worker running one of them;
+    returns (when, its exit code, its stderr)."""
+    while sum(r.llen(k) for k in r.scan_iter("mp:starts:*")) < started:
+        time.sleep(0.005)
+    victim = busy_worker(r, procs, pool)
+    at = time.time()
+    victim.send_signal(signal.SIGTERM)
+    try:
+        rc = victim.wait(timeout=5)
+    except subprocess.TimeoutExpired:  # pragma: no cover - the assertion below reports it
+        victim.kill()
+        rc = -1
+    _, err = victim.communicate()
+    return at, rc, err.decode(errors="replace")[-3000:]
+
+
+def sigterm_mid_run(
+    service: tuple[Path, dict[str, str]],
+    redis_url: str,
+    n: int,
+    start: Callable[[], Coroutine[Any, Any, list[str]]],
+    pool: Workpool,
+) -> tuple[sync_redis.Redis, list[str], dict[str, str]]:
+    """Two workers; ``start()`` enqueues ``n`` 1.5 s items of ``pool`` recording their
+    starts; SIGTERM a worker running some, wait for every callback. Asserts what
+    scenario 34 / retrier 29 promise of any pool: the worker exits cleanly and at
+    once, its attempts re-run promptly on the other worker (handed back, not lost
+    and reaped after the lease), each item ran at most twice, each callback's
+    handler ran exactly once. Returns (redis, ids, the pool's stats before)."""
+    cwd, env = service
+    r = sync_redis.Redis.from_url(redis_url, decode_responses=True)
+    procs = start_workers(2, cwd, env)
+    try:
+        wait_workers_ready(r, redis_url, 2)
+        stats_before = r.hgetall(pool.keys[7])
+        ids = asyncio.run(start())
+        at, rc, err = sigterm_busy_worker(r, procs, started=min(n, 5), pool=pool)
+        exited_after = time.time() - at
+        wait_effects(r, n, timeout=20)
+    finally:
+        stop_workers(procs)
+    assert rc == 0, f"worker exit code {rc}; stderr:\n{err}"
+    assert exited_after < 3.0  # handed back, not waited for (1.5 s items)
+    restarted = [i for i in range(n) if r.llen(f"mp:starts:{i}") == 2]
+    assert restarted, "the SIGTERMed worker had no attempt running"
+    assert all(r.llen(f"mp:starts:{i}") in (1, 2) for i in range(n))
+    lag = [float(r.lindex(f"mp:starts:{i}", 1)) - at for i in restarted]  # type: ignore[arg-type]
+    assert max(lag) < 2.0, lag  # re-delivered at once, not after a lease expiry (5 s)
+    assert "lost" not in r.hgetall(pool.keys[7])
+    effects, calls = r.hgetall("mp:effects"), r.hgetall("mp:oc_calls")
+    assert len(effects) == n and set(effects.values()) == {"1"} and set(calls.values()) == {"1"}
+    assert r.zcard(pool.keys[3]) == 0
+    return r, ids, stats_before
+
+
+def test_sigterm_hands_running_work_back(
+    service: tuple[Path, dict[str, str]], redis_url: str
+) -> None:
+    """Workpool scenario 34 with a real signal (arq's default
+    ``job_completion_wait=0``): running attempts are handed back, no attempt used
+    (the items have no retry, so a consumed attempt would end them as failed), and
+    every callback gets the real result."""
+    n = 8
+    pool = Workpool(App(namespace="mp"), "mp")
+    r, _, before = sigterm_mid_run(
+        service, redis_url, n, lambda: enqueue(redis_url, n, retry=False, sleep_ms=1_500), pool
+    )
+    stats = r.hgetall(pool.keys[7])
+    assert stats.get("failed", "0") == "0" and stats.get("retries", "0") == "0"
+    assert int(stats["succeeded"]) - int(before.get("succeeded", 0)) == n
+
+
+def test_sigterm_hands_running_retrier_execution_back(
+    service: tuple[Path, dict[str, str]], redis_url: str
+) -> None:
+    """Retrier scenario 29 with a real signal: executions are released
+    (``num_failures`` stays 0; with ``max_failures=0`` a consumed failure would end
+    the run failed and ``run_done`` would reject it) and the same attempt re-runs."""
+    from rkit.retrier import ActionRetrier
+
+    n = 4
+    _, run_ids, _ = sigterm_mid_run(
+        service,
+        redis_url,
+        n,
+        lambda: start_runs(redis_url, n, "slow_run", {"sleep_ms": 1_500}, max_failures=0),
+        ActionRetrier(App(namespace="mp"), namespace="mp")._pool,
+    )
+
+    async def details() -> list[tuple[str, int]]:
+        app = App(redis_url, namespace="mp")
+        try:
+            retrier = ActionRetrier(app, namespace="mp")
+            return [(d.state, d.num_failures) for d in [await retrier.details(i) for i in run_ids]]
+        finally:
+            await app.aclose()
+
+    assert asyncio.run(details()) == [("completed", 0)] * n
