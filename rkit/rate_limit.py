@@ -319,7 +319,8 @@ class RateLimiter:
         self._shard_cfgs: dict[int, tuple[Any, Any]] = {}
         self._stem = app.keys.tag("rl", hash_tag) + ":" if hash_tag is not None else None
         self._key_cached = lru_cache(maxsize=16384)(self._key_uncached)
-        self._eval = scripts.load("rate_limit", "eval")
+        self._eval = scripts.load("rate_limit", "eval")  # one shard: the fast path
+        self._eval_sharded = scripts.load("rate_limit", "eval_sharded")
         self._credit = scripts.load("rate_limit", "credit")
         self._value = scripts.load("rate_limit", "value")
         self._limit_all = scripts.load("rate_limit", "limit_all")
@@ -407,7 +408,7 @@ class RateLimiter:
         count = self._validate(name, cfg, count, reserve)
         if self._spread(cfg):
             return await self._run_spread(mode, name, key, cfg, count, reserve, throws)
-        res = await self._eval(
+        res = await (self._eval if cfg.n_shards == 1 else self._eval_sharded)(
             self.app.redis,
             (self.key_for(name, key),),
             (
@@ -750,7 +751,7 @@ class RateLimiter:
                 failed.append(req.name)
                 worst = max(worst or 0.0, got.retry_after or 0.0)
                 break
-            res = await self._eval(
+            res = await (self._eval if cfg.n_shards == 1 else self._eval_sharded)(
                 self.app.redis,
                 (key,),
                 (
