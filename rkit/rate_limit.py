@@ -60,7 +60,13 @@ Rng = Callable[[], float]
 
 _COUNT_1 = b"1"
 _ARGV_CACHE: dict[int, tuple[Any, bytes]] = {}
-_FLAGS = {(r, t): f"{int(r)}{int(t)}".encode() for r in (False, True) for t in (False, True)}
+# eval's ARGV[1]: the mode and the flags "<reserve><throws>" as 0/1 digits
+_OPS = {
+    (m, r, t): m + f"{int(r)}{int(t)}".encode()
+    for m in (b"limit", b"check", b"limit+")
+    for r in (False, True)
+    for t in (False, True)
+}
 
 _Pos = Annotated[float, Field(strict=True, gt=0, allow_inf_nan=False)]
 _NonNeg = Annotated[float, Field(strict=True, ge=0, allow_inf_nan=False)]
@@ -263,6 +269,18 @@ def calculate_rate_limit(
     return CalculatedState(value, ts, retry, window_start)
 
 
+def _eval_args(
+    op: bytes, cfg: bytes, count: bytes, now: str, rand: bytes
+) -> tuple[str | bytes, ...]:
+    """eval's ARGV: op, config, count, then now and randoms unless empty (fewer
+    arguments: less packing in redis-py and fewer strings for the script)."""
+    if rand:
+        return (op, cfg, count, now, rand)
+    if now:
+        return (op, cfg, count, now)
+    return (op, cfg, count)
+
+
 def _check_count(count: Any, what: str = "count") -> float:
     if isinstance(count, bool) or not isinstance(count, int | float):
         raise ConfigError(f"{what} must be a number, got {type(count).__name__}")
@@ -411,12 +429,11 @@ class RateLimiter:
         res = await (self._eval if cfg.n_shards == 1 else self._eval_sharded)(
             self.app.redis,
             (self.key_for(name, key),),
-            (
-                mode,
-                argv_now(self.app.clock),
+            _eval_args(
+                _OPS[mode, reserve, throws],
                 cfg._argv(),
-                _COUNT_1 if count == 1 else repr(count),
-                _FLAGS[reserve, throws],
+                _COUNT_1 if count == 1 else repr(count).encode(),
+                argv_now(self.app.clock),
                 self._randoms(cfg),
             ),
         )
@@ -472,11 +489,10 @@ class RateLimiter:
             self.app.redis,
             (skey,),
             (
-                mode,
-                argv_now(self.app.clock),
+                _OPS[mode, reserve, throws],
                 one._argv(),
                 repr(count),
-                _FLAGS[reserve, throws],
+                argv_now(self.app.clock),
                 f"0 0 {rstart!r} 0".encode("ascii"),
             ),
         )
@@ -754,12 +770,11 @@ class RateLimiter:
             res = await (self._eval if cfg.n_shards == 1 else self._eval_sharded)(
                 self.app.redis,
                 (key,),
-                (
-                    b"limit+",
-                    argv_now(self.app.clock),
+                _eval_args(
+                    _OPS[b"limit+", False, False],
                     cfg._argv(),
-                    repr(count),
-                    b"00",
+                    repr(count).encode(),
+                    argv_now(self.app.clock),
                     self._randoms(cfg),
                 ),
             )

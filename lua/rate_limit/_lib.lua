@@ -23,10 +23,10 @@ local function rl_cfg(s)
 end
 
 -- The four random numbers (first shard, second shard, phase 1, phase 2) as one
--- string; "" means all zero (Python sends "" when none can matter).
+-- string; "" or absent means all zero (Python sends none when none can matter).
 local function rl_rand(s)
   local r = {0, 0, 0, 0}
-  if s == "" then return r end
+  if s == nil or s == "" then return r end
   local i = 1
   for w in string.gmatch(s, "%S+") do
     r[i] = tonumber(w)

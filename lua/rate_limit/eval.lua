@@ -2,29 +2,31 @@
 -- shard count): the decision of rl_evaluate for shard 0 without its tables, one
 -- HMGET of constant field names, one HSET, one PEXPIRE.
 -- KEYS[1] state hash
--- ARGV: mode ("limit"|"check"|"limit+": limit replying with the decisions), now|"",
---       config (see rl_cfg; shards 1), count, flags ("<reserve><throws>" as 0/1 digits),
---       randoms ("" or 4 numbers)
+-- ARGV: op = mode ("limit"|"check"|"limit+": limit replying with the decisions)
+--       followed by the flags "<reserve><throws>" as 0/1 digits, e.g. "limit00";
+--       config (see rl_cfg; shards 1); count; now (absent or "": server TIME);
+--       randoms (absent, "" or 4 numbers)
 -- Reply: 1 for "OK, no wait" (not in mode "limit+"), else strings
 --        {status, retry|"", and for "limit+" [shard, take, value, ts]...}; status OK|LIMITED|THROW.
 local key = KEYS[1]
-local mode = ARGV[1]
-local now = rk_now(ARGV[2])
+local op = ARGV[1]
+local mode = string.sub(op, 1, -3)
+local reserve = string.byte(op, -2) == 49 -- "1"
+local throws = string.byte(op, -1) == 49
+local now = rk_now(ARGV[4])
 local kind, rate, period, cap, maxres, shards, start =
-  string.match(ARGV[3], "^(%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+)$")
+  string.match(ARGV[2], "^(%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+)$")
 if shards ~= "1" then
   return redis.error_reply("rate_limit/eval takes one-shard configs")
 end
-local count = tonumber(ARGV[4])
-local reserve = string.byte(ARGV[5], 1) == 49 -- "1"
-local throws = string.byte(ARGV[5], 2) == 49
+local count = tonumber(ARGV[3])
 local fw = kind == "fw"
 rate, period, cap = tonumber(rate), tonumber(period), tonumber(cap)
 if start == "-" then start = nil else start = tonumber(start) end
 local r = redis.call("HMGET", key, "0:v", "0:ts")
 local v, ts, rstart = tonumber(r[1]), tonumber(r[2]), 0
 if v == nil and fw and start == nil then
-  rstart = rl_rand(ARGV[6])[3] -- a new bucket's random window phase
+  rstart = rl_rand(ARGV[5])[3] -- a new bucket's random window phase
 end
 local value, retry
 value, ts, retry = rl_project(fw, rate, period, cap, start, v, ts, now, count, rstart)

@@ -1,18 +1,18 @@
 -- limit / check of a sharded limit (eval.lua is the one-shard case): evaluate one
 -- (name, key) and, in mode "limit", write the outcome. Works for any shard count.
 -- KEYS[1] state hash
--- ARGV (as eval.lua): mode ("limit"|"check"|"limit+": limit replying with the decisions), now|"", config (see rl_cfg), count,
---       flags ("<reserve><throws>" as 0/1 digits), randoms ("" or 4 numbers)
+-- ARGV as eval.lua: op (mode and flags), config, count, now, randoms
 -- Reply: 1 for "OK, no wait" (not in mode "limit+"), else strings
 --        {status, retry|"", and for "limit+" [shard, take, value, ts]...}; status OK|LIMITED|THROW.
 local key = KEYS[1]
-local now = rk_now(ARGV[2])
-local cfg = rl_cfg(ARGV[3])
-local count = tonumber(ARGV[4])
-local reserve = string.sub(ARGV[5], 1, 1) == "1"
-local throws = string.sub(ARGV[5], 2, 2) == "1"
-local ok, retry, ds = rl_evaluate(key, cfg, now, count, reserve, rl_rand(ARGV[6]))
-local mode = ARGV[1]
+local op = ARGV[1]
+local mode = string.sub(op, 1, -3)
+local reserve = string.byte(op, -2) == 49 -- "1"
+local throws = string.byte(op, -1) == 49
+local now = rk_now(ARGV[4])
+local cfg = rl_cfg(ARGV[2])
+local count = tonumber(ARGV[3])
+local ok, retry, ds = rl_evaluate(key, cfg, now, count, reserve, rl_rand(ARGV[5]))
 local out = nil
 if mode == "limit+" then out = ds end
 if throws and retry ~= nil then
