@@ -22,6 +22,12 @@ local function rl_cfg(s)
   return cfg
 end
 
+-- eval's ARGV[1]: the mode followed by the flags "<reserve><throws>" as 0/1 digits.
+-- Returns mode, reserve, throws.
+local function rl_op(op)
+  return string.sub(op, 1, -3), string.byte(op, -2) == 49, string.byte(op, -1) == 49
+end
+
 -- The four random numbers (first shard, second shard, phase 1, phase 2) as one
 -- string; "" or absent means all zero (Python sends none when none can matter).
 local function rl_rand(s)
@@ -244,4 +250,23 @@ local function rl_reply(status, retry, decisions)
     out[#out + 1] = rk_fmt(d.ts)
   end
   return out
+end
+
+-- limit / check replies (eval.lua, eval_sharded.lua). Before writing: THROW whenever
+-- throws and a wait is due, LIMITED when refused, nil to go on (write, then rl_ok).
+local function rl_refused(throws, ok, retry, decisions)
+  if throws and retry ~= nil then
+    return rl_reply("THROW", retry, decisions)
+  end
+  if not ok then
+    return rl_reply("LIMITED", retry, decisions)
+  end
+  return nil
+end
+
+local function rl_ok(retry, decisions)
+  if retry == nil and decisions == nil then
+    return 1 -- the hot path: ok, no wait (an integer reply is the cheapest to parse)
+  end
+  return rl_reply("OK", retry, decisions)
 end

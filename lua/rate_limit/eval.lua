@@ -9,10 +9,7 @@
 -- Reply: 1 for "OK, no wait" (not in mode "limit+"), else strings
 --        {status, retry|"", and for "limit+" [shard, take, value, ts]...}; status OK|LIMITED|THROW.
 local key = KEYS[1]
-local op = ARGV[1]
-local mode = string.sub(op, 1, -3)
-local reserve = string.byte(op, -2) == 49 -- "1"
-local throws = string.byte(op, -1) == 49
+local mode, reserve, throws = rl_op(ARGV[1])
 local now = rk_now(ARGV[4])
 local kind, rate, period, cap, maxres, shards, start =
   string.match(ARGV[2], "^(%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+)$")
@@ -36,12 +33,8 @@ local out = nil
 if mode == "limit+" then
   out = {{shard = 0, take = count, value = value, ts = ts}}
 end
-if throws and retry ~= nil then
-  return rl_reply("THROW", retry, out)
-end
-if not ok then
-  return rl_reply("LIMITED", retry, out)
-end
+local refused = rl_refused(throws, ok, retry, out)
+if refused then return refused end
 if mode ~= "check" then
   if v == nil then -- new: with the creation time for clear_all
     redis.call("HSET", key, "0:v", rk_fmt(value), "0:ts", rk_fmt(ts), "c", rk_fmt(now))
@@ -53,7 +46,4 @@ if mode ~= "check" then
   if ttl < 1 then ttl = 1 end
   redis.call("PEXPIRE", key, rk_fmt(ttl)) -- a string: Redis would format a number with %.17g
 end
-if retry == nil and out == nil then
-  return 1 -- the hot path: ok, no wait (an integer reply is the cheapest to parse)
-end
-return rl_reply("OK", retry, out)
+return rl_ok(retry, out)
