@@ -11,24 +11,30 @@
 local key = KEYS[1]
 local mode, reserve, throws = rl_op(ARGV[1])
 local now = rk_now(ARGV[4])
-local kind, rate, period, cap, maxres, shards, start =
-  string.match(ARGV[2], "^(%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+)$")
-if shards ~= "1" then
+local cfg = ARGV[2]
+-- the hot path's numbers and where max_reserved and start begin (read when needed);
+-- the kind is 2 letters, shards must be 1
+local rate, period, cap, at_maxres, at_start =
+  string.match(cfg, "^(%S+) (%S+) (%S+) ()%S+ 1 ()", 4)
+if at_start == nil then
   return redis.error_reply("rate_limit/eval takes one-shard configs")
 end
 local count = tonumber(ARGV[3])
-local fw = kind == "fw"
+local fw = string.byte(cfg, 1) == 102 -- "fw"
 rate, period, cap = tonumber(rate), tonumber(period), tonumber(cap)
-if start == "-" then start = nil else start = tonumber(start) end
 local r = redis.call("HMGET", key, "0:v", "0:ts")
-local v, ts, rstart = tonumber(r[1]), tonumber(r[2]), 0
-if v == nil and fw and start == nil then
-  rstart = rl_rand(ARGV[5])[3] -- a new bucket's random window phase
+local v, ts, start, rstart = tonumber(r[1]), tonumber(r[2]), nil, 0
+if v == nil and fw then -- a new window: its phase
+  start = tonumber(string.sub(cfg, at_start)) -- "-": nil
+  if start == nil then rstart = rl_rand(ARGV[5])[3] end
 end
 local value, retry
 value, ts, retry = rl_project(fw, rate, period, cap, start, v, ts, now, count, rstart)
--- DEVIATION Q1: max_reserved = 0 means no debt
-local ok = value >= 0 or (reserve and (maxres == "-" or -value <= tonumber(maxres)))
+local ok = value >= 0
+if not ok and reserve then -- DEVIATION Q1: max_reserved = 0 means no debt
+  local maxres = string.match(cfg, "^%S+", at_maxres)
+  ok = maxres == "-" or -value <= tonumber(maxres)
+end
 local out = nil
 if mode == "limit+" then
   out = {{shard = 0, take = count, value = value, ts = ts}}
