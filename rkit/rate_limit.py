@@ -59,7 +59,9 @@ WEEK: int = 7 * DAY
 Rng = Callable[[], float]
 
 _COUNT_1 = b"1"
-_ARGV_CACHE: dict[int, tuple[Any, bytes]] = {}
+# per config: (ARGV string, shards, uses randoms, count bound, count bound with reserve)
+_Hot = tuple[bytes, int, bool, float, float | None]
+_HOT_CACHE: dict[int, tuple[Any, _Hot]] = {}
 # eval's ARGV[1]: the mode and the flags "<reserve><throws>" as 0/1 digits
 _OPS = {
     (m, r, t): m + f"{int(r)}{int(t)}".encode()
@@ -125,9 +127,9 @@ class _LimitBase(BaseModel):
         """A validated copy with ``changes`` applied."""
         return type(self).model_validate({**self.model_dump(), **changes})
 
-    def _argv(self) -> bytes:
-        """The config as the scripts' one ARGV string (see ``rl_cfg`` in Lua)."""
-        entry = _ARGV_CACHE.get(id(self))
+    def _hot(self) -> _Hot:
+        """What every call needs, computed once per config object (cached by id)."""
+        entry = _HOT_CACHE.get(id(self))
         if entry is not None and entry[0] is self:
             return entry[1]
         start = getattr(self, "start", None)
@@ -142,10 +144,24 @@ class _LimitBase(BaseModel):
                 "-" if start is None else repr(float(start)),
             )
         ).encode("ascii")
-        if len(_ARGV_CACHE) >= 4096:  # bounded: inline configs built per call
-            _ARGV_CACHE.clear()
-        _ARGV_CACHE[id(self)] = (self, argv)  # holds self, so the id stays unique
-        return argv
+        n = self.n_shards
+        m = 1 if n < 3 else 2  # DEVIATION Q2: the achievable bound
+        cap = self.effective_capacity
+        hot = (
+            argv,
+            n,
+            self._uses_randoms,
+            m * cap / n,
+            None if self.max_reserved is None else m * (cap + self.max_reserved) / n,  # Q1
+        )
+        if len(_HOT_CACHE) >= 4096:  # bounded: inline configs built per call
+            _HOT_CACHE.clear()
+        _HOT_CACHE[id(self)] = (self, hot)  # holds self, so the id stays unique
+        return hot
+
+    def _argv(self) -> bytes:
+        """The config as the scripts' one ARGV string (see ``rl_cfg`` in Lua)."""
+        return self._hot()[0]
 
     @property
     def _uses_randoms(self) -> bool:
@@ -390,23 +406,19 @@ class RateLimiter:
         self, name: str, cfg: TokenBucket | FixedWindow, count: Any, reserve: bool
     ) -> float:
         count = _check_count(count)
-        n = cfg.n_shards
-        m = 1 if n < 3 else 2  # DEVIATION Q2: the achievable bound
-        cap = cfg.effective_capacity
+        _, n, _, bound, bound_reserve = cfg._hot()
         if reserve:
-            if cfg.max_reserved is not None:  # DEVIATION Q1
-                bound = m * (cap + cfg.max_reserved) / n
-                if count > bound:
-                    raise RateLimitCountTooLarge(name, count, bound, n, reserve=True)
-        elif count > m * cap / n:
-            raise RateLimitCountTooLarge(name, count, m * cap / n, n, reserve=False)
+            if bound_reserve is not None and count > bound_reserve:
+                raise RateLimitCountTooLarge(name, count, bound_reserve, n, reserve=True)
+        elif count > bound:
+            raise RateLimitCountTooLarge(name, count, bound, n, reserve=False)
         return float(count) if type(count) is not float and count != 1 else count
 
     def _randoms(self, cfg: TokenBucket | FixedWindow) -> bytes:
         """Always draw the four numbers (deterministic tests); send them only if used."""
         r = self._rng
         drawn = (r(), r(), r(), r())
-        if not cfg._uses_randoms:
+        if not cfg._hot()[2]:
             return b""
         return " ".join(map(repr, drawn)).encode("ascii")
 
@@ -426,12 +438,13 @@ class RateLimiter:
         count = self._validate(name, cfg, count, reserve)
         if self._spread(cfg):
             return await self._run_spread(mode, name, key, cfg, count, reserve, throws)
-        res = await (self._eval if cfg.n_shards == 1 else self._eval_sharded)(
+        argv, n = cfg._hot()[:2]
+        res = await (self._eval if n == 1 else self._eval_sharded)(
             self.app.redis,
             (self.key_for(name, key),),
             _eval_args(
                 _OPS[mode, reserve, throws],
-                cfg._argv(),
+                argv,
                 _COUNT_1 if count == 1 else repr(count).encode(),
                 argv_now(self.app.clock),
                 self._randoms(cfg),
