@@ -59,8 +59,16 @@ WEEK: int = 7 * DAY
 Rng = Callable[[], float]
 
 _COUNT_1 = b"1"
-_ARGV_CACHE: dict[int, tuple[Any, bytes]] = {}
-_FLAGS = {(r, t): f"{int(r)}{int(t)}".encode() for r in (False, True) for t in (False, True)}
+# per config: (ARGV string, shards, uses randoms, count bound, count bound with reserve)
+_Hot = tuple[bytes, int, bool, float, float | None]
+_HOT_CACHE: dict[int, tuple[Any, _Hot]] = {}
+# eval's ARGV[1]: the mode and the flags "<reserve><throws>" as 0/1 digits
+_OPS = {
+    (m, r, t): m + f"{int(r)}{int(t)}".encode()
+    for m in (b"limit", b"check", b"limit+")
+    for r in (False, True)
+    for t in (False, True)
+}
 
 _Pos = Annotated[float, Field(strict=True, gt=0, allow_inf_nan=False)]
 _NonNeg = Annotated[float, Field(strict=True, ge=0, allow_inf_nan=False)]
@@ -119,9 +127,9 @@ class _LimitBase(BaseModel):
         """A validated copy with ``changes`` applied."""
         return type(self).model_validate({**self.model_dump(), **changes})
 
-    def _argv(self) -> bytes:
-        """The config as the scripts' one ARGV string (see ``rl_cfg`` in Lua)."""
-        entry = _ARGV_CACHE.get(id(self))
+    def _hot(self) -> _Hot:
+        """What every call needs, computed once per config object (cached by id)."""
+        entry = _HOT_CACHE.get(id(self))
         if entry is not None and entry[0] is self:
             return entry[1]
         start = getattr(self, "start", None)
@@ -136,10 +144,24 @@ class _LimitBase(BaseModel):
                 "-" if start is None else repr(float(start)),
             )
         ).encode("ascii")
-        if len(_ARGV_CACHE) >= 4096:  # bounded: inline configs built per call
-            _ARGV_CACHE.clear()
-        _ARGV_CACHE[id(self)] = (self, argv)  # holds self, so the id stays unique
-        return argv
+        n = self.n_shards
+        m = 1 if n < 3 else 2  # DEVIATION Q2: the achievable bound
+        cap = self.effective_capacity
+        hot = (
+            argv,
+            n,
+            self._uses_randoms,
+            m * cap / n,
+            None if self.max_reserved is None else m * (cap + self.max_reserved) / n,  # Q1
+        )
+        if len(_HOT_CACHE) >= 4096:  # bounded: inline configs built per call
+            _HOT_CACHE.clear()
+        _HOT_CACHE[id(self)] = (self, hot)  # holds self, so the id stays unique
+        return hot
+
+    def _argv(self) -> bytes:
+        """The config as the scripts' one ARGV string (see ``rl_cfg`` in Lua)."""
+        return self._hot()[0]
 
     @property
     def _uses_randoms(self) -> bool:
@@ -263,6 +285,18 @@ def calculate_rate_limit(
     return CalculatedState(value, ts, retry, window_start)
 
 
+def _eval_args(
+    op: bytes, cfg: bytes, count: bytes, now: str, rand: bytes
+) -> tuple[str | bytes, ...]:
+    """eval's ARGV: op, config, count, then now and randoms unless empty (fewer
+    arguments: less packing in redis-py and fewer strings for the script)."""
+    if rand:
+        return (op, cfg, count, now, rand)
+    if now:
+        return (op, cfg, count, now)
+    return (op, cfg, count)
+
+
 def _check_count(count: Any, what: str = "count") -> float:
     if isinstance(count, bool) or not isinstance(count, int | float):
         raise ConfigError(f"{what} must be a number, got {type(count).__name__}")
@@ -319,7 +353,8 @@ class RateLimiter:
         self._shard_cfgs: dict[int, tuple[Any, Any]] = {}
         self._stem = app.keys.tag("rl", hash_tag) + ":" if hash_tag is not None else None
         self._key_cached = lru_cache(maxsize=16384)(self._key_uncached)
-        self._eval = scripts.load("rate_limit", "eval")
+        self._eval = scripts.load("rate_limit", "eval")  # one shard: the fast path
+        self._eval_sharded = scripts.load("rate_limit", "eval_sharded")
         self._credit = scripts.load("rate_limit", "credit")
         self._value = scripts.load("rate_limit", "value")
         self._limit_all = scripts.load("rate_limit", "limit_all")
@@ -371,23 +406,19 @@ class RateLimiter:
         self, name: str, cfg: TokenBucket | FixedWindow, count: Any, reserve: bool
     ) -> float:
         count = _check_count(count)
-        n = cfg.n_shards
-        m = 1 if n < 3 else 2  # DEVIATION Q2: the achievable bound
-        cap = cfg.effective_capacity
+        _, n, _, bound, bound_reserve = cfg._hot()
         if reserve:
-            if cfg.max_reserved is not None:  # DEVIATION Q1
-                bound = m * (cap + cfg.max_reserved) / n
-                if count > bound:
-                    raise RateLimitCountTooLarge(name, count, bound, n, reserve=True)
-        elif count > m * cap / n:
-            raise RateLimitCountTooLarge(name, count, m * cap / n, n, reserve=False)
+            if bound_reserve is not None and count > bound_reserve:
+                raise RateLimitCountTooLarge(name, count, bound_reserve, n, reserve=True)
+        elif count > bound:
+            raise RateLimitCountTooLarge(name, count, bound, n, reserve=False)
         return float(count) if type(count) is not float and count != 1 else count
 
     def _randoms(self, cfg: TokenBucket | FixedWindow) -> bytes:
         """Always draw the four numbers (deterministic tests); send them only if used."""
         r = self._rng
         drawn = (r(), r(), r(), r())
-        if not cfg._uses_randoms:
+        if not cfg._hot()[2]:
             return b""
         return " ".join(map(repr, drawn)).encode("ascii")
 
@@ -407,15 +438,15 @@ class RateLimiter:
         count = self._validate(name, cfg, count, reserve)
         if self._spread(cfg):
             return await self._run_spread(mode, name, key, cfg, count, reserve, throws)
-        res = await self._eval(
+        argv, n = cfg._hot()[:2]
+        res = await (self._eval if n == 1 else self._eval_sharded)(
             self.app.redis,
             (self.key_for(name, key),),
-            (
-                mode,
+            _eval_args(
+                _OPS[mode, reserve, throws],
+                argv,
+                _COUNT_1 if count == 1 else repr(count).encode(),
                 argv_now(self.app.clock),
-                cfg._argv(),
-                _COUNT_1 if count == 1 else repr(count),
-                _FLAGS[reserve, throws],
                 self._randoms(cfg),
             ),
         )
@@ -471,11 +502,10 @@ class RateLimiter:
             self.app.redis,
             (skey,),
             (
-                mode,
-                argv_now(self.app.clock),
+                _OPS[mode, reserve, throws],
                 one._argv(),
                 repr(count),
-                _FLAGS[reserve, throws],
+                argv_now(self.app.clock),
                 f"0 0 {rstart!r} 0".encode("ascii"),
             ),
         )
@@ -750,15 +780,14 @@ class RateLimiter:
                 failed.append(req.name)
                 worst = max(worst or 0.0, got.retry_after or 0.0)
                 break
-            res = await self._eval(
+            res = await (self._eval if cfg.n_shards == 1 else self._eval_sharded)(
                 self.app.redis,
                 (key,),
-                (
-                    b"limit+",
-                    argv_now(self.app.clock),
+                _eval_args(
+                    _OPS[b"limit+", False, False],
                     cfg._argv(),
-                    repr(count),
-                    b"00",
+                    repr(count).encode(),
+                    argv_now(self.app.clock),
                     self._randoms(cfg),
                 ),
             )

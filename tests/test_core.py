@@ -78,8 +78,12 @@ def test_clocks() -> None:
 
 
 def test_script_loader_prepends_libraries() -> None:
-    s = load("rate_limit", "eval")
+    s = load("rate_limit", "eval_sharded")
     assert "local function rk_fmt" in s.body and "local function rl_calc" in s.body
+    # only the library functions a script reaches are prepended (a closure per call each)
+    fast = load("rate_limit", "eval")
+    assert "local function rl_project" in fast.body and "local function rk_fmt" in fast.body
+    assert "local function rl_evaluate" not in fast.body
     assert len(s.sha) == 40
     with pytest.raises(FileNotFoundError):
         load("rate_limit", "nope")

@@ -22,11 +22,17 @@ local function rl_cfg(s)
   return cfg
 end
 
+-- eval's ARGV[1]: the mode followed by the flags "<reserve><throws>" as 0/1 digits.
+-- Returns mode, reserve, throws.
+local function rl_op(op)
+  return string.sub(op, 1, -3), string.byte(op, -2) == 49, string.byte(op, -1) == 49
+end
+
 -- The four random numbers (first shard, second shard, phase 1, phase 2) as one
--- string; "" means all zero (Python sends "" when none can matter).
+-- string; "" or absent means all zero (Python sends none when none can matter).
 local function rl_rand(s)
   local r = {0, 0, 0, 0}
-  if s == "" then return r end
+  if s == nil or s == "" then return r end
   local i = 1
   for w in string.gmatch(s, "%S+") do
     r[i] = tonumber(w)
@@ -56,42 +62,48 @@ local function rl_get(key, shard)
   return s
 end
 
--- spec §4.2: project one shard's state to now and consume count.
+-- spec §4.2: project one shard's state (v, ts; v = nil: never used) to now and
+-- consume count; scalars only (the unsharded fast path calls it without tables).
+-- fw: fixed window; start: the window phase or nil; rstart: the random phase.
 -- Returns value, ts, retry_after|nil.
-local function rl_calc(st, cfg, now, count, rstart)
-  local value, ts
-  if st == nil then
-    value = cfg.cap
-    if not cfg.fw then
+local function rl_project(fw, rate, period, cap, start, v, ts, now, count, rstart)
+  local value = v
+  if v == nil then
+    value = cap
+    if not fw then
       ts = now
-    elseif cfg.start ~= nil then
+    elseif start ~= nil then
       -- DEVIATION Q3: start is a phase; latest start + k*period <= now
-      ts = cfg.start + math.floor((now - cfg.start) / cfg.period) * cfg.period
+      ts = start + math.floor((now - start) / period) * period
     else
-      ts = now - math.floor(rstart * cfg.period)
+      ts = now - math.floor(rstart * period)
     end
-  else
-    value, ts = st.v, st.ts
   end
-  if not cfg.fw then
-    local per_ms = cfg.rate / cfg.period
+  if not fw then
+    local per_ms = rate / period
     local elapsed = now - ts
     if elapsed < 0 then elapsed = 0 end -- DEVIATION Q4: clamp, ts never decreases
-    value = math.min(value + elapsed * per_ms, cfg.cap) - count
+    value = math.min(value + elapsed * per_ms, cap) - count
     if now > ts then ts = now end
     if value < 0 then
       return value, ts, (-value) / per_ms
     end
     return value, ts, nil
   end
-  local windows = math.floor((now - ts) / cfg.period)
+  local windows = math.floor((now - ts) / period)
   if windows < 0 then windows = 0 end
-  value = math.min(value + cfg.rate * windows, cfg.cap) - count
-  ts = ts + windows * cfg.period
+  value = math.min(value + rate * windows, cap) - count
+  ts = ts + windows * period
   if value < 0 then
-    return value, ts, ts + cfg.period * math.ceil(-value / cfg.rate) - now
+    return value, ts, ts + period * math.ceil(-value / rate) - now
   end
   return value, ts, nil
+end
+
+local function rl_calc(st, cfg, now, count, rstart)
+  local v, ts
+  if st ~= nil then v, ts = st.v, st.ts end
+  return rl_project(cfg.fw, cfg.rate, cfg.period, cfg.cap, cfg.start, v, ts, now, count, rstart)
 end
 
 -- spec §4.3: the decision for one shard.
@@ -146,13 +158,13 @@ local function rl_stage(key, d)
 end
 
 -- When does one shard become indistinguishable from a fresh bucket? (spec §7.4)
-local function rl_full_at(cfg, v, ts)
-  local missing = cfg.cap - v
+local function rl_full_at(fw, rate, period, cap, v, ts)
+  local missing = cap - v
   if missing <= 0 then return ts end
-  if cfg.fw then
-    return ts + cfg.period * math.ceil(missing / cfg.rate)
+  if fw then
+    return ts + period * math.ceil(missing / rate)
   end
-  return ts + missing / (cfg.rate / cfg.period)
+  return ts + missing / (rate / period)
 end
 
 -- Relative TTL (never PEXPIREAT: a test clock may lie in Redis's past): until the
@@ -164,14 +176,14 @@ local function rl_expire(key, cfg, now, latest)
     for i = 0, cfg.shards - 1 do
       local st = rl_get(key, i)
       if st then
-        local at = rl_full_at(cfg, st.v, st.ts)
+        local at = rl_full_at(cfg.fw, cfg.rate, cfg.period, cfg.cap, st.v, st.ts)
         if at > latest then latest = at end
       end
     end
   end
   local ttl = math.ceil(latest - now + cfg.margin)
   if ttl < 1 then ttl = 1 end
-  redis.call("PEXPIRE", key, ttl)
+  redis.call("PEXPIRE", key, rk_fmt(ttl))
 end
 
 -- Write every staged shard of key, set the creation field and a relative TTL that
@@ -219,7 +231,7 @@ local function rl_write(key, cfg, now, ds)
       args[#args + 1] = rk_fmt(now)
     end
     redis.call("HSET", key, unpack(args))
-    latest = rl_full_at(cfg, ds[1].value, ds[1].ts)
+    latest = rl_full_at(cfg.fw, cfg.rate, cfg.period, cfg.cap, ds[1].value, ds[1].ts)
   else
     redis.call("HSET", key, unpack(args))
     if new then redis.call("HSETNX", key, "c", rk_fmt(now)) end
@@ -238,4 +250,23 @@ local function rl_reply(status, retry, decisions)
     out[#out + 1] = rk_fmt(d.ts)
   end
   return out
+end
+
+-- limit / check replies (eval.lua, eval_sharded.lua). Before writing: THROW whenever
+-- throws and a wait is due, LIMITED when refused, nil to go on (write, then rl_ok).
+local function rl_refused(throws, ok, retry, decisions)
+  if throws and retry ~= nil then
+    return rl_reply("THROW", retry, decisions)
+  end
+  if not ok then
+    return rl_reply("LIMITED", retry, decisions)
+  end
+  return nil
+end
+
+local function rl_ok(retry, decisions)
+  if retry == nil and decisions == nil then
+    return 1 -- the hot path: ok, no wait (an integer reply is the cheapest to parse)
+  end
+  return rl_reply("OK", retry, decisions)
 end

@@ -1,29 +1,55 @@
--- limit / check: evaluate one (name, key) and, in mode "limit", write the outcome.
+-- limit / check of a one-shard limit (the common case; eval_sharded.lua takes any
+-- shard count): the decision of rl_evaluate for shard 0 without its tables, one
+-- HMGET of constant field names, one HSET, one PEXPIRE.
 -- KEYS[1] state hash
--- ARGV: mode ("limit"|"check"|"limit+": limit replying with the decisions), now|"", config (see rl_cfg), count,
---       flags ("<reserve><throws>" as 0/1 digits), randoms ("" or 4 numbers)
+-- ARGV: op = mode ("limit"|"check"|"limit+": limit replying with the decisions)
+--       followed by the flags "<reserve><throws>" as 0/1 digits, e.g. "limit00";
+--       config (see rl_cfg; shards 1); count; now (absent or "": server TIME);
+--       randoms (absent, "" or 4 numbers)
 -- Reply: 1 for "OK, no wait" (not in mode "limit+"), else strings
 --        {status, retry|"", and for "limit+" [shard, take, value, ts]...}; status OK|LIMITED|THROW.
 local key = KEYS[1]
-local now = rk_now(ARGV[2])
-local cfg = rl_cfg(ARGV[3])
-local count = tonumber(ARGV[4])
-local reserve = string.sub(ARGV[5], 1, 1) == "1"
-local throws = string.sub(ARGV[5], 2, 2) == "1"
-local ok, retry, ds = rl_evaluate(key, cfg, now, count, reserve, rl_rand(ARGV[6]))
-local mode = ARGV[1]
+local mode, reserve, throws = rl_op(ARGV[1])
+local now = rk_now(ARGV[4])
+local cfg = ARGV[2]
+-- the hot path's numbers and where max_reserved and start begin (read when needed);
+-- the kind is 2 letters, shards must be 1
+local rate, period, cap, at_maxres, at_start =
+  string.match(cfg, "^(%S+) (%S+) (%S+) ()%S+ 1 ()", 4)
+if at_start == nil then
+  return redis.error_reply("rate_limit/eval takes one-shard configs")
+end
+local count = tonumber(ARGV[3])
+local fw = string.byte(cfg, 1) == 102 -- "fw"
+rate, period, cap = tonumber(rate), tonumber(period), tonumber(cap)
+local r = redis.call("HMGET", key, "0:v", "0:ts")
+local v, ts, start, rstart = tonumber(r[1]), tonumber(r[2]), nil, 0
+if v == nil and fw then -- a new window: its phase
+  start = tonumber(string.sub(cfg, at_start)) -- "-": nil
+  if start == nil then rstart = rl_rand(ARGV[5])[3] end
+end
+local value, retry
+value, ts, retry = rl_project(fw, rate, period, cap, start, v, ts, now, count, rstart)
+local ok = value >= 0
+if not ok and reserve then -- DEVIATION Q1: max_reserved = 0 means no debt
+  local maxres = string.match(cfg, "^%S+", at_maxres)
+  ok = maxres == "-" or -value <= tonumber(maxres)
+end
 local out = nil
-if mode == "limit+" then out = ds end
-if throws and retry ~= nil then
-  return rl_reply("THROW", retry, out)
+if mode == "limit+" then
+  out = {{shard = 0, take = count, value = value, ts = ts}}
 end
-if not ok then
-  return rl_reply("LIMITED", retry, out)
-end
+local refused = rl_refused(throws, ok, retry, out)
+if refused then return refused end
 if mode ~= "check" then
-  rl_write(key, cfg, now, ds)
+  if v == nil then -- new: with the creation time for clear_all
+    redis.call("HSET", key, "0:v", rk_fmt(value), "0:ts", rk_fmt(ts), "c", rk_fmt(now))
+  else
+    redis.call("HSET", key, "0:v", rk_fmt(value), "0:ts", rk_fmt(ts))
+  end
+  -- relative TTL as rl_expire: until full again, plus max(period, 1 s)
+  local ttl = math.ceil(rl_full_at(fw, rate, period, cap, value, ts) - now + math.max(period, 1000))
+  if ttl < 1 then ttl = 1 end
+  redis.call("PEXPIRE", key, rk_fmt(ttl)) -- a string: Redis would format a number with %.17g
 end
-if retry == nil and out == nil then
-  return 1 -- the hot path: ok, no wait (an integer reply is the cheapest to parse)
-end
-return rl_reply("OK", retry, out)
+return rl_ok(retry, out)
