@@ -53,9 +53,11 @@ async def job(i: int, sleep_ms: float = 0) -> int:
     r = app.redis
     await r.eval(ENTER, 2, "mp:cur", "mp:max")
     await r.rpush(f"mp:starts:{i}", repr(time.time()))
+    await r.hset("mp:inflight", str(i), os.getpid())  # inside the body right now
     try:
         await asyncio.sleep(sleep_ms / 1000)
     finally:
+        await r.hdel("mp:inflight", str(i))
         await r.decr("mp:cur")
     return i
 
@@ -175,6 +177,19 @@ def busy_worker(
         time.sleep(0.001)
 
 
+def inflight_worker(
+    r: sync_redis.Redis, procs: list[subprocess.Popen[bytes]]
+) -> subprocess.Popen[bytes]:
+    """A worker process that is inside a ``job`` body right now (its start recorded),
+    so killing it must lead to a second start of that job."""
+    by_pid = {p.pid: p for p in procs}
+    while True:
+        for pid in r.hvals("mp:inflight"):
+            if int(pid) in by_pid:
+                return by_pid[int(pid)]
+        time.sleep(0.001)
+
+
 def test_cap_holds_across_three_worker_processes(
     service: tuple[Path, dict[str, str]], redis_url: str
 ) -> None:
@@ -205,7 +220,7 @@ def test_sigkill_mid_run_recovers_every_job(
         asyncio.run(enqueue(redis_url, n, sleep_ms=40))
         while r.hlen("mp:effects") < 30:
             time.sleep(0.01)
-        victim = busy_worker(r, procs)
+        victim = inflight_worker(r, procs)
         killed_at = time.time()
         victim.send_signal(signal.SIGKILL)
         victim.wait()
