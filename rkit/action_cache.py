@@ -509,19 +509,27 @@ class ActionCache(Generic[T]):
     ) -> T:
         redis = self.app.redis
         lock = self._store.lock(member)
+        missing = object()
+
+        async def peek() -> Any:
+            """The fresh stored value, or ``missing`` (remembering an expired entry)."""
+            nonlocal expired_entry
+            kind, data = await self._store.get(member, canon, ttl, count=False)
+            if kind == "hit":
+                self._log("hit")
+                return codec.loads(data)
+            expired_entry = data or None
+            return missing
+
         recheck = not force
         while True:
             token = uuid.uuid4().hex
             if await redis.set(lock, token, nx=True, px=max(1, int(self.lease_ms))):
                 try:
-                    if recheck:
-                        # a previous winner may have stored the entry and released its
-                        # lease between our miss and our claim: don't run it twice
-                        kind, data = await self._store.get(member, canon, ttl, count=False)
-                        if kind == "hit":
-                            self._log("hit")
-                            return codec.loads(data)  # type: ignore[no-any-return]
-                        expired_entry = data or None
+                    # a previous winner may have stored the entry and released its
+                    # lease between our miss and our claim: don't run it twice
+                    if recheck and (value := await peek()) is not missing:
+                        return value  # type: ignore[no-any-return]
                     return await self._fill(args, canon, member, ttl, expired_entry)
                 finally:
                     await self._store.release(member, token)
@@ -529,11 +537,8 @@ class ActionCache(Generic[T]):
             # another caller is computing: wait for its entry or for the lease to go
             while True:
                 await asyncio.sleep(self.poll_ms / 1000)
-                kind, data = await self._store.get(member, canon, ttl, count=False)
-                if kind == "hit":
-                    self._log("hit")
-                    return codec.loads(data)  # type: ignore[no-any-return]
-                expired_entry = data or None
+                if (value := await peek()) is not missing:
+                    return value  # type: ignore[no-any-return]
                 if not await redis.exists(lock):
                     break  # the winner failed or its lease ran out: compete again
 

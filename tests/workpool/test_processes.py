@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -162,19 +162,30 @@ def pool_running(r: sync_redis.Redis) -> int:
     return int(r.zcard(Workpool(app, "mp").keys[3]))
 
 
+def _first_of(
+    procs: list[subprocess.Popen[bytes]], pids: Callable[[], Iterable[int]]
+) -> subprocess.Popen[bytes]:
+    """Poll ``pids()`` until one of them is a process of ``procs``; return it."""
+    by_pid = {p.pid: p for p in procs}
+    while True:
+        for pid in pids():
+            if pid in by_pid:
+                return by_pid[pid]
+        time.sleep(0.001)
+
+
 def busy_worker(
     r: sync_redis.Redis, procs: list[subprocess.Popen[bytes]], pool: Workpool | None = None
 ) -> subprocess.Popen[bytes]:
     """A worker process that is running an attempt (of ``pool``) right now."""
     pool = pool or Workpool(App(namespace="mp"), "mp")
-    by_pid = {p.pid: p for p in procs}
-    while True:
+
+    def lease_holders() -> Iterator[int]:
         for wid in r.zrange(pool.keys[3], 0, -1):
             worker = r.hget(f"{pool.tag}:w:{wid}", "worker") or ""
-            pid = int(worker.split(":")[1]) if worker.count(":") == 2 else 0
-            if pid in by_pid:
-                return by_pid[pid]
-        time.sleep(0.001)
+            yield int(worker.split(":")[1]) if worker.count(":") == 2 else 0
+
+    return _first_of(procs, lease_holders)
 
 
 def inflight_worker(
@@ -182,12 +193,7 @@ def inflight_worker(
 ) -> subprocess.Popen[bytes]:
     """A worker process that is inside a ``job`` body right now (its start recorded),
     so killing it must lead to a second start of that job."""
-    by_pid = {p.pid: p for p in procs}
-    while True:
-        for pid in r.hvals("mp:inflight"):
-            if int(pid) in by_pid:
-                return by_pid[int(pid)]
-        time.sleep(0.001)
+    return _first_of(procs, lambda: [int(pid) for pid in r.hvals("mp:inflight")])
 
 
 def test_cap_holds_across_three_worker_processes(
