@@ -155,3 +155,26 @@ async def run_workpool_job(
     from .workpool import run_job
 
     await run_job(ctx["rkit_app"], component, pool, work_id, token)
+
+
+async def reannounce_jobs(
+    pool: ArqRedis, queue_name: str, function: str, jobs: list[tuple[str, list[Any]]]
+) -> list[str]:
+    """Look at jobs that should be waiting in the queue (one round trip): per job
+    ``"Q"`` still queued (left alone), ``"E"`` lost and enqueued again under its id,
+    ``"H"`` taken by a worker (in progress) that never began its attempt."""
+    import time
+
+    from arq.constants import in_progress_key_prefix, job_key_prefix
+
+    from . import scripts
+
+    now = int(time.time() * 1000)
+    keys = [queue_name]
+    payloads: list[bytes] = []
+    for job_id, args in jobs:
+        keys += [job_key_prefix + job_id, in_progress_key_prefix + job_id]
+        payloads.append(json_serializer({"t": None, "f": function, "a": args, "k": {}, "et": now}))
+    script = scripts.load("arq", "reannounce")
+    marks = await script(pool, keys, [now, _ENQUEUE_EXPIRES_MS, *payloads])
+    return [m.decode() if isinstance(m, bytes) else str(m) for m in marks]

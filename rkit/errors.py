@@ -191,6 +191,16 @@ class RunNotFound(RkitError, LookupError):
 class RunNotCompleted(RkitError):
     """``cleanup`` of a run that is still in progress."""
 
-    def __init__(self, run_id: str) -> None:
-        super().__init__(f"Run {run_id} hasn't completed.")
+    def __init__(self, run_id: str, message: str | None = None) -> None:
+        super().__init__(message or f"Run {run_id} hasn't completed.")
         self.run_id = run_id
+
+
+class CallbackPending(RunNotCompleted):
+    """``cleanup`` of a completed run whose ``on_complete`` is not yet delivered:
+    deleting it would drop the callback (delivery is at least once)."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(
+            run_id, f"Run {run_id} has completed but its on_complete is not delivered yet."
+        )

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, NewType
 
 from . import codec
-from .errors import ConfigError, RunNotCompleted, RunNotFound
+from .errors import CallbackPending, ConfigError, RunNotCompleted, RunNotFound
 from .workpool import (
     DEFAULT_ON_COMPLETE_RETRY,
     DLQ_MAX_LEN,
@@ -407,7 +407,9 @@ class ActionRetrier:
             result = _to_retrier(
                 _result_of(h["result_kind"], h.get("result", ""), h.get("error", ""))
             )
-        failures = attempts - 1 if isinstance(result, RunSuccess) else attempts
+        # like the reference's counter: a failure that led to a retry counts; the
+        # final execution (success, or the failure that ended the run) does not
+        failures = attempts - 1 if isinstance(result, RunSuccess | RunFailed) else attempts
         return RunDetails(
             run_id=RunId(run_id),
             fn_name=h.get("label", ""),
@@ -446,7 +448,8 @@ class ActionRetrier:
         return (await self._pool._cancel([run_id])) == ["CANCELED"]
 
     async def cleanup(self, run_id: str) -> None:
-        """Delete a completed run (``RunNotFound`` / ``RunNotCompleted`` otherwise)."""
+        """Delete a completed run (``RunNotFound`` / ``RunNotCompleted`` otherwise;
+        ``CallbackPending``, a ``RunNotCompleted``, while its on_complete is owed)."""
         if not isinstance(run_id, str) or not run_id:
             raise RunNotFound(str(run_id))
         reply = str(await self._pool._call("delete", run_id))
@@ -454,6 +457,8 @@ class ActionRetrier:
             raise RunNotFound(run_id)
         if reply == "NOT_COMPLETED":
             raise RunNotCompleted(run_id)
+        if reply == "CALLBACK_PENDING":
+            raise CallbackPending(run_id)
 
     async def expire(self) -> int:
         """Delete completed runs past retention (batches of 1,024); returns count."""

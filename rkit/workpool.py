@@ -56,7 +56,7 @@ import secrets
 import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Literal, NewType
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -448,6 +448,7 @@ class Workpool:
                 "heartbeat",
                 "complete",
                 "release",
+                "redispatch",
                 "cancel",
                 "cancel_page",
                 "pump",
@@ -504,6 +505,28 @@ class Workpool:
             for wid, tok in entries
         ]
         await _arq.enqueue_jobs(pool, self.app.queue_name, JOB_FUNCTION, jobs)
+
+    async def _reannounce(self, entries: Sequence[tuple[str, str]]) -> None:
+        """Attempts dispatched a dispatch lease ago and not begun: leave a job that is
+        still queued alone, enqueue a lost one again (same job id), and give a new
+        token only to one whose job a worker took and never began (it died)."""
+        if not entries:
+            return
+        from . import _arq
+
+        pool = await self.app.queue_pool()
+        jobs = [
+            (self.job_id(wid, tok), [self.flavor.component, self.name, wid, tok])
+            for wid, tok in entries
+        ]
+        marks = await _arq.reannounce_jobs(pool, self.app.queue_name, JOB_FUNCTION, jobs)
+        held = [
+            x for (wid, tok), m in zip(entries, marks, strict=True) if m == "H" for x in (wid, tok)
+        ]
+        if held:
+            fresh, events = await self._call("redispatch", *held)
+            self._log(events)
+            await self._announce([(_s(f[0]), _s(f[1])) for f in fresh])
 
     def _resolve(self, fn: Callable[..., Any] | str, what: str = "fn") -> str:
         try:
@@ -893,14 +916,17 @@ class Workpool:
 
     async def pump(self, *, claim_limit: int = CLAIM_LIMIT, callback_limit: int = 64) -> PumpReport:
         """Reap expired leases, dispatch due work, deliver due callbacks, report."""
+        if self.app.clock.now_ms() is not None:
+            # a test clock may have jumped past this process's own leases: renew them
+            # first, as heartbeats on that clock would have (never reap a live attempt)
+            await _runtime(self.app).renew(self)
         rands = [repr(self.rng()) for _ in range(64)]
         reann, claimed, callbacks, wake, events = await self._call(
             "pump", claim_limit, callback_limit, *rands
         )
         self._log(events)
-        await self._announce(
-            [(_s(c[0]), _s(c[1])) for c in reann] + [(_s(c[0]), _s(c[2])) for c in claimed]
-        )
+        await self._reannounce([(_s(c[0]), _s(c[1])) for c in reann])
+        await self._announce([(_s(c[0]), _s(c[2])) for c in claimed])
         for cb in callbacks:
             wid, oc, ctx, kind, result, error = (_s(x) for x in cb)
             await self._deliver(wid, oc, ctx, _result_of(kind, result, error))
@@ -909,28 +935,26 @@ class Workpool:
     # -- execution (worker side) --------------------------------------------------------
 
     async def _run_dispatched(self, work_id: str, token: str) -> None:
-        """The arq job: begin the dispatched attempt (fenced) and run it."""
-        rt = _runtime(self.app)
-        reply = await self._call("begin", work_id, token, rt.worker_id)
-        if _s(reply[0]) != "OK":
-            logger.debug(
-                "stale delivery of %s token %s in pool %s (%s)",
-                work_id,
-                token,
-                self.name,
-                _s(reply[1]),
-            )
-            return
-        fn, args, tmo, _ = (_s(x) for x in reply[1:5])
-        await self._run_chain(work_id, token, fn, args, float(tmo))
-
-    async def _run_chain(self, work_id: str, token: str, fn: str, args: str, tmo: float) -> None:
+        """The arq job: begin the dispatched attempt (fenced), run it, and run the
+        items its completion hands to this worker (no queue poll between them)."""
         rt = _runtime(self.app)
         t0 = time.monotonic()
-        item: tuple[str, str, str, str, float] | None = (work_id, token, fn, args, tmo)
+        item: tuple[str, str] | None = (work_id, token)
         while item is not None:
-            wid, tok, fn_name, args_s, tmo_ms = item
-            outcome = await self._execute(wid, tok, fn_name, args_s, tmo_ms)
+            wid, tok = item
+            # begin is the fence a cancel races against: a canceled attempt never starts
+            reply = await self._call("begin", wid, tok, rt.worker_id)
+            if _s(reply[0]) != "OK":
+                logger.debug(
+                    "stale delivery of %s token %s in pool %s (%s)",
+                    wid,
+                    tok,
+                    self.name,
+                    _s(reply[1]),
+                )
+                return
+            fn_name, args_s, tmo = (_s(x) for x in reply[1:4])
+            outcome = await self._execute(wid, tok, fn_name, args_s, float(tmo))
             if outcome is None:
                 return  # fenced: the lease was lost, the reaper accounts for it
             kind, payload, non_retryable, value = outcome
@@ -953,11 +977,13 @@ class Workpool:
                 logger.warning(
                     "late report for work %s (token %s) in pool %s dropped", wid, tok, self.name
                 )
+            elif head == "RETRY":
+                rt.wake_in(float(_s(result[2])))  # start the retry on time, not at the next poll
             item = None
             rest: list[tuple[str, str]] = []
             for c in claimed:
                 if _s(c[3]) == "1" and item is None:
-                    item = (_s(c[0]), _s(c[2]), _s(c[4]), _s(c[5]), float(_s(c[6])))
+                    item = (_s(c[0]), _s(c[2]))
                 else:
                     rest.append((_s(c[0]), _s(c[2])))
             await self._announce(rest)
@@ -985,7 +1011,11 @@ class Workpool:
         except ValueError as exc:  # pragma: no cover - enqueue only stores JSON
             return ("failed", f"bad arguments: {exc}", True, None)
         rt = _runtime(self.app)
-        task = asyncio.ensure_future(action.fn(**args))
+        try:  # a call that cannot even start (bad keywords) is this attempt's failure
+            coro = action.fn(**args)
+        except Exception as exc:
+            return ("failed", error_text(exc), is_non_retryable_error(exc), None)
+        task = asyncio.ensure_future(coro)
         lease = rt.track(self, work_id, token, task)
         try:
             done, _ = await asyncio.wait({task}, timeout=tmo_ms / 1000.0)
@@ -1091,12 +1121,17 @@ class _Lease:
     work_id: str
     token: str
     task: asyncio.Future[Any]
-    last_ok: float = field(default_factory=time.monotonic)
+    last_ok: float  # when the lease was last known renewed (runtime._now_s)
     fenced: bool = False
 
 
 class _Runtime:
-    """One per App per process: the worker id, the heartbeat and the pump."""
+    """One per App per process: the worker id, the heartbeat and the pump.
+
+    Leases are judged by the App's clock in Redis, so renewal and self-fencing follow
+    that clock too: on the server clock, monotonic wall time; on a test clock, the test
+    clock (and every pump round renews this process's leases first, so moving the test
+    clock never makes a live attempt look lost)."""
 
     def __init__(self, app: App) -> None:
         self.app = app
@@ -1104,9 +1139,15 @@ class _Runtime:
         self.leases: set[_Lease] = set()
         self._hb: asyncio.Task[None] | None = None
         self._pump: asyncio.Task[None] | None = None
+        self._kick: asyncio.Event | None = None
+        self._wanted: float | None = None  # monotonic time a round was asked for
+
+    def _now_s(self) -> float:
+        now = self.app.clock.now_ms()
+        return time.monotonic() if now is None else now / 1000.0
 
     def track(self, pool: Workpool, work_id: str, token: str, task: asyncio.Future[Any]) -> _Lease:
-        lease = _Lease(pool, work_id, token, task)
+        lease = _Lease(pool, work_id, token, task, self._now_s())
         self.leases.add(lease)
         if self._hb is None or self._hb.done():
             self._hb = asyncio.get_running_loop().create_task(self._heartbeat())
@@ -1127,30 +1168,64 @@ class _Runtime:
         while self.leases:
             interval = min(lease.pool.lease_ms for lease in self.leases) / 5000.0
             await asyncio.sleep(min(1.0, interval))
-            by_pool: dict[Workpool, list[_Lease]] = {}
-            for lease in list(self.leases):
+            await self.renew()
+
+    async def renew(self, only: Workpool | None = None) -> None:
+        """One heartbeat round: renew the leases of this process's running attempts
+        (of one pool with ``only``); fence those that are lost or cannot be renewed
+        before they would expire."""
+        by_pool: dict[Workpool, list[_Lease]] = {}
+        for lease in list(self.leases):
+            if only is None or lease.pool is only:
                 by_pool.setdefault(lease.pool, []).append(lease)
-            for pool, leases in by_pool.items():
-                pairs = [x for lease in leases for x in (lease.work_id, lease.token)]
-                try:
-                    replies = await pool._call("heartbeat", *pairs)
-                except (RedisError, OSError) as exc:
-                    now = time.monotonic()
-                    for lease in leases:
-                        # self-fence before the lease could expire unseen
-                        margin = min(1.5, pool.lease_ms / 3000.0)
-                        if now - lease.last_ok > pool.lease_ms / 1000.0 - margin:
-                            self._fence(lease, f"cannot renew lease: {exc}")
-                    continue
-                now = time.monotonic()
-                for lease, r in zip(leases, replies, strict=True):
-                    reply = _s(r)
-                    if reply == "STALE":
-                        self._fence(lease, "lease lost")
-                    elif reply == "DETACHED":
-                        self.untrack(lease)  # canceled run: finishes unwatched, report dropped
-                    else:
-                        lease.last_ok = now
+        for pool, leases in by_pool.items():
+            pairs = [x for lease in leases for x in (lease.work_id, lease.token)]
+            try:
+                replies = await pool._call("heartbeat", *pairs)
+            except (RedisError, OSError) as exc:
+                now = self._now_s()
+                for lease in leases:
+                    # self-fence before the lease could expire unseen
+                    margin = min(1.5, pool.lease_ms / 3000.0)
+                    if now - lease.last_ok > pool.lease_ms / 1000.0 - margin:
+                        self._fence(lease, f"cannot renew lease: {exc}")
+                continue
+            now = self._now_s()
+            for lease, r in zip(leases, replies, strict=True):
+                reply = _s(r)
+                if reply == "STALE":
+                    self._fence(lease, "lease lost")
+                elif reply == "DETACHED":
+                    self.untrack(lease)  # canceled run: finishes unwatched, report dropped
+                else:
+                    lease.last_ok = now
+
+    def wake_in(self, delay_ms: float) -> None:
+        """Have the pump loop run a round in ``delay_ms`` (wall time) at the latest:
+        a retry due then starts on time instead of after an idle sleep."""
+        at = time.monotonic() + max(0.0, delay_ms) / 1000.0
+        if self._wanted is None or at < self._wanted:
+            self._wanted = at
+            if self._kick is not None:
+                self._kick.set()
+
+    async def _idle(self, seconds: float) -> None:
+        """Sleep ``seconds``, or less when ``wake_in`` asks for an earlier round."""
+        if self._kick is None:
+            self._kick = asyncio.Event()
+        until = time.monotonic() + seconds
+        while True:
+            now = time.monotonic()
+            target = until if self._wanted is None else min(until, self._wanted)
+            if target <= now:
+                break
+            self._kick.clear()
+            try:
+                await asyncio.wait_for(self._kick.wait(), target - now)
+            except TimeoutError:
+                pass
+        if self._wanted is not None and self._wanted <= time.monotonic():
+            self._wanted = None
 
     def pools(self) -> list[Workpool]:
         return [c for c in self.app.components.values() if isinstance(c, Workpool)]
@@ -1188,12 +1263,12 @@ class _Runtime:
                     last_expire = time.monotonic()
                 did, wake = await self.pump_once()
                 delay = 0.0 if did else max_idle_s if wake is None else wake / 1000.0
-                await asyncio.sleep(min(max_idle_s, max(0.01, delay)))
+                await self._idle(min(max_idle_s, max(0.005, delay)))
             except asyncio.CancelledError:
                 raise
             except Exception:
                 logger.exception("workpool pump round failed")
-                await asyncio.sleep(max_idle_s)
+                await self._idle(max_idle_s)
 
     def start_pump(self) -> None:
         if self._pump is None or self._pump.done():
@@ -1205,6 +1280,7 @@ class _Runtime:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
         self._pump = self._hb = None
+        self._kick = None
 
 
 def _runtime(app: App) -> _Runtime:

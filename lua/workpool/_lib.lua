@@ -129,9 +129,9 @@ local function add_pending(id, wk, due)
 end
 
 -- claim up to `limit` due items into free slots (slot = member of `running`).
--- With `chain_worker`, the first claimed item begins at once on that worker
--- (state running, full lease) and its fn/args/timeout are returned with it.
-local function dispatch(limit, chain_worker)
+-- With `chain`, the first claimed item is marked "1": the worker that asked begins
+-- it itself, without an arq job. Entries: {id, attempts, token, chained}.
+local function dispatch(limit, chain)
   local free = max_parallelism() - redis.call("ZCARD", K_RUNNING)
   local out = {}
   if free <= 0 or limit <= 0 then
@@ -148,18 +148,15 @@ local function dispatch(limit, chain_worker)
     local st = redis.call("HMGET", wk, "state", "attempts", "due", "label", "enqueued_at")
     if st[1] == "pending" then
       local token = redis.call("HINCRBY", wk, "token", 1)
-      local lease
-      local entry
-      if chain_worker and #out == 0 then
-        lease = NOW + O.lease_ms
-        redis.call("HSET", wk, "state", "running", "worker", chain_worker,
-          "started_at", rk_fmt(NOW), "lease_until", rk_fmt(lease))
-        local r = redis.call("HMGET", wk, "fn", "args", "timeout_ms")
-        entry = {id, st[2], tostring(token), "1", r[1], r[2], r[3]}
-      else
-        lease = NOW + O.dispatch_lease_ms
-        redis.call("HSET", wk, "state", "dispatched", "lease_until", rk_fmt(lease))
-        entry = {id, st[2], tostring(token), "0"}
+      -- dispatched, not running: the attempt's body starts only after begin.lua
+      -- (fenced), so a cancel that lands before it always wins. A chained item goes to
+      -- the completing worker directly (no arq job); if that worker dies before begin, the
+      -- dispatch lease runs out and the pump finds no job and enqueues one
+      local lease = NOW + O.dispatch_lease_ms
+      redis.call("HSET", wk, "state", "dispatched", "lease_until", rk_fmt(lease))
+      local entry = {id, st[2], tostring(token), "0"}
+      if chain and #out == 0 then
+        entry[4] = "1"
       end
       redis.call("ZADD", K_RUNNING, rk_fmt(lease), id)
       redis.call("HINCRBY", K_STATS, "started", 1)
@@ -300,7 +297,7 @@ local function finish_attempt(id, wk, kind, payload, non_retryable, rand, fast)
     count("completed")
     emit("INFO", "completed", {work_id = id, fn_name = redis.call("HGET", wk, "label"),
       completed_at = ms(NOW), attempts = attempts, status = "retrying", retry_at = ms(due)})
-    return {"RETRY", rk_fmt(due)}
+    return {"RETRY", rk_fmt(due), rk_fmt(due - NOW)}
   end
   return finalize(id, wk, kind, payload, fast)
 end
@@ -320,7 +317,13 @@ local function cancel_one(id, mode)
     redis.call("ZREM", K_PENDING, st[3])
     finalize(id, wk, "canceled", "", false)
     return "CANCELED"
-  elseif st[1] == "dispatched" or st[1] == "running" then
+  elseif st[1] == "dispatched" then
+    -- not begun (queued for a worker, or handed back): it never starts; begin.lua
+    -- answers STALE to its job
+    redis.call("ZREM", K_RUNNING, id)
+    finalize(id, wk, "canceled", "", false)
+    return "CANCELED"
+  elseif st[1] == "running" then
     if mode == "finish" then
       redis.call("ZREM", K_RUNNING, id)
       finalize(id, wk, "canceled", "", false)

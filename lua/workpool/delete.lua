@@ -1,5 +1,5 @@
 -- delete: remove one finished item that has no callback pending (retrier cleanup).
--- ARGV: now, opts, id. Reply "OK" | "NOT_COMPLETED" | "NOT_FOUND"
+-- ARGV: now, opts, id. Reply "OK" | "NOT_COMPLETED" | "CALLBACK_PENDING" | "NOT_FOUND"
 local id = ARGV[3]
 local wk = wkey(id)
 local st = redis.call("HMGET", wk, "state", "expires_at")
@@ -9,8 +9,11 @@ end
 if st[1] ~= "finished" then
   return "NOT_COMPLETED"
 end
+if redis.call("ZSCORE", K_OUTBOX, id) then
+  -- its on_complete is still owed (at least once): deleting would drop it
+  return "CALLBACK_PENDING"
+end
 redis.call("DEL", wk)
 redis.call("ZREM", K_DONE, id)
-redis.call("ZREM", K_OUTBOX, id)
 redis.call("ZREM", K_DLQ, id)
 return "OK"

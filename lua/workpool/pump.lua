@@ -16,13 +16,16 @@ for _, id in ipairs(expired) do
   local wk = wkey(id)
   local st = redis.call("HMGET", wk, "state", "token", "label", "attempts", "worker")
   if st[1] == "dispatched" then
-    -- never begun: its arq job was lost or is held by a dead worker. Dispatch it
-    -- again under a new token (no attempt used); the old job, if it ever runs, is stale
-    local token = redis.call("HINCRBY", wk, "token", 1)
+    -- not begun within the dispatch lease: its arq job may still be waiting in a
+    -- backlogged queue, or be lost, or be held by a dead worker. Extend the lease under
+    -- the same token and let Python look at the queue (rkit/workpool reannounce): a
+    -- queued job is left alone, a lost one re-enqueued under the same job id, and only
+    -- one held by a dead worker gets a new token (redispatch.lua). So there is at most
+    -- one live arq job per attempt, however long the queue takes to drain.
     local lease = NOW + O.dispatch_lease_ms
     redis.call("HSET", wk, "lease_until", rk_fmt(lease))
     redis.call("ZADD", K_RUNNING, rk_fmt(lease), id)
-    reannounce[#reannounce + 1] = {id, tostring(token)}
+    reannounce[#reannounce + 1] = {id, st[2]}
   elseif st[1] == "running" then
     redis.call("HINCRBY", K_STATS, "lost", 1)
     emit("WARN", "lost", {work_id = id, fn_name = st[3], attempt = tonumber(st[4]),

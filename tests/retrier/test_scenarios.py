@@ -301,6 +301,7 @@ async def lose_execution(app: App, r: ActionRetrier) -> None:
     rt = _runtime(app)
     assert rt._hb is not None
     rt._hb.cancel()
+    rt.leases.clear()  # this process forgets them, as a dead worker would
     app.clock.advance(r._pool.lease_ms + 1)  # type: ignore[attr-defined]
     await r.sweep()
 

@@ -229,9 +229,15 @@ async def test_worker_self_fences_when_it_cannot_renew(
 
     monkeypatch.setattr(p, "_call", no_heartbeat)
     async with background_worker(app):
+        for _ in range(500):
+            if ((await p.item(wid)) or {}).get("state") == "running":
+                break
+            await asyncio.sleep(0.01)
+        # fencing follows the App's clock (here the test clock): time passes on it
+        app.clock.advance(1_100)  # type: ignore[attr-defined]
         await asyncio.wait_for(cancelled.wait(), timeout=5)
         await asyncio.sleep(0.05)
         assert (await p.item(wid))["state"] == "running"  # type: ignore[index]
-    app.clock.advance(1_501)  # type: ignore[attr-defined]
+    app.clock.advance(401)  # type: ignore[attr-defined]
     await p.pump()  # the reaper accounts for the abandoned attempt
     assert await p.status(wid) == Finished()

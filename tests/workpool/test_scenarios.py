@@ -536,6 +536,7 @@ async def _lose_running_attempt(app: App, p: Workpool, env: Env) -> None:
     rt = _runtime(app)
     assert rt._hb is not None
     rt._hb.cancel()
+    rt.leases.clear()  # this process forgets them, as a dead worker would
     app.clock.advance(p.lease_ms + 1)  # type: ignore[attr-defined]
     await p.pump()
 
