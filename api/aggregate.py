@@ -234,4 +234,4 @@ def make_router(
 
 def router(app: App) -> APIRouter:
     """Routes over every aggregate constructed on ``app`` (found at request time)."""
-    return make_router(lambda: app.components.get("aggregates", {}))
+    return make_router(lambda: {a.name: a for a in app.components.of_kind("aggregate", Aggregate)})

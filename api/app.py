@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from fastapi import Depends, FastAPI
@@ -14,7 +15,9 @@ from .auth import RequireAdmin, resolve_token
 
 
 def create_api(app: App, *, admin_token: str | None = None, title: str = "rkit admin") -> FastAPI:
-    """A FastAPI app serving ``/health`` and the admin routes for ``app``'s components."""
+    """A FastAPI app serving ``/health`` and the admin routes for ``app``'s components:
+    the built-in kinds' routers, and every router a component registered with
+    ``app.components.add_router`` (all behind the admin token)."""
     api = FastAPI(title=title)
     api.state.rkit = app
     guard = [Depends(RequireAdmin(resolve_token(admin_token)))]
@@ -35,4 +38,9 @@ def create_api(app: App, *, admin_token: str | None = None, title: str = "rkit a
     api.include_router(aggregate.router(app), prefix="/aggregates", dependencies=guard)
     api.include_router(workpool.router(app), prefix="/workpools", dependencies=guard)
     api.include_router(workpool.retrier_router(app), prefix="/retriers", dependencies=guard)
+    # routers that other components registered with the App ("module:function")
+    for prefix, ref in sorted(app.components.routers().items()):
+        module, _, attr = ref.partition(":")
+        factory = getattr(importlib.import_module(module), attr)
+        api.include_router(factory(app), prefix=prefix, dependencies=guard)
     return api

@@ -18,10 +18,10 @@ Limit = Query(default=DEFAULT_LIMIT, ge=0, le=10_000)
 
 
 def _presence(app: App, instance: str) -> Presence:
-    found: dict[str, Presence] = app.components.get("presence", {})
-    if instance not in found:
+    found = app.components.get("presence", instance)
+    if not isinstance(found, Presence):
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no presence named {instance!r}")
-    return found[instance]
+    return found
 
 
 def router(app: App) -> APIRouter:

@@ -34,8 +34,7 @@ class ValueOut(BaseModel):
 
 
 def _limiters(app: App) -> list[RateLimiter]:
-    found: list[RateLimiter] = app.components.get("rate_limiters", [])
-    return found
+    return app.components.of_kind("rate_limit", RateLimiter)
 
 
 def _find(app: App, name: str) -> RateLimiter:

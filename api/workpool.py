@@ -29,8 +29,7 @@ class CancelAllBody(BaseModel):
 
 
 def _pool(app: App, name: str) -> Workpool:
-    existing = app.components.get(f"workpool:{name}")
-    return existing if isinstance(existing, Workpool) else Workpool(app, name)
+    return Workpool.view(app, name)  # never registers or pumps a pool
 
 
 async def _known(app: App, name: str) -> Workpool:
@@ -95,7 +94,7 @@ def router(app: App) -> APIRouter:
     @r.post("/{pool}/work/{work_id}/cancel")
     async def cancel(pool: str, work_id: str) -> dict[str, str]:
         p = await _known(app, pool)
-        reply = await p._cancel([work_id])
+        reply = await p.cancel_many([work_id])
         return {"work_id": work_id, "outcome": reply[0].lower()}
 
     @r.post("/{pool}/cancel-all")
@@ -118,12 +117,8 @@ def router(app: App) -> APIRouter:
 
 
 def _retrier(app: App, ns: str) -> ActionRetrier:
-    pool = app.components.get(f"retrier:{ns}")
-    owner = getattr(pool, "_retrier", None)
-    if isinstance(owner, ActionRetrier):
-        return owner
     try:
-        return ActionRetrier(app, namespace=ns)
+        return ActionRetrier.view(app, ns)  # never registers or pumps a retrier
     except ConfigError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=str(exc)) from None
 

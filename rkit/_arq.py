@@ -1,8 +1,11 @@
 """The one module that knows arq (the queue transport), so it could be swapped.
 
 - Jobs are JSON (no pickle): ``json_serializer``/``json_deserializer``.
+- The worker's functions, crons and start/stop hooks come from the App's component
+  registry (:mod:`rkit.registry`): this module names no component.
 - arq's worker logs ``INFO`` at start, which fakeredis lacks: ``_log_redis_info``
-  replaces arq's helper with one that tolerates the missing command.
+  replaces arq's helper with one that tolerates the missing command (applied when
+  a worker is built, not at import).
 """
 
 from __future__ import annotations
@@ -10,15 +13,26 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 import arq.worker
-from arq.connections import ArqRedis, RedisSettings
+import fakeredis
+from arq.connections import ArqRedis, RedisSettings, create_pool
+from arq.constants import in_progress_key_prefix, job_key_prefix, result_key_prefix
+from arq.cron import cron
 from arq.jobs import Job, JobStatus
+from arq.worker import Worker, func
 from redis.exceptions import RedisError
+
+from . import scripts
+from .app import use_transport
+from .codec import dumps
+from .errors import ActionNotFound
 
 if TYPE_CHECKING:
     from .app import App
+    from .registry import Cron
 
 logger = logging.getLogger("rkit.worker")
 
@@ -56,9 +70,6 @@ async def _log_redis_info(redis: Any, log_func: Any) -> None:
     log_func(f"redis_version={version} db_keys={keys}")
 
 
-arq.worker.log_redis_info = _log_redis_info  # type: ignore[attr-defined]
-
-
 async def make_pool(app: App) -> ArqRedis:
     """An ``ArqRedis`` on the App's queue Redis (JSON serialisation)."""
     kw: dict[str, Any] = {
@@ -69,14 +80,10 @@ async def make_pool(app: App) -> ArqRedis:
     if app._queue_redis is not None:
         return ArqRedis(connection_pool=app._queue_redis.connection_pool, **kw)
     if app.embedded:
-        import fakeredis
-
         fake = fakeredis.FakeAsyncRedis(server=app._fake_server)
         return ArqRedis(connection_pool=fake.connection_pool, **kw)
     assert app.queue_url is not None
     settings = RedisSettings.from_dsn(app.queue_url)
-    from arq.connections import create_pool
-
     return await create_pool(settings, **kw)
 
 
@@ -103,9 +110,6 @@ async def run_action(
     An unknown name or a failing action is a recorded failure (the job's result),
     never a crash loop.
     """
-    from .codec import dumps
-    from .errors import ActionNotFound
-
     app: App = ctx["rkit_app"]
     try:
         action = app.get_action(name)
@@ -132,12 +136,6 @@ async def enqueue_jobs(
     """Enqueue many jobs with fixed ids in one round trip (a script that writes arq's
     own job format and de-duplicates like ``enqueue_job``: an existing job or result
     key means "already queued"). Returns how many were new."""
-    import time
-
-    from arq.constants import job_key_prefix, result_key_prefix
-
-    from . import scripts
-
     now = int(time.time() * 1000)
     keys = [queue_name]
     payloads: list[bytes] = []
@@ -148,27 +146,12 @@ async def enqueue_jobs(
     return int(await script(pool, keys, [now, _ENQUEUE_EXPIRES_MS, *payloads]))
 
 
-async def run_workpool_job(
-    ctx: dict[str, Any], component: str, pool: str, work_id: str, token: str
-) -> None:
-    """The arq job of one workpool attempt (``rkit_wp_run``): fenced by ``token``."""
-    from .workpool import run_job
-
-    await run_job(ctx["rkit_app"], component, pool, work_id, token)
-
-
 async def reannounce_jobs(
     pool: ArqRedis, queue_name: str, function: str, jobs: list[tuple[str, list[Any]]]
 ) -> list[str]:
     """Look at jobs that should be waiting in the queue (one round trip): per job
     ``"Q"`` still queued (left alone), ``"E"`` lost and enqueued again under its id,
     ``"H"`` taken by a worker (in progress) that never began its attempt."""
-    import time
-
-    from arq.constants import in_progress_key_prefix, job_key_prefix
-
-    from . import scripts
-
     now = int(time.time() * 1000)
     keys = [queue_name]
     payloads: list[bytes] = []
@@ -178,3 +161,118 @@ async def reannounce_jobs(
     script = scripts.load("arq", "reannounce")
     marks = await script(pool, keys, [now, _ENQUEUE_EXPIRES_MS, *payloads])
     return [m.decode() if isinstance(m, bytes) else str(m) for m in marks]
+
+
+class ArqTransport:
+    """The App's queue transport on arq (see :class:`rkit.app.Transport`)."""
+
+    async def connect(self, app: App) -> ArqRedis:
+        return await make_pool(app)
+
+    async def enqueue_action(
+        self, conn: Any, queue_name: str, name: str, args: list[Any], kwargs: dict[str, Any]
+    ) -> str:
+        return await enqueue_action(conn, queue_name, name, args, kwargs)
+
+    async def job_result(
+        self, conn: Any, queue_name: str, job_id: str, timeout: float | None
+    ) -> Any:
+        return await job_result(conn, queue_name, job_id, timeout)
+
+
+use_transport(ArqTransport())
+
+
+# -- the worker -----------------------------------------------------------------------
+
+
+def _job_function(name: str) -> Any:
+    """The arq function of one registered job kind: look the handler up in the
+    worker's App (a job its App does not register fails clearly, no crash loop)."""
+
+    async def run(ctx: dict[str, Any], *args: Any) -> Any:
+        app: App = ctx["rkit_app"]
+        job = app.components.job(name)
+        if job is None:
+            logger.error(
+                "no handler for job %s in this worker's App (job %s)", name, ctx.get("job_id")
+            )
+            return None
+        return await job.handler(app, *args)
+
+    run.__qualname__ = run.__name__ = name
+    return run
+
+
+def _cron_function(c: Cron) -> Any:
+    async def run(ctx: dict[str, Any]) -> Any:
+        return await c.run(ctx["rkit_app"])
+
+    run.__qualname__ = run.__name__ = f"rkit_{c.name}"
+    return run
+
+
+def worker_settings(app: App, *, services: bool = True, **overrides: Any) -> dict[str, Any]:
+    """Keyword arguments for :class:`arq.worker.Worker` that run ``app``'s work: the
+    legacy action job, one function per job kind in ``app.components``, its crons
+    (arq runs each on one worker only, through its job-id de-duplication) and, with
+    ``services=True``, its services (e.g. the workpool pump) started and stopped with
+    the worker."""
+    arq.worker.log_redis_info = _log_redis_info  # type: ignore[attr-defined]
+    registry = app.components
+
+    async def on_startup(ctx: dict[str, Any]) -> None:
+        if services:
+            for service in registry.services():
+                service.start(app)
+
+    async def on_shutdown(ctx: dict[str, Any]) -> None:
+        for service in registry.services():
+            await service.stop(app)
+
+    functions = [func(run_action, name=JOB_FUNCTION, max_tries=1)]
+    for job in registry.jobs():
+        functions.append(
+            func(
+                _job_function(job.name),
+                name=job.name,
+                max_tries=job.max_tries,
+                timeout=job.timeout_s,
+                keep_result=job.keep_result_s,
+            )
+        )
+    crons = [
+        cron(
+            _cron_function(c),
+            name=f"rkit_{c.name}",
+            second=set(c.second) if c.second is not None else None,
+            minute=set(c.minute) if c.minute is not None else None,
+            hour=set(c.hour) if c.hour is not None else None,
+        )
+        for c in registry.crons()
+    ]
+    settings: dict[str, Any] = {
+        "functions": functions,
+        "on_startup": on_startup,
+        "on_shutdown": on_shutdown,
+        "cron_jobs": crons,
+        "queue_name": app.queue_name,
+        "job_serializer": json_serializer,
+        "job_deserializer": json_deserializer,
+        "ctx": {"rkit_app": app},
+        "max_jobs": 50,
+        "keep_result": 3600,
+        "poll_delay": 0.05,
+    }
+    settings.update(overrides)
+    return settings
+
+
+def redis_settings(url: str) -> RedisSettings:
+    return RedisSettings.from_dsn(url)
+
+
+async def create_worker(app: App, *, services: bool = True, **overrides: Any) -> Worker:
+    """An arq ``Worker`` bound to ``app`` (its queue connection created here)."""
+    pool = await app.queue_pool()
+    return Worker(redis_pool=pool, **worker_settings(app, services=services, **overrides))

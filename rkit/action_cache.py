@@ -28,6 +28,7 @@ from redis.exceptions import RedisError
 from . import codec, scripts
 from .clock import argv_now
 from .errors import CacheValueTooLarge, ConfigError, SerializationError
+from .registry import Cron
 
 if TYPE_CHECKING:
     from .app import App
@@ -295,7 +296,7 @@ def _names_key(app: App) -> str:
 
 
 async def _register(app: App, name: str) -> None:
-    registered: set[str] = app.components.setdefault("action_cache_registered", set())
+    registered: set[str] = app.components.state("action_cache:registered", set)
     if name not in registered:
         await app.redis.sadd(_names_key(app), name)
         registered.add(name)
@@ -334,8 +335,13 @@ async def purge_all(app: App) -> int:
 
 
 async def purge_all_job(ctx: dict[str, Any]) -> int:
-    """arq cron target (scheduled daily by :func:`rkit.workers.worker_settings`)."""
+    """:func:`purge_all` for a job context holding the App (``ctx["rkit_app"]``)."""
     return await purge_all(ctx["rkit_app"])
+
+
+_ZERO = frozenset({0})
+PURGE_HOURS = frozenset({3})
+"""When the workers' daily purge of expired entries runs (UTC hour; one worker)."""
 
 
 # -- the cache ----------------------------------------------------------------------------
@@ -404,7 +410,10 @@ class ActionCache(Generic[T]):
         self._is_async = inspect.iscoroutinefunction(action) or inspect.iscoroutinefunction(
             getattr(action, "__call__", None)  # noqa: B004
         )
-        app.components.setdefault("action_caches", []).append(self)
+        app.components.add("action_cache", self.name, self)
+        app.components.add_cron(
+            Cron("action_cache_purge", purge_all, second=_ZERO, minute=_ZERO, hour=PURGE_HOURS)
+        )
 
     # -- helpers ---------------------------------------------------------------------------
 

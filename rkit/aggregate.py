@@ -342,7 +342,7 @@ class Aggregate(Generic[K]):
             self._registry = f"{app.keys.tag('agg', hash_tag)}:{keyparts.encode(name)}"
         self._trees: dict[str, _Tree] = {}
         self._registered: set[str] = set()
-        app.components.setdefault("aggregates", {})[name] = self
+        app.components.add("aggregate", name, self)
 
     # -- keys and plumbing ---------------------------------------------------------------
 

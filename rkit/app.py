@@ -6,7 +6,7 @@ import inspect
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar, overload
+from typing import Any, Protocol, TypeVar, overload
 
 import fakeredis
 import redis.asyncio as aioredis
@@ -16,12 +16,43 @@ from .clock import Clock, ServerClock
 from .codec import dumps
 from .errors import ActionNotFound, ConfigError
 from .keys import KeySpace
+from .registry import Registry
 
 ActionFn = Callable[..., Awaitable[Any]]
 F = TypeVar("F", bound=ActionFn)
 
 ENV_URL = "RKIT_REDIS_URL"
 ENV_QUEUE_URL = "RKIT_QUEUE_URL"
+
+
+class Transport(Protocol):
+    """The queue transport (arq today, in :mod:`rkit._arq`, which registers itself
+    with :func:`use_transport` when imported): the core never imports it."""
+
+    async def connect(self, app: App) -> Any: ...
+
+    async def enqueue_action(
+        self, conn: Any, queue_name: str, name: str, args: list[Any], kwargs: dict[str, Any]
+    ) -> str: ...
+
+    async def job_result(
+        self, conn: Any, queue_name: str, job_id: str, timeout: float | None
+    ) -> Any: ...
+
+
+_transport: Transport | None = None
+
+
+def use_transport(transport: Transport) -> None:
+    """Install the queue transport every App uses (done by ``rkit._arq``)."""
+    global _transport
+    _transport = transport
+
+
+def transport() -> Transport:
+    if _transport is None:  # pragma: no cover - importing rkit installs arq's
+        raise ConfigError("no queue transport installed (import rkit)")
+    return _transport
 
 
 @dataclass(frozen=True)
@@ -59,8 +90,8 @@ class App:
             raise ConfigError("clock must have a now_ms() method returning float or None")
         self.clock: Clock = clock or ServerClock()
         self.actions: dict[str, Action] = {}
-        # components register themselves here (the admin API finds them)
-        self.components: dict[str, Any] = {}
+        # components register themselves here; workers and the admin API read it
+        self.components = Registry()
         self._fake_server: fakeredis.FakeServer | None = None
 
         if redis is None:
@@ -144,25 +175,21 @@ class App:
 
         Arguments must be JSON values (checked here, before anything is queued).
         """
-        from . import _arq
-
         name = self.action_name(action)
         dumps([args, kwargs], what=f"arguments of action {name!r}")
         pool = await self.queue_pool()
-        return await _arq.enqueue_action(pool, self.queue_name, name, list(args), kwargs)
+        return await transport().enqueue_action(pool, self.queue_name, name, list(args), kwargs)
 
     async def job_result(self, job_id: str, *, timeout: float | None = None) -> Any:
         """Wait for a queued action's outcome record (``{"ok": ..., ...}``)."""
-        from . import _arq
-
-        return await _arq.job_result(await self.queue_pool(), self.queue_name, job_id, timeout)
+        return await transport().job_result(
+            await self.queue_pool(), self.queue_name, job_id, timeout
+        )
 
     async def queue_pool(self) -> Any:
         """The arq connection (created on first use)."""
         if self._queue_pool is None:
-            from . import _arq
-
-            self._queue_pool = await _arq.make_pool(self)
+            self._queue_pool = await transport().connect(self)
         return self._queue_pool
 
     async def server_time(self) -> float:

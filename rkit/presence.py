@@ -30,6 +30,7 @@ from redis.exceptions import NoScriptError, RedisError
 from . import codec, keys, scripts
 from .clock import argv_now
 from .errors import ConfigError, SessionConflict
+from .registry import Cron
 
 if TYPE_CHECKING:
     from .app import App
@@ -250,7 +251,8 @@ class Presence:
             repr(self.events_ttl_ms),
             "1" if self.lazy_expiry else "0",
         )
-        app.components.setdefault("presence", {})[name] = self
+        app.components.add("presence", name, self)
+        app.components.add_cron(Cron("presence_sweep", sweep_all, second=EVERY_SECOND))
 
     # -- keys ----------------------------------------------------------------------------
 
@@ -848,10 +850,17 @@ class PresenceSession:
         return mine + [e for e in entries if e.user_id != self.user_id]
 
 
-async def sweep_all_job(ctx: dict[str, Any]) -> int:
-    """arq cron target: one sweep pass of every Presence of the worker's App."""
-    app: App = ctx["rkit_app"]
+async def sweep_all(app: App) -> int:
+    """The worker's cron (every second): one sweep pass of every Presence of ``app``."""
     total = 0
-    for presence in list(app.components.get("presence", {}).values()):
+    for presence in app.components.of_kind("presence", Presence):
         total += (await presence.sweep()).sessions_ended
     return total
+
+
+async def sweep_all_job(ctx: dict[str, Any]) -> int:
+    """:func:`sweep_all` for a job context holding the App (``ctx["rkit_app"]``)."""
+    return await sweep_all(ctx["rkit_app"])
+
+
+EVERY_SECOND = frozenset(range(60))

@@ -326,7 +326,8 @@ class RateLimiter:
     slot so :meth:`limit_all` is a single atomic script there too.
     ``spread_shards=True`` stores each shard of a sharded limit under its own key (its
     own slot), so one hot limit spreads over Cluster nodes (spec §7.5); shard choice
-    is then made client-side and only each shard is atomic.
+    is then made client-side and only each shard is atomic. ``name`` registers the
+    limiter in ``app.components`` (default ``limiter-<n>``).
     """
 
     def __init__(
@@ -337,12 +338,13 @@ class RateLimiter:
         rng: Rng | None = None,
         hash_tag: str | None = None,
         spread_shards: bool = False,
+        name: str | None = None,
     ) -> None:
         self.app = app
         self.limits: dict[str, TokenBucket | FixedWindow] = {}
-        for name, cfg in (limits or {}).items():
-            _check_name(name)
-            self.limits[name] = parse_config(cfg)
+        for limit_name, cfg in (limits or {}).items():
+            _check_name(limit_name)
+            self.limits[limit_name] = parse_config(cfg)
         self._rng: Rng = rng or random.random
         if hash_tag is not None and type(hash_tag) is not str:
             raise ConfigError("hash_tag must be a str or None")
@@ -359,8 +361,13 @@ class RateLimiter:
         self._value = scripts.load("rate_limit", "value")
         self._limit_all = scripts.load("rate_limit", "limit_all")
         self._clear_one = scripts.load("rate_limit", "clear_one")
-        registry: list[RateLimiter] = app.components.setdefault("rate_limiters", [])
-        registry.append(self)
+        if name is None:
+            n = len(app.components.of_kind("rate_limit")) + 1
+            while app.components.get("rate_limit", f"limiter-{n}") is not None:
+                n += 1
+            name = f"limiter-{n}"
+        self.name = name
+        app.components.add("rate_limit", name, self)
 
     # -- helpers -----------------------------------------------------------------------
 

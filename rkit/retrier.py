@@ -22,22 +22,21 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, NewType
 
-from . import codec
 from .errors import CallbackPending, ConfigError, RunNotCompleted, RunNotFound
 from .workpool import (
     DEFAULT_ON_COMPLETE_RETRY,
     DLQ_MAX_LEN,
     DLQ_RETENTION_MS,
+    AsDict,
     Failed,
+    PoolKind,
     RetryBehavior,
     RunResult,
     Success,
     WorkId,
     Workpool,
-    _AsDict,
-    _Flavor,
-    _num,
-    _result_of,
+    num_or_none,
+    result_of,
 )
 
 if TYPE_CHECKING:
@@ -76,13 +75,13 @@ class RunSuccess:
 
 
 @dataclass(frozen=True, slots=True)
-class RunFailed(_AsDict):
+class RunFailed(AsDict):
     error: str
     type: Literal["failed"] = "failed"
 
 
 @dataclass(frozen=True, slots=True)
-class RunCanceled(_AsDict):
+class RunCanceled(AsDict):
     type: Literal["canceled"] = "canceled"
 
 
@@ -90,7 +89,7 @@ RetrierResult = RunSuccess | RunFailed | RunCanceled
 
 
 @dataclass(frozen=True, slots=True)
-class InProgress(_AsDict):
+class InProgress(AsDict):
     type: Literal["inProgress"] = "inProgress"
 
 
@@ -153,15 +152,33 @@ def env_log_level() -> LogLevel:
     return raw  # type: ignore[return-value]
 
 
-class _RetrierPool(Workpool):
-    """The workpool a retrier runs on; handlers get ``run_id, result, context``."""
+@dataclass(frozen=True)
+class RetrierKind(PoolKind):
+    """The pool kind a retrier runs on: no practical cap, a lost execution is the
+    reference's transient error, cancel ends a run at once, a bad result is retried,
+    each run's own log level gates its events, and handlers get
+    ``run_id, result, context``."""
 
-    _retrier: ActionRetrier | None = None
+    kind: str = "retrier"
+    lost_error: str = TRANSIENT_ERROR
+    cancel_mode: Literal["flag", "finish"] = "finish"
+    logger: str = "rkit.retrier"
+    bad_result_retryable: bool = True
+    default_max_parallelism: int = _NO_CAP
+    cancel_writes_log_level: bool = False  # a no-op cancel changes nothing
+    item_log_levels: bool = True
 
-    async def _call_handler(
-        self, fn: Callable[..., Awaitable[Any]], work_id: WorkId, context: Any, result: RunResult
+    async def deliver(
+        self,
+        handler: Callable[..., Awaitable[Any]],
+        work_id: WorkId,
+        context: Any,
+        result: RunResult,
     ) -> None:
-        await fn(run_id=RunId(work_id), result=_to_retrier(result), context=context)
+        await handler(run_id=RunId(work_id), result=_to_retrier(result), context=context)
+
+
+RETRIER = RetrierKind()
 
 
 def _check_options(
@@ -216,7 +233,10 @@ class ActionRetrier:
         dlq_retention_ms: float = DLQ_RETENTION_MS,
         rng: Callable[[], float] | None = None,
         id_factory: Callable[[], str] | None = None,
+        register: bool = True,
     ) -> None:
+        """``register=False``: a handle on the namespace for reads and control (admin
+        views), not registered in ``app.components`` and never pumped."""
         _check_options(
             initial_backoff_ms, base, max_failures, max_backoff_ms, timeout_ms, log_level
         )
@@ -230,7 +250,7 @@ class ActionRetrier:
         self.max_backoff_ms = max_backoff_ms
         self.log_level: LogLevel = log_level or env_log_level()
         self.retention_ms = float(retention_ms)
-        self._pool = _RetrierPool(
+        self.workpool = Workpool(
             app,
             namespace,
             log_level=self.log_level,
@@ -244,42 +264,42 @@ class ActionRetrier:
             parallelism_limit=_NO_CAP,
             rng=rng,
             id_factory=id_factory,
-            _flavor=_Flavor(
-                component="retrier",
-                lost_error=TRANSIENT_ERROR,
-                cancel_mode="finish",
-                bad_result_retryable=True,
-                default_max_parallelism=_NO_CAP,
-                cancel_writes_log_level=False,  # a no-op cancel changes nothing (scenario 11)
-                item_log_levels=True,  # a run's own log_level gates its events
-                logger="rkit.retrier",
-            ),
+            kind=RETRIER,
+            register=register,
         )
-        self._pool._retrier = self
+        self._pool = self.workpool
+        if register:
+            app.components.add(RETRIER.kind, namespace, self)
+            app.components.set_factory(RETRIER.kind, lambda ns: ActionRetrier(app, namespace=ns))
+
+    @classmethod
+    def view(cls, app: App, namespace: str) -> ActionRetrier:
+        """The App's registered retrier of ``namespace``, else an unregistered handle."""
+        found = app.components.get(RETRIER.kind, namespace)
+        if isinstance(found, ActionRetrier):
+            return found
+        return cls(app, namespace=namespace, register=False)
 
     def __repr__(self) -> str:
         return f"ActionRetrier(namespace={self.namespace!r})"
 
     # -- starting runs ------------------------------------------------------------------
 
-    def _retry_json(
+    def _retry(
         self,
         initial_backoff_ms: float | None,
         base: float | None,
         max_failures: int | None,
         max_backoff_ms: float | None,
-    ) -> str:
-        cap = self.max_backoff_ms if max_backoff_ms is None else max_backoff_ms
-        return codec.dumps(
-            {
-                "max_attempts": (self.max_failures if max_failures is None else max_failures) + 1,
-                "initial_backoff_ms": (
-                    self.initial_backoff_ms if initial_backoff_ms is None else initial_backoff_ms
-                ),
-                "base": self.base if base is None else base,
-                "offset": 1,  # the reference's formula: the first retry waits initial * base
-                **({"max_backoff_ms": cap} if cap is not None else {}),
-            }
+    ) -> RetryBehavior:
+        return RetryBehavior(
+            max_attempts=(self.max_failures if max_failures is None else max_failures) + 1,
+            initial_backoff_ms=(
+                self.initial_backoff_ms if initial_backoff_ms is None else initial_backoff_ms
+            ),
+            base=self.base if base is None else base,
+            exponent_offset=1,  # the reference's formula: the first retry waits initial * base
+            max_backoff_ms=self.max_backoff_ms if max_backoff_ms is None else max_backoff_ms,
         )
 
     async def run(
@@ -352,8 +372,8 @@ class ActionRetrier:
             run_at=_run_at,
             run_after=None if _run_after is None else max(0.0, float(_run_after)),
             timeout_ms=timeout_ms,
-            _retry_json=self._retry_json(initial_backoff_ms, base, max_failures, max_backoff_ms),
-            _log_level=log_level or "",
+            retry_behavior=self._retry(initial_backoff_ms, base, max_failures, max_backoff_ms),
+            item_log_level=log_level,
         )
         if (log_level or self.log_level) == "DEBUG":
             logger.debug("started %d run(s) of %s", len(ids), fn)
@@ -395,7 +415,7 @@ class ActionRetrier:
         if h.get("state") != "finished":
             return InProgress()
         return Completed(
-            _to_retrier(_result_of(h["result_kind"], h.get("result", ""), h.get("error", "")))
+            _to_retrier(result_of(h["result_kind"], h.get("result", ""), h.get("error", "")))
         )
 
     @staticmethod
@@ -405,7 +425,7 @@ class ActionRetrier:
         result = None
         if state == "finished":
             result = _to_retrier(
-                _result_of(h["result_kind"], h.get("result", ""), h.get("error", ""))
+                result_of(h["result_kind"], h.get("result", ""), h.get("error", ""))
             )
         # like the reference's counter: a failure that led to a retry counts; the
         # final execution (success, or the failure that ended the run) does not
@@ -420,11 +440,11 @@ class ActionRetrier:
             else "scheduled",
             attempt=failures,
             num_failures=failures,
-            next_start_ms=_num(h.get("due")) if state == "pending" else None,
+            next_start_ms=num_or_none(h.get("due")) if state == "pending" else None,
             last_error=h.get("last_error"),
             result=result,
             created_at=float(h.get("enqueued_at", 0)),
-            completed_at=_num(h.get("finished_at")),
+            completed_at=num_or_none(h.get("finished_at")),
         )
 
     async def details(self, run_id: str) -> RunDetails:
@@ -434,8 +454,8 @@ class ActionRetrier:
         """Runs in progress (``state`` scheduled/running) or completed, newest first."""
         if state not in (None, "scheduled", "running", "completed"):
             raise ConfigError("state must be scheduled, running or completed")
-        index = "done" if state == "completed" else "live"
-        rows = await self._pool._list(index, limit)
+        index: Literal["done", "live"] = "done" if state == "completed" else "live"
+        rows = await self._pool.list_index(index, limit)
         out = [self._details(rid, h) for rid, _, h in rows[1] if h]
         return [d for d in out if state is None or d.state == state]
 
@@ -445,14 +465,14 @@ class ActionRetrier:
         ``False`` when the run is unknown or already completed."""
         if not isinstance(run_id, str) or not run_id:
             return False
-        return (await self._pool._cancel([run_id])) == ["CANCELED"]
+        return (await self._pool.cancel_many([run_id])) == ["CANCELED"]
 
     async def cleanup(self, run_id: str) -> None:
         """Delete a completed run (``RunNotFound`` / ``RunNotCompleted`` otherwise;
         ``CallbackPending``, a ``RunNotCompleted``, while its on_complete is owed)."""
         if not isinstance(run_id, str) or not run_id:
             raise RunNotFound(str(run_id))
-        reply = str(await self._pool._call("delete", run_id))
+        reply = await self._pool.delete(run_id)
         if reply == "NOT_FOUND":
             raise RunNotFound(run_id)
         if reply == "NOT_COMPLETED":

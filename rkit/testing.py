@@ -17,10 +17,14 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
+import fakeredis
+
 from .app import App
 from .clock import TestClock
+from .workers import create_worker
+from .workpool import _runtime
 
-__all__ = ["TestClock", "background_worker", "create_test_app", "run_until_idle"]
+__all__ = ["TestClock", "background_worker", "create_test_app", "peer_app", "run_until_idle"]
 
 
 def create_test_app(
@@ -34,6 +38,32 @@ def create_test_app(
     return App(redis_url, namespace=namespace, clock=TestClock(start_ms), **kwargs)
 
 
+def peer_app(app: App) -> App:
+    """Another App on ``app``'s Redis, namespace and clock: what a second process of
+    the same service sees (its own registry, so it may construct components of the
+    same names). On the embedded fakeredis it shares the in-process server; with
+    prebuilt clients it shares them (close ``app`` last)."""
+    if app.embedded:
+        server = app._fake_server
+        return App(
+            namespace=app.namespace,
+            clock=app.clock,
+            redis=fakeredis.FakeAsyncRedis(server=server, decode_responses=True),
+            queue_redis=fakeredis.FakeAsyncRedis(server=server),
+        )
+    if app.redis_url is not None:
+        return App(
+            app.redis_url,
+            queue_url=app.queue_url,
+            namespace=app.namespace,
+            clock=app.clock,
+            cluster=app.cluster,
+        )
+    return App(
+        namespace=app.namespace, clock=app.clock, redis=app.redis, queue_redis=app._queue_redis
+    )
+
+
 async def run_until_idle(app: App, *, max_rounds: int = 1000, **worker_overrides: Any) -> int:
     """Run queued work in this process until nothing is runnable at the current clock.
 
@@ -42,9 +72,6 @@ async def run_until_idle(app: App, *, max_rounds: int = 1000, **worker_overrides
     finds nothing. After ``app.clock.advance(ms)``, call it again to run what became
     due. Returns how many arq jobs ran (completed or failed).
     """
-    from rkit.workers import create_worker
-    from rkit.workpool import _runtime
-
     settings: dict[str, Any] = {
         "burst": True,
         "handle_signals": False,
@@ -77,8 +104,6 @@ async def background_worker(app: App, **worker_overrides: Any) -> AsyncIterator[
     """Run an arq worker for ``app`` in this process while the block runs (for work
     that blocks, e.g. on an ``asyncio.Event``). The pump is not started: drive it
     with ``pool.pump()`` or :func:`run_until_idle`. Yields the arq ``Worker``."""
-    from rkit.workers import create_worker
-
     settings: dict[str, Any] = {"handle_signals": False, "poll_delay": 0.005, "pump": False}
     settings.update(worker_overrides)
     worker = await create_worker(app, **settings)

@@ -94,8 +94,18 @@ async def test_bad_bodies(app: App, client: httpx.AsyncClient) -> None:
 
 
 def test_worker_schedules_the_daily_purge() -> None:
+    """The first cache of an App registers the daily purge cron (03:00 UTC) with the
+    App's registry; a worker runs it (on one worker: arq's cron de-duplication)."""
     from rkit.workers import worker_settings
 
-    settings = worker_settings(App(), purge_hour=4)
-    (job,) = settings["cron_jobs"]
-    assert job.name == "rkit_action_cache_purge" and job.hour == {4} and job.minute == {0}
+    app = App()
+    assert worker_settings(app)["cron_jobs"] == []
+
+    async def sq(x: int) -> int:
+        return x * x
+
+    ActionCache(app, sq, name="sq")
+    ActionCache(app, sq, name="sq2")
+    (job,) = worker_settings(app)["cron_jobs"]
+    assert job.name == "rkit_action_cache_purge"
+    assert (job.hour, job.minute, job.second) == ({3}, {0}, {0})

@@ -448,7 +448,7 @@ async def test_oversized_value(app: App) -> None:
     with pytest.raises(CacheValueTooLarge):
         await c.fetch()
     assert calls == 1 and isinstance(await c.get(), Miss)
-    skip = ActionCache(app, big, name="big", max_value_bytes=1024, on_oversize="skip")
+    skip = ActionCache(app, big, name="big-skip", max_value_bytes=1024, on_oversize="skip")
     assert await skip.fetch() == "x" * 2048
     assert isinstance(await skip.get(), Miss)
 

@@ -31,6 +31,7 @@ from rkit.errors import (
     KeyNotFoundError,
     OffsetOutOfRange,
 )
+from rkit.testing import peer_app
 
 
 @pytest.fixture
@@ -462,7 +463,8 @@ async def test_30_random(app: App) -> None:
     assert await agg.random() == await agg.at(0)
     assert await agg.random() == await agg.at(n // 2)
     assert await agg.random() == await agg.at(n - 1)
-    real: DirectAggregate[int] = DirectAggregate(app, "rnd", rng=random.Random(30).random)
+    # the same tree seen from another process with its own rng
+    real: DirectAggregate[int] = DirectAggregate(peer_app(app), "rnd", rng=random.Random(30).random)
     counts = [0] * n
     for _ in range(2000 if app.is_cluster else 20_000 if not app.embedded else 5000):
         counts[int((await real.random()).key)] += 1  # type: ignore[union-attr]

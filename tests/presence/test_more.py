@@ -296,7 +296,6 @@ async def test_second_sweeper_stands_by(app: App, p: Presence) -> None:
 
 
 async def test_sweep_all_job(app: App, hb: Hb, clock: TestClock) -> None:
-    Presence(app)
     other = Presence(app, "other")
     await hb("r1", "u1", "s1")
     await other.heartbeat("r1", "u1", "s1", 1000)  # independent instance: no conflict

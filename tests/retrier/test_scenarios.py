@@ -290,7 +290,7 @@ async def test_expiry_batches(app: App, env: Env) -> None:
     r = retrier(app, env)
     ids = await r.run_batch("ok_fn", [{"a": i} for i in range(2_500)], _run_after=DAY)
     for i in range(0, len(ids), 500):
-        await r._pool._cancel(ids[i : i + 500])
+        await r._pool.cancel_many(ids[i : i + 500])
     app.clock.advance(8 * DAY)  # type: ignore[attr-defined]
     assert await r.expire() == 2_500
     assert await app.redis.zcard(r._pool.keys[9]) == 0

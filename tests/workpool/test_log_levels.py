@@ -24,15 +24,20 @@ def actions(app: App) -> None:
         return x + 1
 
 
+def other(app: App, name: str, **kw: Any) -> Workpool:
+    """Another process's instance of pool ``name`` (one instance per name per App)."""
+    return Workpool(app, name, register=False, **kw)
+
+
 async def test_cancel_writes_class_level_log_level_only(app: App, actions: None) -> None:
     await Workpool(app, "p").set_config(max_parallelism=4, log_level="INFO")
-    classy = Workpool(app, "p", max_parallelism=7, log_level="ERROR")
+    classy = other(app, "p", max_parallelism=7, log_level="ERROR")
     await classy.cancel("nope")  # even a no-op cancel writes it (as the reference)
-    cfg = await Workpool(app, "p").get_config()
+    cfg = await other(app, "p").get_config()
     assert (cfg.max_parallelism, cfg.log_level) == (4, "ERROR")
-    await Workpool(app, "p").set_config(log_level="INFO")
-    assert await Workpool(app, "p", log_level="WARN").cancel_all() == 0
-    assert (await Workpool(app, "p").get_config()).log_level == "WARN"
+    await other(app, "p").set_config(log_level="INFO")
+    assert await other(app, "p", log_level="WARN").cancel_all() == 0
+    assert (await other(app, "p").get_config()).log_level == "WARN"
 
 
 async def test_cancel_without_class_level_writes_nothing(app: App, actions: None) -> None:
@@ -41,7 +46,7 @@ async def test_cancel_without_class_level_writes_nothing(app: App, actions: None
     await p.cancel_all()
     assert await app.redis.exists(*p.keys) == 0
     assert await pool_names(app) == []
-    await Workpool(app, "q", log_level="DEBUG").cancel("nope")
+    await other(app, "q", log_level="DEBUG").cancel("nope")
     assert await pool_names(app) == ["q"]  # the pool it created a config for is listed
 
 

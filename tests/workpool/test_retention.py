@@ -10,12 +10,11 @@ from typing import Any
 import pytest
 
 from rkit import App
-from rkit.errors import RunNotFound
+from rkit.errors import ConfigError, RunNotFound
 from rkit.retrier import ActionRetrier
 from rkit.workpool import (
     DLQ_MAX_LEN,
     DLQ_RETENTION_MS,
-    ConfigError,
     OnCompleteArgs,
     RetryBehavior,
     Workpool,
@@ -158,15 +157,16 @@ async def test_retrier_dead_letter_expires_with_retention(app: App, env: Env) ->
 async def test_sweep_covers_pools_whose_local_instance_keeps_no_results(app: App, env: Env) -> None:
     """A worker's pump knows a pool with default options (e.g. discovered by name)
     while the enqueuer keeps results: the done index must still be swept."""
-    from rkit.testing import run_until_idle
+    from rkit.testing import peer_app, run_until_idle
 
     keeper = pool(app, keep_result_ms=10_000)
     await keeper.enqueue("add", {"x": 1})
     await run_until_idle(app)
     assert await app.redis.zcard(keeper.keys[9]) == 1
-    Workpool(app, "p")  # this process's instance of "p" keeps nothing
+    worker = peer_app(app)  # another process, whose instance of "p" keeps nothing
+    Workpool(worker, "p")
     advance(app, 10_001)
-    assert await _runtime(app).expire_all() == 1
+    assert await _runtime(worker).expire_all() == 1
     assert await app.redis.zcard(keeper.keys[9]) == 0
 
 

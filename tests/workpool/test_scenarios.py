@@ -117,7 +117,10 @@ def env(app: App) -> Env:
 
 
 def pool(app: App, name: str = "p", **kw: Any) -> Workpool:
+    """The App's pool ``name``; a further instance of a name stands for another
+    process's instance (unregistered: one instance per name per App)."""
     kw.setdefault("rng", lambda: 0.5)
+    kw.setdefault("register", app.components.get("workpool", name) is None)
     return Workpool(app, name, **kw)
 
 

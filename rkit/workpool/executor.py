@@ -1,0 +1,186 @@
+"""The attempt runner (worker side): begin a dispatched attempt under its fencing
+token, run the action with a lease kept by the runtime's heartbeat, report the
+outcome, run the items the completion hands to this worker, and deliver
+``on_complete`` callbacks. Also the transport's job handler for every pool kind."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from redis.exceptions import RedisError
+
+from .. import codec
+from ..errors import FunctionNotRegistered, SerializationError, is_non_retryable_error
+from .runtime import _runtime
+from .types import (
+    CHAIN_SECONDS,
+    CLAIM_LIMIT,
+    Canceled,
+    Failed,
+    RunResult,
+    Success,
+    WorkId,
+    _s,
+    error_text,
+)
+
+if TYPE_CHECKING:
+    from .client import Workpool
+
+logger = logging.getLogger("rkit.workpool")
+
+
+async def run_dispatched(pool: Workpool, work_id: str, token: str) -> None:
+    """The arq job: begin the dispatched attempt (fenced), run it, and run the
+    items its completion hands to this worker (no queue poll between them)."""
+    rt = _runtime(pool.app)
+    t0 = time.monotonic()
+    item: tuple[str, str] | None = (work_id, token)
+    while item is not None:
+        wid, tok = item
+        # begin is the fence a cancel races against: a canceled attempt never starts
+        reply = await pool._call("begin", wid, tok, rt.worker_id)
+        if _s(reply[0]) != "OK":
+            logger.debug(
+                "stale delivery of %s token %s in pool %s (%s)",
+                wid,
+                tok,
+                pool.name,
+                _s(reply[1]),
+            )
+            return
+        fn_name, args_s, tmo = (_s(x) for x in reply[1:4])
+        outcome = await execute(pool, wid, tok, fn_name, args_s, float(tmo))
+        if outcome is None:
+            return  # fenced: the lease was lost, the reaper accounts for it
+        kind, payload, non_retryable, value = outcome
+        chain = rt.worker_id if time.monotonic() - t0 < CHAIN_SECONDS else ""
+        reply = await pool._call(
+            "complete",
+            wid,
+            tok,
+            kind,
+            payload,
+            "1" if non_retryable else "0",
+            repr(pool.rng()),
+            chain,
+            CLAIM_LIMIT,
+        )
+        result, claimed, events = reply
+        pool._log(events)
+        head = _s(result[0])
+        if head == "STALE":
+            logger.warning(
+                "late report for work %s (token %s) in pool %s dropped", wid, tok, pool.name
+            )
+        elif head == "RETRY":
+            rt.wake_in(float(_s(result[2])))  # start the retry on time, not at the next poll
+        item = None
+        rest: list[tuple[str, str]] = []
+        for c in claimed:
+            if _s(c[3]) == "1" and item is None:
+                item = (_s(c[0]), _s(c[2]))
+            else:
+                rest.append((_s(c[0]), _s(c[2])))
+        await pool._announce(rest)
+        if head == "DONE" and len(result) == 4:
+            final = _s(result[3])  # canceled when a cancel stopped the retry
+            res: RunResult = (
+                Success(value)
+                if final == "success"
+                else Failed(payload)
+                if final == "failed"
+                else Canceled()
+            )
+            await pool._deliver(wid, _s(result[1]), _s(result[2]), res)
+
+
+async def execute(
+    pool: Workpool, work_id: str, token: str, fn_name: str, args_s: str, tmo_ms: float
+) -> tuple[str, str, bool, Any] | None:
+    """Run one attempt. Returns (kind, payload, non_retryable, value), or ``None``
+    when the attempt was fenced off (lease lost) and must not report."""
+    action = pool.app.actions.get(fn_name)
+    if action is None:
+        return ("failed", f"No action registered under the name {fn_name!r}.", True, None)
+    try:
+        args = codec.loads(args_s)
+    except ValueError as exc:  # pragma: no cover - enqueue only stores JSON
+        return ("failed", f"bad arguments: {exc}", True, None)
+    rt = _runtime(pool.app)
+    try:  # a call that cannot even start (bad keywords) is this attempt's failure
+        coro = action.fn(**args)
+    except Exception as exc:
+        return ("failed", error_text(exc), is_non_retryable_error(exc), None)
+    task = asyncio.ensure_future(coro)
+    lease = rt.track(pool, work_id, token, task)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=tmo_ms / 1000.0)
+    except asyncio.CancelledError:
+        # shutdown: hand the attempt back (no attempt used); it is re-delivered
+        task.cancel()
+        await asyncio.shield(release(pool, work_id, token))
+        raise
+    finally:
+        rt.untrack(lease)
+    if not done:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        if lease.fenced:
+            return None
+        return ("failed", f"Timed out after {tmo_ms:.0f} ms", False, None)
+    if lease.fenced:
+        return None
+    if task.cancelled():
+        return ("failed", "Canceled while running", False, None)
+    error = task.exception()
+    if error is not None:
+        return ("failed", error_text(error), is_non_retryable_error(error), None)
+    value = task.result()
+    try:
+        payload = codec.dumps(value)
+    except SerializationError as e:
+        msg = f"Return value is not JSON-serializable: {e}"
+        return ("failed", msg, not pool.kind.bad_result_retryable, None)
+    size = len(payload.encode("utf-8"))
+    if size > pool.max_result_bytes:
+        msg = f"Return value too large: {size} bytes (max: {pool.max_result_bytes} bytes)"
+        return ("failed", msg, not pool.kind.bad_result_retryable, None)
+    return ("success", payload, False, value)
+
+
+async def release(pool: Workpool, work_id: str, token: str) -> None:
+    try:
+        if _s(await pool._call("release", work_id, token)) == "OK":
+            await pool._announce([(work_id, token)])
+    except RedisError:  # pragma: no cover - the lease expires instead
+        logger.warning("could not release work %s of pool %s", work_id, pool.name)
+
+
+async def deliver(
+    pool: Workpool, work_id: str, oc_name: str, ctx_s: str, result: RunResult
+) -> None:
+    """Run one on_complete handler, then acknowledge or schedule its retry."""
+    context = codec.loads(ctx_s) if ctx_s else None
+    action = pool.app.actions.get(oc_name)
+    try:
+        if action is None:
+            raise FunctionNotRegistered(oc_name)
+        await pool.kind.deliver(action.fn, WorkId(work_id), context, result)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        logger.warning(
+            "on_complete %s for work %s of pool %s raised: %s",
+            oc_name,
+            work_id,
+            pool.name,
+            error_text(exc),
+        )
+        _status, events = await pool._call("oc_fail", work_id, error_text(exc), repr(pool.rng()))
+        pool._log(events)
+        return
+    await pool._call("oc_ack", work_id)

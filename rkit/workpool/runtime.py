@@ -1,0 +1,221 @@
+"""The workpool's per-process runtime: the worker id, leases of the attempts running
+here (heartbeat, self-fencing) and the pump loop (reaps expired leases, dispatches
+due work and retries, redelivers callbacks, runs the retention sweep)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import socket
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from redis.exceptions import RedisError
+
+from .types import _s
+
+if TYPE_CHECKING:
+    from ..app import App
+    from .client import Workpool
+
+logger = logging.getLogger("rkit.workpool")
+
+
+@dataclass(eq=False)
+class _Lease:
+    pool: Workpool
+    work_id: str
+    token: str
+    task: asyncio.Future[Any]
+    last_ok: float  # when the lease was last known renewed (runtime._now_s)
+    fenced: bool = False
+
+
+class _Runtime:
+    """One per App per process: the worker id, the heartbeat and the pump.
+
+    Leases are judged by the App's clock in Redis, so renewal and self-fencing follow
+    that clock too: on the server clock, monotonic wall time; on a test clock, the test
+    clock (and every pump round renews this process's leases first, so moving the test
+    clock never makes a live attempt look lost)."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self.leases: set[_Lease] = set()
+        self.attached: dict[tuple[str, str], Workpool] = {}  # pumped pools (kind, name)
+        self._hb: asyncio.Task[None] | None = None
+        self._pump: asyncio.Task[None] | None = None
+        self._kick: asyncio.Event | None = None
+        self._wanted: float | None = None  # monotonic time a round was asked for
+
+    def _now_s(self) -> float:
+        now = self.app.clock.now_ms()
+        return time.monotonic() if now is None else now / 1000.0
+
+    def track(self, pool: Workpool, work_id: str, token: str, task: asyncio.Future[Any]) -> _Lease:
+        lease = _Lease(pool, work_id, token, task, self._now_s())
+        self.leases.add(lease)
+        if self._hb is None or self._hb.done():
+            self._hb = asyncio.get_running_loop().create_task(self._heartbeat())
+        return lease
+
+    def untrack(self, lease: _Lease) -> None:
+        self.leases.discard(lease)
+
+    def _fence(self, lease: _Lease, why: str) -> None:
+        if not lease.fenced:
+            lease.fenced = True
+            lease.task.cancel()
+            logger.warning(
+                "abandoning work %s of pool %s (%s)", lease.work_id, lease.pool.name, why
+            )
+
+    async def _heartbeat(self) -> None:
+        while self.leases:
+            interval = min(lease.pool.lease_ms for lease in self.leases) / 5000.0
+            await asyncio.sleep(min(1.0, interval))
+            await self.renew()
+
+    async def renew(self, only: Workpool | None = None) -> None:
+        """One heartbeat round: renew the leases of this process's running attempts
+        (of one pool with ``only``); fence those that are lost or cannot be renewed
+        before they would expire."""
+        by_pool: dict[Workpool, list[_Lease]] = {}
+        for lease in list(self.leases):
+            if only is None or lease.pool is only:
+                by_pool.setdefault(lease.pool, []).append(lease)
+        for pool, leases in by_pool.items():
+            pairs = [x for lease in leases for x in (lease.work_id, lease.token)]
+            try:
+                replies = await pool._call("heartbeat", *pairs)
+            except (RedisError, OSError) as exc:
+                now = self._now_s()
+                for lease in leases:
+                    # self-fence before the lease could expire unseen
+                    margin = min(1.5, pool.lease_ms / 3000.0)
+                    if now - lease.last_ok > pool.lease_ms / 1000.0 - margin:
+                        self._fence(lease, f"cannot renew lease: {exc}")
+                continue
+            now = self._now_s()
+            for lease, r in zip(leases, replies, strict=True):
+                reply = _s(r)
+                if reply == "STALE":
+                    self._fence(lease, "lease lost")
+                elif reply == "DETACHED":
+                    self.untrack(lease)  # canceled run: finishes unwatched, report dropped
+                else:
+                    lease.last_ok = now
+
+    def wake_in(self, delay_ms: float) -> None:
+        """Have the pump loop run a round in ``delay_ms`` (wall time) at the latest:
+        a retry due then starts on time instead of after an idle sleep."""
+        at = time.monotonic() + max(0.0, delay_ms) / 1000.0
+        if self._wanted is None or at < self._wanted:
+            self._wanted = at
+            if self._kick is not None:
+                self._kick.set()
+
+    async def _idle(self, seconds: float) -> None:
+        """Sleep ``seconds``, or less when ``wake_in`` asks for an earlier round."""
+        if self._kick is None:
+            self._kick = asyncio.Event()
+        until = time.monotonic() + seconds
+        while True:
+            now = time.monotonic()
+            target = until if self._wanted is None else min(until, self._wanted)
+            if target <= now:
+                break
+            self._kick.clear()
+            try:
+                await asyncio.wait_for(self._kick.wait(), target - now)
+            except TimeoutError:
+                pass
+        if self._wanted is not None and self._wanted <= time.monotonic():
+            self._wanted = None
+
+    def attach(self, pool: Workpool) -> None:
+        """Pump ``pool`` in this process (every pool constructed with ``register=True``)."""
+        self.attached.setdefault((pool.kind.kind, pool.name), pool)
+
+    def pools(self) -> list[Workpool]:
+        return list(self.attached.values())
+
+    async def pump_once(self) -> tuple[bool, float | None]:
+        """One pump round over every pool this App knows; (did work, next wake ms)."""
+        did, wake = False, None
+        for pool in self.pools():
+            rep = await pool.pump()
+            did = did or rep.did_work
+            if rep.next_wake_ms is not None:
+                wake = rep.next_wake_ms if wake is None else min(wake, rep.next_wake_ms)
+        return did, wake
+
+    async def _discover(self) -> None:
+        """Pump every pool of the namespace's pool index, also those this process
+        never constructed (built by the registered factory of the kind)."""
+        for name in await pool_names(self.app):
+            if ("workpool", name) not in self.attached:
+                self.app.components.get_or_create("workpool", name)
+
+    async def expire_all(self) -> int:
+        """The retention sweep of every pool: finished work past its retention (even
+        when this process's instance does not keep results: another may) and dead
+        letters past ``dlq_retention_ms``."""
+        return sum([await p.expire() for p in self.pools()])
+
+    async def _pump_forever(self, max_idle_s: float = 1.0) -> None:
+        last_discover = last_expire = 0.0
+        while True:
+            try:
+                if time.monotonic() - last_discover > 5.0:
+                    await self._discover()
+                    last_discover = time.monotonic()
+                if time.monotonic() - last_expire > 3600.0:
+                    await self.expire_all()  # retention: kept results, dead letters
+                    last_expire = time.monotonic()
+                did, wake = await self.pump_once()
+                delay = 0.0 if did else max_idle_s if wake is None else wake / 1000.0
+                await self._idle(min(max_idle_s, max(0.005, delay)))
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("workpool pump round failed")
+                await self._idle(max_idle_s)
+
+    def start_service(self, app: Any) -> None:
+        """The registry's service hook: a worker starts the pump loop."""
+        self.start_pump()
+
+    async def stop_service(self, app: Any) -> None:
+        await self.stop()
+
+    def start_pump(self) -> None:
+        if self._pump is None or self._pump.done():
+            self._pump = asyncio.get_running_loop().create_task(self._pump_forever())
+
+    async def stop(self) -> None:
+        for task in (self._pump, self._hb):
+            if task is not None and not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        self._pump = self._hb = None
+        self._kick = None
+
+
+def _runtime(app: App) -> _Runtime:
+    """The App's runtime in this process (created on first use)."""
+    return app.components.state("workpool:runtime", lambda: _Runtime(app))
+
+
+async def pool_names(app: App) -> list[str]:
+    """Names of every workpool used in ``app``'s namespace (admin listing)."""
+    members = await app.redis.smembers(index_key(app))
+    return sorted(_s(m) for m in members)
+
+
+def index_key(app: App) -> str:
+    return app.keys.tag("workpool") + ":pools"
