@@ -18,8 +18,9 @@ from hypothesis import strategies as st
 from redis.crc import key_slot
 
 from rkit import App
-from rkit import _aggkeys as ak
 from rkit.aggregate import Bound, DirectAggregate, Eq, Int64, Item, Range, TableAggregate
+from rkit.aggregate import keys as ak
+from rkit.aggregate import tree as agg_tree
 from rkit.errors import ConfigError, InvalidNodeSize, KeyEncodingError, TreeAlreadyInitialized
 
 from .test_properties import sk, values
@@ -278,9 +279,7 @@ async def test_dump_shape_and_stats(app: App) -> None:
 
 
 async def test_large_pages_take_several_calls(app: App, monkeypatch: pytest.MonkeyPatch) -> None:
-    from rkit import aggregate
-
-    monkeypatch.setattr(aggregate, "PAGE_LIMIT", 7)
+    monkeypatch.setattr(agg_tree, "PAGE_LIMIT", 7)
     agg: DirectAggregate[int] = DirectAggregate(app, "pages")
     await agg.insert_many([(k, "i", 1.0) for k in range(30)])
     page = await agg.paginate(page_size=20)

@@ -1,286 +1,40 @@
-"""Aggregate: an O(log n) order-statistics index (count, sum, rank, select, random,
-pagination over key ranges), kept as a B-tree in Redis (spec aggregate.md).
-
-Every operation is one Lua script on one tree (``lua/aggregate/``); Python only
-validates input, encodes keys into order-preserving strings (:mod:`rkit._aggkeys`)
-and decodes replies. Each namespace is its own tree with its own hash tag, so
-namespaces spread over Cluster slots; ``hash_tag=`` puts them all in one slot.
-"""
+"""The aggregate's core: :class:`Aggregate`, the client of one B-tree per namespace
+(reads, maintenance and the write primitives both front ends build on)."""
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import math
 import random as _random
-import re
-from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeAlias, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, Literal, cast
 
 from redis.crc import key_slot
 from redis.exceptions import ResponseError
 
-from . import _aggkeys as ak
-from . import keys as keyparts
-from . import scripts
-from ._aggkeys import Int64
-from .clock import argv_now
-from .errors import (
-    AggregateError,
-    ConfigError,
-    InvalidNodeSize,
-    KeyExistsError,
-    KeyNotFoundError,
-    OffsetOutOfRange,
-    TreeAlreadyInitialized,
-    TreeCorrupted,
+from .. import keys as keyparts
+from ..clock import argv_now
+from ..errors import ConfigError
+from . import keys as ak
+from .protocol import (
+    ERRORS,
+    SCRIPTS,
+    check_node_size,
+    check_offset,
+    check_order,
+    check_page_size,
+    check_sum,
+    decode_item,
+    decode_items,
+    encode_bounds,
+    lazy_arg,
 )
+from .types import SAME, AtQuery, Bounds, Item, K, Namespace, Order, Page, Query
 
 if TYPE_CHECKING:
-    from .app import App
-
-__all__ = [
-    "AtQuery",
-    "Bound",
-    "Bounds",
-    "Change",
-    "DirectAggregate",
-    "Eq",
-    "Int64",
-    "Item",
-    "Page",
-    "Prefix",
-    "Query",
-    "Range",
-    "TableAggregate",
-    "aggregate_names",
-]
-
-Key: TypeAlias = Any
-"""None | bool | int | float | str | bytes | Int64 | list | tuple | dict[str, Key]"""
-Namespace: TypeAlias = Any
-"""Same value space as keys; ``None`` is the default partition."""
-K = TypeVar("K")
-D = TypeVar("D")
-Order = Literal["asc", "desc"]
+    from ..app import App
 
 PAGE_LIMIT = 10_000  # items per page script (§7.8); larger pages take several calls
-_CURSOR_RE = re.compile(r"^[A-Za-z0-9_-]+$")
-SAME: Any = ...  # new_namespace default: stay in the current namespace (Q8)
-
-
-@dataclass(frozen=True, slots=True)
-class Bound:
-    key: Key
-    inclusive: bool = True
-    id: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Range:
-    lower: Bound | None = None
-    upper: Bound | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Prefix:
-    values: Sequence[Key]
-
-
-@dataclass(frozen=True, slots=True)
-class Eq:
-    key: Key
-
-
-Bounds: TypeAlias = Range | Prefix | Eq | Mapping[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class Item(Generic[K]):
-    key: K
-    id: str
-    sum_value: float
-
-
-@dataclass(frozen=True, slots=True)
-class Page(Generic[K]):
-    items: list[Item[K]]
-    cursor: str
-    is_done: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Query:
-    bounds: Bounds | None = None
-    namespace: Namespace = None
-
-
-@dataclass(frozen=True, slots=True)
-class AtQuery:
-    offset: int
-    bounds: Bounds | None = None
-    namespace: Namespace = None
-
-
-@dataclass(frozen=True, slots=True)
-class Change(Generic[D]):
-    """One table write, as a trigger library reports it."""
-
-    operation: Literal["insert", "update", "delete"]
-    id: str
-    old_doc: D | None
-    new_doc: D | None
-
-
-# -- validation and bounds ------------------------------------------------------------------
-
-
-def _bound(b: Any, what: str) -> Bound:
-    if isinstance(b, Bound):
-        return b
-    if isinstance(b, Mapping) and "key" in b and set(b) <= {"key", "inclusive", "id"}:
-        return Bound(b["key"], bool(b.get("inclusive", True)), b.get("id"))
-    raise ConfigError(f"{what} must be a Bound or {{'key', 'inclusive', 'id'}}, got {b!r}")
-
-
-def encode_bounds(bounds: Bounds | None) -> tuple[str, str]:
-    """Exclusive ``(lo, hi)`` position strings of ``bounds`` (``""`` = unbounded)."""
-    if bounds is None:
-        return "", ""
-    if isinstance(bounds, Mapping):
-        if set(bounds) == {"eq"}:
-            bounds = Eq(bounds["eq"])
-        elif set(bounds) == {"prefix"}:
-            bounds = Prefix(bounds["prefix"])
-        elif set(bounds) <= {"lower", "upper"}:
-            lower, upper = bounds.get("lower"), bounds.get("upper")
-            bounds = Range(
-                None if lower is None else _bound(lower, "bounds.lower"),
-                None if upper is None else _bound(upper, "bounds.upper"),
-            )
-        else:
-            raise ConfigError(f"bounds must have lower/upper, prefix or eq, got {set(bounds)}")
-    if isinstance(bounds, Range):
-        lo = hi = ""
-        if bounds.lower is not None:
-            b = _bound(bounds.lower, "bounds.lower")
-            lo = ak.lower(b.key, b.inclusive, b.id)
-        if bounds.upper is not None:
-            b = _bound(bounds.upper, "bounds.upper")
-            hi = ak.upper(b.key, b.inclusive, b.id)
-        return lo, hi
-    if isinstance(bounds, Eq):
-        return ak.lower(bounds.key, True), ak.upper(bounds.key, True)
-    if isinstance(bounds, Prefix):
-        return ak.prefix(bounds.values)
-    raise ConfigError(f"bounds must be Range, Prefix, Eq or a mapping, got {bounds!r}")
-
-
-def _check_offset(offset: Any) -> int:
-    if isinstance(offset, bool) or not isinstance(offset, int):
-        raise ConfigError(f"offset must be an integer, got {offset!r}")
-    return offset
-
-
-def _check_page_size(size: Any) -> int:
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise ConfigError(f"page_size must be an integer >= 1, got {size!r}")
-    return size
-
-
-def _check_order(order: Any) -> bool:
-    if order not in ("asc", "desc"):
-        raise ConfigError(f"order must be 'asc' or 'desc', got {order!r}")
-    return bool(order == "desc")
-
-
-def _check_node_size(m: Any) -> int | None:
-    if m is None:
-        return None
-    if isinstance(m, bool) or not isinstance(m, int) or m < 4 or m % 2:
-        raise InvalidNodeSize(f"MAX_NODE_SIZE must be even and at least 4, got {m!r}")
-    return m
-
-
-def _check_sum(s: Any) -> str:
-    if isinstance(s, bool) or not isinstance(s, int | float) or not math.isfinite(s):
-        raise ConfigError(f"sum_value must be a finite number, got {s!r}")
-    return repr(float(s))
-
-
-def _no_queue(queued: bool) -> None:
-    if queued:
-        raise ConfigError("queued=True (queued mode, spec §4.13) is not supported by rkit yet")
-
-
-def _lazy_arg(lazy: bool | None) -> str:
-    return "" if lazy is None else ("1" if lazy else "0")
-
-
-def encode_cursor(pos: str) -> str:
-    return base64.urlsafe_b64encode(pos.encode("utf-8")).rstrip(b"=").decode("ascii")
-
-
-def decode_cursor(cursor: str) -> str:
-    try:
-        if not isinstance(cursor, str) or not _CURSOR_RE.match(cursor):
-            raise ValueError(cursor)
-        pos = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("utf-8")
-        ak.decode_position(pos)
-        return pos
-    except (ValueError, IndexError, KeyError):
-        raise ConfigError(f"not a cursor of this aggregate: {cursor!r}") from None
-
-
-def _item(pos: str, s: str) -> Item[Any]:
-    key, id = ak.decode_position(pos)
-    return Item(key, id, float(s))
-
-
-def _items(flat: Sequence[str]) -> list[Item[Any]]:
-    return [_item(flat[i], flat[i + 1]) for i in range(0, len(flat), 2)]
-
-
-def ns_member(namespace: Namespace) -> str:
-    """``N(ns)``: the URL/registry form of a namespace (``~`` = default partition)."""
-    return keyparts.encode(None if namespace is None else ak.enc(namespace, "namespace"))
-
-
-def ns_from_member(member: str) -> Namespace:
-    raw = keyparts.decode(member)
-    return None if raw is None else ak.decode(raw)
-
-
-_ERRORS: dict[str, type[AggregateError]] = {
-    cls.code: cls
-    for cls in (KeyExistsError, KeyNotFoundError, OffsetOutOfRange, TreeAlreadyInitialized)
-}
-_ERRORS["AGG_CORRUPT"] = TreeCorrupted
-_S = {
-    op: scripts.load("aggregate", op)
-    for op in (
-        "insert",
-        "delete",
-        "replace",
-        "bulk",
-        "range",
-        "count",
-        "at",
-        "page",
-        "random",
-        "get",
-        "init",
-        "clear",
-        "make_root_lazy",
-        "stats",
-        "register_ns",
-        "validate",
-        "shape",
-        "dump",
-    )
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,7 +85,7 @@ class Aggregate(Generic[K]):
             raise ConfigError(f"hash_tag must be a non-empty str or None, got {hash_tag!r}")
         self.app = app
         self.name = name
-        self.default_max_node_size = _check_node_size(default_max_node_size) or 16
+        self.default_max_node_size = check_node_size(default_max_node_size) or 16
         self.default_root_lazy = bool(default_root_lazy)
         self.hash_tag = hash_tag
         self.notify = bool(notify)
@@ -352,7 +106,7 @@ class Aggregate(Generic[K]):
         return f"{self._registry}:{member}"
 
     def _tree(self, namespace: Namespace) -> _Tree:
-        member = ns_member(namespace)
+        member = ak.ns_member(namespace)
         tree = self._trees.get(member)
         if tree is None:
             stem = self._stem(member)
@@ -373,10 +127,10 @@ class Aggregate(Generic[K]):
 
     async def _run(self, op: str, keys: Sequence[str], args: Sequence[str | int]) -> Any:
         try:
-            return await _S[op](self.app.redis, keys, args)
+            return await SCRIPTS[op](self.app.redis, keys, args)
         except ResponseError as exc:
             code, _, msg = str(exc).partition(" ")
-            cls = _ERRORS.get(code)
+            cls = ERRORS.get(code)
             if cls is None:
                 raise
             raise cls(f"aggregate {self.name!r}: {msg}") from None
@@ -388,7 +142,7 @@ class Aggregate(Generic[K]):
         if self.name not in self._registered:
             await self.app.redis.sadd(_names_key(self.app), self.name)
             self._registered.add(self.name)
-        await _S["register_ns"](
+        await SCRIPTS["register_ns"](
             self.app.redis, (f"{self._registry}:ns", f"{self._registry}:nsseq"), [tree.member]
         )
         self._registered.add(tree.member)
@@ -453,17 +207,17 @@ class Aggregate(Generic[K]):
     ) -> Item[K]:
         """The item at a 0-based rank inside ``bounds``; negative offsets count from
         the end. ``OffsetOutOfRange`` beyond the range or on an empty tree."""
-        offset = _check_offset(offset)
+        offset = check_offset(offset)
         tree = self._tree(namespace)
         res = await self._run("at", tree.keys, [offset, *encode_bounds(bounds)])
-        return _item(res[0], res[1])
+        return decode_item(res[0], res[1])
 
     async def at_batch(self, queries: Sequence[AtQuery], *, stale: bool = False) -> list[Item[K]]:
         def encode(q: Any) -> list[str]:
             off = q.get("offset") if isinstance(q, Mapping) else q.offset
-            return [str(_check_offset(off)), *self._bounds_of(q)]
+            return [str(check_offset(off)), *self._bounds_of(q)]
 
-        return [_item(r[0], r[1]) for r in await self._batch("at", queries, 2, encode)]
+        return [decode_item(r[0], r[1]) for r in await self._batch("at", queries, 2, encode)]
 
     async def index_of(
         self,
@@ -477,7 +231,7 @@ class Aggregate(Generic[K]):
     ) -> int:
         """Items before ``(key, id)`` (asc) or after it (desc) inside the bounds; only
         the bound on the counting side is used (Q4)."""
-        desc = _check_order(order)
+        desc = check_order(order)
         lo, hi = encode_bounds(bounds)
         if desc:
             args = [ak.upper(key, True, id), hi]
@@ -529,7 +283,7 @@ class Aggregate(Generic[K]):
             raise ConfigError(f"rng must return a float in [0, 1), got {r!r}")
         tree = self._tree(namespace)
         res = await self._run("random", tree.keys, [repr(r), *encode_bounds(bounds)])
-        return _item(res[0], res[1]) if res else None
+        return decode_item(res[0], res[1]) if res else None
 
     async def paginate(
         self,
@@ -542,26 +296,26 @@ class Aggregate(Generic[K]):
         stale: bool = False,
     ) -> Page[K]:
         """One page after ``cursor`` (exclusive); the end cursor is ``""``."""
-        size = _check_page_size(page_size)
-        desc = _check_order(order)
+        size = check_page_size(page_size)
+        desc = check_order(order)
         lo, hi = encode_bounds(bounds)
         if cursor == "":
             return Page([], "", True)
         if cursor is not None:
             if desc:
-                hi = decode_cursor(cursor)
+                hi = ak.decode_cursor(cursor)
             else:
-                lo = decode_cursor(cursor)
+                lo = ak.decode_cursor(cursor)
         tree = self._tree(namespace)
         items: list[Item[K]] = []
         while True:
             want = min(size - len(items), PAGE_LIMIT)
             res = await self._run("page", tree.keys, [lo, hi, order, want])
-            items.extend(_items(res[2:]))
+            items.extend(decode_items(res[2:]))
             if res[1] == "1":
                 return Page(items, "", True)
             if len(items) >= size:
-                return Page(items, encode_cursor(res[0]), False)
+                return Page(items, ak.encode_cursor(res[0]), False)
             if desc:
                 hi = res[0]
             else:
@@ -592,21 +346,21 @@ class Aggregate(Generic[K]):
         """The item stored at ``(key, id)`` or ``None`` (extension)."""
         pos = ak.position(key, ak.check_id(id))
         res = await self._run("get", self._tree(namespace).keys, [pos])
-        return None if res == "" else _item(pos, res)
+        return None if res == "" else decode_item(pos, res)
 
     async def paginate_namespaces(
         self, cursor: str | None = None, page_size: int = 100
     ) -> tuple[list[Namespace], str, bool]:
         """Namespaces that have a tree, in creation order; the end cursor is
         ``"endcursor"``, done when a page is shorter than ``page_size``."""
-        size = _check_page_size(page_size)
+        size = check_page_size(page_size)
         if cursor == "endcursor":
             return [], "endcursor", True
         start = "-inf" if not cursor else f"({int(cursor)}"
         rows = await self.app.redis.zrangebyscore(
             f"{self._registry}:ns", start, "+inf", start=0, num=size, withscores=True
         )
-        page = [ns_from_member(m) for m, _ in rows]
+        page = [ak.ns_from_member(m) for m, _ in rows]
         if len(rows) < size:
             return page, "endcursor", True
         return page, str(int(rows[-1][1])), False
@@ -638,10 +392,10 @@ class Aggregate(Generic[K]):
         root_lazy: bool | None = None,
     ) -> None:
         """Create an empty tree (``TreeAlreadyInitialized`` if it exists)."""
-        m = _check_node_size(max_node_size) or self.default_max_node_size
+        m = check_node_size(max_node_size) or self.default_max_node_size
         lazy = self.default_root_lazy if root_lazy is None else root_lazy
         tree = self._tree(namespace)
-        args = [str(m), _lazy_arg(lazy), argv_now(self.app.clock), tree.member]
+        args = [str(m), lazy_arg(lazy), argv_now(self.app.clock), tree.member]
         await self._register(tree, await self._run("init", tree.keys, args))
 
     async def clear(
@@ -653,10 +407,10 @@ class Aggregate(Generic[K]):
     ) -> None:
         """Drop every item of the namespace's tree; unspecified settings are kept
         (or the aggregate's defaults for a new tree). O(1): the node hash is UNLINKed."""
-        m = _check_node_size(max_node_size)
+        m = check_node_size(max_node_size)
         tree = self._tree(namespace)
         head = self._defaults(tree)
-        args = ["" if m is None else str(m), _lazy_arg(root_lazy), *head[2:], *head[:2]]
+        args = ["" if m is None else str(m), lazy_arg(root_lazy), *head[2:], *head[:2]]
         await self._register(tree, await self._run("clear", tree.keys, args))
 
     async def namespaces(self) -> list[Namespace]:
@@ -666,9 +420,9 @@ class Aggregate(Generic[K]):
         self, *, max_node_size: int | None = None, root_lazy: bool | None = None
     ) -> None:
         """``clear`` every namespace's tree and the default partition's."""
-        _check_node_size(max_node_size)
-        targets = {ns_member(ns): ns for ns in await self.namespaces()}
-        targets.setdefault(ns_member(None), None)
+        check_node_size(max_node_size)
+        targets = {ak.ns_member(ns): ns for ns in await self.namespaces()}
+        targets.setdefault(ak.ns_member(None), None)
         for ns in targets.values():
             await self.clear(namespace=ns, max_node_size=max_node_size, root_lazy=root_lazy)
 
@@ -739,7 +493,7 @@ class Aggregate(Generic[K]):
         found.sort()
         if not found:
             return 0
-        added = await _S["register_ns"](
+        added = await SCRIPTS["register_ns"](
             self.app.redis,
             (f"{self._registry}:ns", f"{self._registry}:nsseq"),
             [m for _, m in found],
@@ -751,7 +505,7 @@ class Aggregate(Generic[K]):
 
     async def _insert(self, key: Any, id: str, sum_value: float, namespace: Namespace) -> None:
         pos = ak.position(key, ak.check_id(id))
-        s = _check_sum(sum_value)
+        s = check_sum(sum_value)
         tree = self._tree(namespace)
         await self._register(
             tree, await self._run("insert", tree.keys, [*self._defaults(tree), pos, s])
@@ -776,7 +530,7 @@ class Aggregate(Generic[K]):
     ) -> None:
         old_pos = ak.position(key, ak.check_id(id))
         new_pos = ak.position(new_key, ak.check_id(new_id))
-        s = _check_sum(sum_value)
+        s = check_sum(sum_value)
         old = self._tree(namespace)
         new = old if new_namespace is SAME else self._tree(new_namespace)
         if (
@@ -821,261 +575,3 @@ class Aggregate(Generic[K]):
             for op in ops[i : i + chunk]:
                 args.extend(op)
             await self._register(tree, await self._run("bulk", tree.keys, args))
-
-
-class DirectAggregate(Aggregate[K]):
-    """An aggregate written directly by ``(key, id, sum_value)``."""
-
-    async def insert(
-        self,
-        key: K,
-        id: str,
-        sum_value: float = 0.0,
-        *,
-        namespace: Namespace = None,
-        queued: bool = False,
-    ) -> None:
-        """Add an item; ``KeyExistsError`` when ``(key, id)`` is already there."""
-        _no_queue(queued)
-        await self._insert(key, id, sum_value, namespace)
-
-    async def delete(
-        self, key: K, id: str, *, namespace: Namespace = None, queued: bool = False
-    ) -> None:
-        """Remove an item; ``KeyNotFoundError`` (code ``DELETE_MISSING_KEY``) if absent."""
-        _no_queue(queued)
-        await self._delete(key, id, namespace, False)
-
-    async def delete_if_exists(
-        self, key: K, id: str, *, namespace: Namespace = None, queued: bool = False
-    ) -> None:
-        _no_queue(queued)
-        await self._delete(key, id, namespace, True)
-
-    async def replace(
-        self,
-        key: K,
-        id: str,
-        new_key: K,
-        *,
-        sum_value: float = 0.0,
-        namespace: Namespace = None,
-        new_namespace: Namespace = SAME,
-        queued: bool = False,
-    ) -> None:
-        """Move an item to ``new_key`` (and ``new_namespace``; default: the same one)
-        with a new sum, atomically; ``KeyNotFoundError`` if it is missing."""
-        _no_queue(queued)
-        await self._replace(key, id, new_key, id, sum_value, namespace, new_namespace, "strict")
-
-    async def replace_or_insert(
-        self,
-        key: K,
-        id: str,
-        new_key: K,
-        *,
-        sum_value: float = 0.0,
-        namespace: Namespace = None,
-        new_namespace: Namespace = SAME,
-        queued: bool = False,
-    ) -> None:
-        _no_queue(queued)
-        await self._replace(key, id, new_key, id, sum_value, namespace, new_namespace, "or_insert")
-
-    async def insert_if_does_not_exist(
-        self,
-        key: K,
-        id: str,
-        sum_value: float = 0.0,
-        *,
-        namespace: Namespace = None,
-        queued: bool = False,
-    ) -> None:
-        """Insert, or re-write an existing item with the new sum (Q3)."""
-        _no_queue(queued)
-        await self._replace(key, id, key, id, sum_value, namespace, SAME, "or_insert")
-
-    async def insert_many(
-        self,
-        items: Sequence[tuple[K, str, float]],
-        *,
-        namespace: Namespace = None,
-        chunk: int = 1000,
-    ) -> None:
-        """Insert many items, ``chunk`` per script (each chunk sorted, all or nothing).
-        A duplicate raises ``KeyExistsError``; earlier chunks stay applied."""
-        ops = []
-        for item in items:
-            key, id, *rest = item
-            ops.append(("i", ak.position(key, ak.check_id(id)), _check_sum(rest[0] if rest else 0)))
-        for i in range(0, len(ops), chunk if isinstance(chunk, int) and chunk > 0 else 1):
-            ops[i : i + chunk] = sorted(ops[i : i + chunk], key=lambda o: o[1])
-        await self._bulk(namespace, ops, chunk)
-
-
-def _default_id(doc: Any) -> str:
-    return cast(str, doc["_id"])
-
-
-class TableAggregate(Aggregate[K], Generic[K, D]):
-    """An aggregate mirroring a table: items derived from documents."""
-
-    def __init__(
-        self,
-        app: App,
-        name: str,
-        *,
-        sort_key: Callable[[D], K],
-        sum_value: Callable[[D], float] | None = None,
-        namespace: Callable[[D], Namespace] | None = None,
-        id_of: Callable[[D], str] = _default_id,
-        **kw: Any,
-    ) -> None:
-        super().__init__(app, name, **kw)
-        self.sort_key = sort_key
-        self.sum_of = sum_value
-        self.namespace_of = namespace
-        self.id_of = id_of
-
-    def _parts(self, doc: D) -> tuple[K, str, float, Namespace]:
-        s = 0.0 if self.sum_of is None else self.sum_of(doc)
-        ns = None if self.namespace_of is None else self.namespace_of(doc)
-        return self.sort_key(doc), self.id_of(doc), s, ns
-
-    async def insert(self, doc: D, *, queued: bool = False) -> None:
-        _no_queue(queued)
-        key, id, s, ns = self._parts(doc)
-        await self._insert(key, id, s, ns)
-
-    async def delete(self, doc: D, *, queued: bool = False) -> None:
-        _no_queue(queued)
-        key, id, _, ns = self._parts(doc)
-        await self._delete(key, id, ns, False)
-
-    async def delete_if_exists(self, doc: D, *, queued: bool = False) -> None:
-        _no_queue(queued)
-        key, id, _, ns = self._parts(doc)
-        await self._delete(key, id, ns, True)
-
-    async def _move(
-        self, old_doc: D, new_doc: D, mode: Literal["strict", "or_insert", "upsert"]
-    ) -> None:
-        key, id, _, ns = self._parts(old_doc)
-        new_key, new_id, s, new_ns = self._parts(new_doc)
-        await self._replace(key, id, new_key, new_id, s, ns, new_ns, mode)
-
-    async def replace(self, old_doc: D, new_doc: D, *, queued: bool = False) -> None:
-        _no_queue(queued)
-        await self._move(old_doc, new_doc, "strict")
-
-    async def replace_or_insert(self, old_doc: D, new_doc: D, *, queued: bool = False) -> None:
-        _no_queue(queued)
-        await self._move(old_doc, new_doc, "or_insert")
-
-    async def insert_if_does_not_exist(self, doc: D, *, queued: bool = False) -> None:
-        _no_queue(queued)
-        await self._move(doc, doc, "or_insert")
-
-    async def index_of_doc(
-        self,
-        doc: D,
-        *,
-        id: str | None = None,
-        bounds: Bounds | None = None,
-        order: Order = "asc",
-        stale: bool = False,
-    ) -> int:
-        """``index_of(sort_key(doc))`` in ``namespace(doc)``; the doc's id is not used
-        unless passed as ``id`` (ties resolve to the first equal key)."""
-        key, _, _, ns = self._parts(doc)
-        return await self.index_of(key, id=id, bounds=bounds, order=order, namespace=ns)
-
-    def _dispatch(
-        self,
-        insert: Callable[[D], Awaitable[None]],
-        replace: Callable[[D, D], Awaitable[None]],
-        delete: Callable[[D], Awaitable[None]],
-    ) -> Callable[[Change[D]], Awaitable[None]]:
-        async def on_change(change: Change[D]) -> None:
-            if change.operation == "insert" and change.new_doc is not None:
-                await insert(change.new_doc)
-            elif change.operation == "update" and change.old_doc is not None:
-                assert change.new_doc is not None, "update without new_doc"
-                await replace(change.old_doc, change.new_doc)
-            elif change.operation == "delete" and change.old_doc is not None:
-                await delete(change.old_doc)
-            else:
-                raise ConfigError(f"malformed change: {change!r}")
-
-        return on_change
-
-    def trigger(self, *, queued: bool = False) -> Callable[[Change[D]], Awaitable[None]]:
-        """A table-trigger callback: insert/update/delete → insert/replace/delete."""
-        _no_queue(queued)
-        return self._dispatch(self.insert, self.replace, self.delete)
-
-    def idempotent_trigger(self, *, queued: bool = False) -> Callable[[Change[D]], Awaitable[None]]:
-        """Like :meth:`trigger` with the idempotent twins, safe to replay: an update
-        whose new item already exists overwrites it instead of failing."""
-        _no_queue(queued)
-
-        async def upsert_move(old_doc: D, new_doc: D) -> None:
-            await self._move(old_doc, new_doc, "upsert")
-
-        return self._dispatch(self.insert_if_does_not_exist, upsert_move, self.delete_if_exists)
-
-    async def _expected(self, docs: AsyncIterator[D]) -> dict[str, dict[str, str]]:
-        """``N(ns) -> {position: sum}`` of the documents."""
-        want: dict[str, dict[str, str]] = defaultdict(dict)
-        async for doc in docs:
-            key, id, s, ns = self._parts(doc)
-            want[ns_member(ns)][ak.position(key, ak.check_id(id))] = _check_sum(s)
-        return want
-
-    async def rebuild(
-        self,
-        docs: AsyncIterator[D],
-        *,
-        namespace_filter: Callable[[Namespace], bool] | None = None,
-        chunk: int = 1000,
-    ) -> int:
-        """Clear the (filtered) namespaces and re-insert every document; returns the
-        number of items written. Not atomic across chunks: run it while writes pause."""
-        want = await self._expected(docs)
-        keep = namespace_filter or (lambda _ns: True)
-        members = {ns_member(ns) for ns in await self.namespaces()} | set(want)
-        written = 0
-        for member in members:
-            ns = ns_from_member(member)
-            if not keep(ns):
-                continue
-            await self.clear(namespace=ns)
-            items = want.get(member, {})
-            ops = [("i", pos, s) for pos, s in sorted(items.items())]
-            await self._bulk(ns, ops, chunk)
-            written += len(ops)
-        return written
-
-    async def verify(self, docs: AsyncIterator[D]) -> list[str]:
-        """Differences between the documents and the trees (empty when in sync)."""
-        want = await self._expected(docs)
-        members = {ns_member(ns) for ns in await self.namespaces()} | set(want)
-        out: list[str] = []
-        for member in sorted(members):
-            ns = ns_from_member(member)
-            expected = want.get(member, {})
-            seen: set[str] = set()
-            async for item in self.iter(namespace=ns, page_size=1000):
-                pos = ak.position(item.key, item.id)
-                seen.add(pos)
-                if pos not in expected:
-                    out.append(f"namespace {ns!r}: extra item {item.key!r} id {item.id!r}")
-                elif float(expected[pos]) != item.sum_value:
-                    out.append(
-                        f"namespace {ns!r}: item {item.key!r} id {item.id!r} has sum "
-                        f"{item.sum_value!r}, expected {float(expected[pos])!r}"
-                    )
-            for pos in expected.keys() - seen:
-                key, id = ak.decode_position(pos)
-                out.append(f"namespace {ns!r}: missing item {key!r} id {id!r}")
-        return out

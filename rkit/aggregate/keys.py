@@ -12,12 +12,15 @@ Fixed-width numbers use an order-preserving 64-letter alphabet (11 characters pe
 
 from __future__ import annotations
 
+import base64
 import math
+import re
 import struct
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import KeyEncodingError
+from .. import keys as keyparts
+from ..errors import ConfigError, KeyEncodingError
 
 NULL, INT64, FLOAT, NAN, FALSE, TRUE, STRING, BYTES, ARRAY, OBJECT = (
     chr(c) for c in range(0x02, 0x0C)
@@ -225,3 +228,34 @@ def prefix(values: Any) -> tuple[str, str]:
         raise KeyEncodingError(f"prefix must be a list or tuple, got {type(values).__name__}")
     k1 = ARRAY + "".join(enc(v, f"prefix[{i}]") for i, v in enumerate(values))
     return k1, k1 + HI
+
+
+# -- namespaces and cursors ---------------------------------------------------------------
+
+
+def ns_member(namespace: Any) -> str:
+    """``N(ns)``: the URL/registry form of a namespace (``~`` = default partition)."""
+    return keyparts.encode(None if namespace is None else enc(namespace, "namespace"))
+
+
+def ns_from_member(member: str) -> Any:
+    raw = keyparts.decode(member)
+    return None if raw is None else decode(raw)
+
+
+_CURSOR_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def encode_cursor(pos: str) -> str:
+    return base64.urlsafe_b64encode(pos.encode("utf-8")).rstrip(b"=").decode("ascii")
+
+
+def decode_cursor(cursor: str) -> str:
+    try:
+        if not isinstance(cursor, str) or not _CURSOR_RE.match(cursor):
+            raise ValueError(cursor)
+        pos = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("utf-8")
+        decode_position(pos)
+        return pos
+    except (ValueError, IndexError, KeyError):
+        raise ConfigError(f"not a cursor of this aggregate: {cursor!r}") from None
