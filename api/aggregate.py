@@ -1,6 +1,6 @@
-"""Admin routes of the aggregate (spec aggregate.md §7.12): list aggregates and their
-trees (namespaces), count/sum/at/page over bounds, inspect a tree's shape, validate,
-clear. Namespaces in URLs are the ``N(ns)`` form (``~`` = the default partition)."""
+"""Admin routes of the aggregate: list aggregates and their trees (namespaces),
+count/sum/at/page over bounds, inspect a tree's shape, validate, clear. Namespaces in
+URLs are the ``N(ns)`` form (``~`` = the default partition)."""
 
 from __future__ import annotations
 

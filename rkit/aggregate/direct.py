@@ -78,7 +78,8 @@ class DirectAggregate(Aggregate[K]):
         namespace: Namespace = None,
         queued: bool = False,
     ) -> None:
-        """Insert, or re-write an existing item with the new sum (Q3)."""
+        """Insert, or re-write an existing item with the new sum (the reference's
+        behaviour: an existing item is overwritten, not kept)."""
         no_queue(queued)
         await self._replace(key, id, key, id, sum_value, namespace, SAME, "or_insert")
 

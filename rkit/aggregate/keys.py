@@ -1,8 +1,12 @@
-"""Order-preserving ("memcomparable") encoding of aggregate keys (spec aggregate.md §7.4).
+"""Order-preserving ("memcomparable") encoding of aggregate keys, bounds, namespaces
+and cursors, so that Lua can order items by comparing strings.
 
 ``encode(a) < encode(b)`` (as ``str``, i.e. by code point = by UTF-8 byte, which is
-how the Lua comparator sees them) exactly when ``a < b`` in the total order of §4.1:
+how the Lua comparator sees them) exactly when ``a < b`` in the keys' total order:
 null < int64 < float64 < NaN < false < true < string < bytes < array < object.
+Numbers compare numerically (``-0.0 == 0.0``, ``-inf`` lowest, ``inf`` highest), all
+NaNs are equal, strings by code point, bytes byte by byte, arrays element by element
+(a proper prefix first), objects as their ``(name, value)`` pairs sorted by name.
 
 Every encoded string is valid UTF-8 (control characters, ASCII and the user's own
 string text), so it crosses redis-py with ``decode_responses=True`` unchanged.
@@ -41,7 +45,7 @@ _ESCAPE = str.maketrans({"\x01": "\x01\x02", "\x00": "\x01\x01"})
 
 @dataclass(frozen=True, slots=True, order=True)
 class Int64:
-    """An explicit 64-bit integer key: sorts before every float (rank 2, §4.1)."""
+    """An explicit 64-bit integer key: sorts before every float, whatever its magnitude."""
 
     value: int
 
@@ -73,7 +77,7 @@ def _float(x: float) -> str:
     if x != x:
         return NAN
     if x == 0.0:
-        x = 0.0  # -0.0 == 0.0 (Q2)
+        x = 0.0  # -0.0 and 0.0 are the same key (the sign is not kept)
     bits = struct.unpack(">Q", struct.pack(">d", x))[0]
     bits = bits ^ _ALL if bits & _SIGN else bits | _SIGN
     return FLOAT + _u64(bits)
@@ -92,7 +96,8 @@ def enc_str(s: str) -> str:
 
 
 def enc(value: Any, what: str = "key") -> str:
-    """The encoding of one key value; ``KeyEncodingError`` for anything outside §7.4."""
+    """The encoding of one key value; ``KeyEncodingError`` for anything else than None,
+    bool, int within ±2**53, float, Int64, str, bytes, list/tuple or dict with str keys."""
     t = type(value)
     if t is float:
         return _float(value)
@@ -210,7 +215,8 @@ def decode_position(pos: str) -> tuple[Any, str]:
     return key, id
 
 
-# -- bounds (§4.2, §7.4): exclusive lower/upper strings, "" = unbounded ----------------------
+# -- bounds: exclusive lower/upper strings, "" = unbounded; LO/HI put a bound just before
+# -- or just after every position that starts with the same key (and id) -------------------
 
 
 def lower(key: Any, inclusive: bool, id: str | None = None) -> str:

@@ -130,7 +130,9 @@ def check_sum(s: Any) -> str:
 
 def no_queue(queued: bool) -> None:
     if queued:
-        raise ConfigError("queued=True (queued mode, spec §4.13) is not supported by rkit yet")
+        raise ConfigError(
+            "queued=True (writes applied later by a background batch) is not supported by rkit yet"
+        )
 
 
 def lazy_arg(lazy: bool | None) -> str:

@@ -34,7 +34,9 @@ from .types import SAME, AtQuery, Bounds, Item, K, Namespace, Order, Page, Query
 if TYPE_CHECKING:
     from ..app import App
 
-PAGE_LIMIT = 10_000  # items per page script (§7.8); larger pages take several calls
+# items per page script, so one script stays within a few milliseconds; larger pages
+# take several calls
+PAGE_LIMIT = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +64,8 @@ class Aggregate(Generic[K]):
     """Reads and maintenance shared by :class:`DirectAggregate` and :class:`TableAggregate`.
 
     ``default_max_node_size``/``default_root_lazy`` are the settings of trees created
-    by a first write (Q5). ``rng`` (``random.random`` by default) feeds ``random()``.
+    by a first write (the reference always uses 16 and lazy). ``rng`` (``random.random``
+    by default) feeds ``random()``.
     ``stale=`` is accepted for parity; without queued mode every read is current.
     ``notify=True``: every write also publishes the tree's new version on
     :meth:`channel` (same slot as the tree).
@@ -230,7 +233,8 @@ class Aggregate(Generic[K]):
         stale: bool = False,
     ) -> int:
         """Items before ``(key, id)`` (asc) or after it (desc) inside the bounds; only
-        the bound on the counting side is used (Q4)."""
+        the bound on the counting side is used (the other one is ignored, as in the
+        reference)."""
         desc = check_order(order)
         lo, hi = encode_bounds(bounds)
         if desc:
@@ -277,7 +281,8 @@ class Aggregate(Generic[K]):
     async def random(
         self, *, bounds: Bounds | None = None, namespace: Namespace = None, stale: bool = False
     ) -> Item[K] | None:
-        """A uniform pick inside the bounds (one atomic script, Q6); ``None`` if empty."""
+        """A uniform pick inside the bounds (count and pick in one atomic script, so the
+        pick cannot fall outside a range that shrank meanwhile); ``None`` if empty."""
         r = float(self._rng())
         if not 0.0 <= r < 1.0:
             raise ConfigError(f"rng must return a float in [0, 1), got {r!r}")

@@ -14,7 +14,8 @@ Namespace: TypeAlias = Any
 K = TypeVar("K")
 Order = Literal["asc", "desc"]
 
-SAME: Any = ...  # new_namespace default: stay in the current namespace (Q8)
+# new_namespace default of replace: stay in the current namespace (not the default partition)
+SAME: Any = ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,5 @@
-"""Admin routes of the aggregate (spec §7.12), behind the bearer token."""
+"""Admin routes of the aggregate behind the bearer token: listing, stats, shape,
+count/sum over bounds, at, pages, dump, validate, clear and the HTTP error statuses."""
 
 from __future__ import annotations
 
