@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ..errors import ConfigError
 from . import keys as ak
-from .protocol import check_sum, no_queue
+from .protocol import check_chunk, check_sum, no_queue
 from .tree import Aggregate
 from .types import SAME, K, Namespace
 
@@ -92,10 +93,15 @@ class DirectAggregate(Aggregate[K]):
     ) -> None:
         """Insert many items, ``chunk`` per script (each chunk sorted, all or nothing).
         A duplicate raises ``KeyExistsError``; earlier chunks stay applied."""
+        check_chunk(chunk)
         ops = []
-        for item in items:
+        for i, item in enumerate(items):
+            if not isinstance(item, tuple | list) or not 2 <= len(item) <= 3:
+                raise ConfigError(
+                    f"items[{i}] must be (key, id) or (key, id, sum_value), got {item!r}"
+                )
             key, id, *rest = item
             ops.append(("i", ak.position(key, ak.check_id(id)), check_sum(rest[0] if rest else 0)))
-        for i in range(0, len(ops), chunk if isinstance(chunk, int) and chunk > 0 else 1):
+        for i in range(0, len(ops), chunk):
             ops[i : i + chunk] = sorted(ops[i : i + chunk], key=lambda o: o[1])
         await self._bulk(namespace, ops, chunk)

@@ -95,9 +95,17 @@ def enc_str(s: str) -> str:
     return STRING + _text(s, "string")
 
 
-def enc(value: Any, what: str = "key") -> str:
+# Lists, tuples and dicts nest at most this deep in a key (a composite key needs a few
+# levels; the limit turns runaway or cyclic values into a KeyEncodingError instead of a
+# RecursionError, and keeps decoding of a forged cursor bounded too).
+MAX_KEY_DEPTH = 100
+
+
+def enc(value: Any, what: str = "key", depth: int = 0) -> str:
     """The encoding of one key value; ``KeyEncodingError`` for anything else than None,
-    bool, int within ±2**53, float, Int64, str, bytes, list/tuple or dict with str keys."""
+    bool, int within ±2**53, float (NaN and ±inf included: they are keys like any other
+    number), Int64, str, bytes, or lists/tuples and dicts with str keys nested at most
+    ``MAX_KEY_DEPTH`` deep. ``depth`` is the nesting level of ``value`` itself."""
     t = type(value)
     if t is float:
         return _float(value)
@@ -118,18 +126,22 @@ def enc(value: Any, what: str = "key") -> str:
         return INT64 + _u64(value.value + _SIGN)
     if isinstance(value, bytes | bytearray | memoryview):
         return BYTES + bytes(value).hex() + END
+    if isinstance(value, list | tuple | dict) and depth >= MAX_KEY_DEPTH:
+        root = re.split(r"[\[.]", what, maxsplit=1)[0]  # "key", not "key[0][0]...[0]"
+        raise KeyEncodingError(
+            f"{root}: lists, tuples and dicts nest more than {MAX_KEY_DEPTH} deep"
+        )
     if isinstance(value, list | tuple):
-        return ARRAY + "".join(enc(v, f"{what}[{i}]") for i, v in enumerate(value)) + END
+        return ARRAY + "".join(enc(v, f"{what}[{i}]", depth + 1) for i, v in enumerate(value)) + END
     if isinstance(value, dict):
-        parts = []
-        for k in sorted(value):
+        for k in value:
             if not isinstance(k, str):
                 raise KeyEncodingError(f"{what}: object keys must be str, got {k!r}")
-            parts.append(enc_str(k) + enc(value[k], f"{what}.{k}"))
+        parts = [enc_str(k) + enc(value[k], f"{what}.{k}", depth + 1) for k in sorted(value)]
         return OBJECT + "".join(parts) + END
     for base in (bool, int, float, str):  # subclasses such as IntEnum or StrEnum
         if isinstance(value, base):
-            return enc(base(value), what)
+            return enc(base(value), what, depth)
     raise KeyEncodingError(f"{what}: cannot use a {t.__name__} as an aggregate key: {value!r}")
 
 
@@ -168,7 +180,7 @@ def _dec_text(s: str, i: int) -> tuple[str, int]:
         i = k + 2
 
 
-def _dec(s: str, i: int) -> tuple[Any, int]:
+def _dec(s: str, i: int, depth: int = 0) -> tuple[Any, int]:
     tag = s[i]
     i += 1
     if tag == FLOAT:
@@ -188,17 +200,19 @@ def _dec(s: str, i: int) -> tuple[Any, int]:
     if tag == BYTES:
         j = s.index(END, i)
         return bytes.fromhex(s[i:j]), j + 1
+    if tag in (ARRAY, OBJECT) and depth >= MAX_KEY_DEPTH:
+        raise ValueError(f"encoded key nested more than {MAX_KEY_DEPTH} deep at offset {i - 1}")
     if tag == ARRAY:
         items = []
         while s[i] != END:
-            v, i = _dec(s, i)
+            v, i = _dec(s, i, depth + 1)
             items.append(v)
         return items, i + 1
     if tag == OBJECT:
         obj = {}
         while s[i] != END:
-            k, i = _dec(s, i)
-            obj[k], i = _dec(s, i)
+            k, i = _dec(s, i, depth + 1)
+            obj[k], i = _dec(s, i, depth + 1)
         return obj, i + 1
     raise ValueError(f"not an encoded key at offset {i - 1}: {s!r}")
 
@@ -232,7 +246,7 @@ def upper(key: Any, inclusive: bool, id: str | None = None) -> str:
 def prefix(values: Any) -> tuple[str, str]:
     if not isinstance(values, list | tuple):
         raise KeyEncodingError(f"prefix must be a list or tuple, got {type(values).__name__}")
-    k1 = ARRAY + "".join(enc(v, f"prefix[{i}]") for i, v in enumerate(values))
+    k1 = ARRAY + "".join(enc(v, f"prefix[{i}]", 1) for i, v in enumerate(values))
     return k1, k1 + HI
 
 

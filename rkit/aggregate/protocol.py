@@ -123,9 +123,44 @@ def check_node_size(m: Any) -> int | None:
 
 
 def check_sum(s: Any) -> str:
-    if isinstance(s, bool) or not isinstance(s, int | float) or not math.isfinite(s):
+    """A sum as ARGV: NaN and infinities are rejected (they would poison every total
+    above the item), as are ints too large for a float."""
+    if isinstance(s, bool) or not isinstance(s, int | float):
         raise ConfigError(f"sum_value must be a finite number, got {s!r}")
-    return repr(float(s))
+    try:
+        f = float(s)
+    except OverflowError:
+        raise ConfigError(
+            "sum_value must be a finite number, got an int too large for a float"
+        ) from None
+    if not math.isfinite(f):
+        raise ConfigError(f"sum_value must be a finite number, got {s!r}")
+    return repr(f)
+
+
+def check_chunk(chunk: Any) -> int:
+    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+        raise ConfigError(f"chunk must be an integer >= 1, got {chunk!r}")
+    return chunk
+
+
+def check_max_nodes(max_nodes: Any) -> int:
+    if isinstance(max_nodes, bool) or not isinstance(max_nodes, int) or max_nodes < 1:
+        raise ConfigError(f"max_nodes must be an integer >= 1, got {max_nodes!r}")
+    return max_nodes
+
+
+def query_part(query: Any, name: str) -> Any:
+    """``query[name]`` of a mapping (``None`` when absent) or ``query.<name>`` of a
+    :class:`Query`/:class:`AtQuery`-like object; ``ConfigError`` when it has none."""
+    if isinstance(query, Mapping):
+        return query.get(name)
+    try:
+        return getattr(query, name)
+    except AttributeError:
+        raise ConfigError(
+            f"a batch query needs {name!r}: pass a Query, an AtQuery or a mapping, got {query!r}"
+        ) from None
 
 
 def no_queue(queued: bool) -> None:

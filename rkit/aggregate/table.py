@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, cast
 
 from ..errors import ConfigError
 from . import keys as ak
-from .protocol import check_sum, no_queue
+from .protocol import check_chunk, check_sum, no_queue
 from .tree import Aggregate
 from .types import Bounds, K, Namespace, Order
 
@@ -158,6 +158,7 @@ class TableAggregate(Aggregate[K], Generic[K, D]):
     ) -> int:
         """Clear the (filtered) namespaces and re-insert every document; returns the
         number of items written. Not atomic across chunks: run it while writes pause."""
+        check_chunk(chunk)
         want = await self._expected(docs)
         keep = namespace_filter or (lambda _ns: True)
         members = {ak.ns_member(ns) for ns in await self.namespaces()} | set(want)

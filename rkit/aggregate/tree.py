@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import random as _random
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Literal, cast
 
@@ -19,6 +19,8 @@ from . import keys as ak
 from .protocol import (
     ERRORS,
     SCRIPTS,
+    check_chunk,
+    check_max_nodes,
     check_node_size,
     check_offset,
     check_order,
@@ -28,6 +30,7 @@ from .protocol import (
     decode_items,
     encode_bounds,
     lazy_arg,
+    query_part,
 )
 from .types import SAME, AtQuery, Bounds, Item, K, Namespace, Order, Page, Query
 
@@ -174,7 +177,7 @@ class Aggregate(Generic[K]):
         for i, q in enumerate(queries):
             if not q:
                 raise ConfigError("You must pass bounds and/or namespace")
-            ns = q.get("namespace") if isinstance(q, Mapping) else q.namespace
+            ns = query_part(q, "namespace")
             tree = self._tree(ns)
             group = groups.setdefault(tree.member, (tree, [], []))
             group[1].append(i)
@@ -190,8 +193,7 @@ class Aggregate(Generic[K]):
 
     @staticmethod
     def _bounds_of(q: Any) -> list[str]:
-        b = q.get("bounds") if isinstance(q, Mapping) else q.bounds
-        return list(encode_bounds(b))
+        return list(encode_bounds(query_part(q, "bounds")))
 
     async def count_batch(self, queries: Sequence[Query], *, stale: bool = False) -> list[int]:
         """Counts of many queries; one snapshot per tree (not across namespaces)."""
@@ -217,8 +219,7 @@ class Aggregate(Generic[K]):
 
     async def at_batch(self, queries: Sequence[AtQuery], *, stale: bool = False) -> list[Item[K]]:
         def encode(q: Any) -> list[str]:
-            off = q.get("offset") if isinstance(q, Mapping) else q.offset
-            return [str(check_offset(off)), *self._bounds_of(q)]
+            return [str(check_offset(query_part(q, "offset"))), *self._bounds_of(q)]
 
         return [decode_item(r[0], r[1]) for r in await self._batch("at", queries, 2, encode)]
 
@@ -283,11 +284,11 @@ class Aggregate(Generic[K]):
     ) -> Item[K] | None:
         """A uniform pick inside the bounds (count and pick in one atomic script, so the
         pick cannot fall outside a range that shrank meanwhile); ``None`` if empty."""
-        r = float(self._rng())
-        if not 0.0 <= r < 1.0:
+        r = self._rng()
+        if isinstance(r, bool) or not isinstance(r, int | float) or not 0.0 <= r < 1.0:
             raise ConfigError(f"rng must return a float in [0, 1), got {r!r}")
         tree = self._tree(namespace)
-        res = await self._run("random", tree.keys, [repr(r), *encode_bounds(bounds)])
+        res = await self._run("random", tree.keys, [repr(float(r)), *encode_bounds(bounds)])
         return decode_item(res[0], res[1]) if res else None
 
     async def paginate(
@@ -361,7 +362,12 @@ class Aggregate(Generic[K]):
         size = check_page_size(page_size)
         if cursor == "endcursor":
             return [], "endcursor", True
-        start = "-inf" if not cursor else f"({int(cursor)}"
+        if cursor is None or cursor == "":
+            start = "-inf"
+        elif isinstance(cursor, str) and cursor.isascii() and cursor.isdigit():
+            start = f"({int(cursor)}"
+        else:
+            raise ConfigError(f"not a namespace cursor of this aggregate: {cursor!r}")
         rows = await self.app.redis.zrangebyscore(
             f"{self._registry}:ns", start, "+inf", start=0, num=size, withscores=True
         )
@@ -477,7 +483,8 @@ class Aggregate(Generic[K]):
         self, namespace: Namespace = None, *, max_nodes: int = 10_000
     ) -> dict[str, Any]:
         """Per level: node count and min/max/mean items per node (debugging)."""
-        r = await self._run("shape", self._tree(namespace).keys, [int(max_nodes)])
+        tree = self._tree(namespace)
+        r = await self._run("shape", tree.keys, [check_max_nodes(max_nodes)])
         levels = [
             {"nodes": r[i], "min_items": r[i + 1], "max_items": r[i + 2], "items": r[i + 3]}
             for i in range(0, len(r) - 1, 4)
@@ -571,8 +578,7 @@ class Aggregate(Generic[K]):
     async def _bulk(
         self, namespace: Namespace, ops: list[tuple[str, str, str]], chunk: int
     ) -> None:
-        if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
-            raise ConfigError(f"chunk must be an integer >= 1, got {chunk!r}")
+        check_chunk(chunk)
         tree = self._tree(namespace)
         head = self._defaults(tree)
         for i in range(0, len(ops), chunk):
