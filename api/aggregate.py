@@ -1,6 +1,6 @@
-"""Admin routes of the aggregate (spec aggregate.md §7.12): list aggregates and their
-trees (namespaces), count/sum/at/page over bounds, inspect a tree's shape, validate,
-clear. Namespaces in URLs are the ``N(ns)`` form (``~`` = the default partition)."""
+"""Admin routes of the aggregate: list aggregates and their trees (namespaces),
+count/sum/at/page over bounds, inspect a tree's shape, validate, clear. Namespaces in
+URLs are the ``N(ns)`` form (``~`` = the default partition)."""
 
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ def _item(it: Item[Any]) -> dict[str, Any]:
 def _value(raw: str, what: str) -> Any:
     try:
         return json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deep to parse
         raise ConfigError(f"{what} must be JSON, got {raw!r}") from None
 
 
@@ -87,10 +87,11 @@ def _bounds(
     )
 
 
-async def _guard(call: Awaitable[Any]) -> Any:
-    """Map aggregate errors onto HTTP statuses (400 / 404 / 409)."""
+async def _guard(call: Callable[[], Awaitable[Any]]) -> Any:
+    """Run ``call`` (parsing of the request's values included) and map aggregate errors
+    onto HTTP statuses (400 / 404 / 409)."""
     try:
-        return await call
+        return await call()
     except OffsetOutOfRange as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from None
     except (KeyExistsError, PendingOperationsError, TreeAlreadyInitialized) as exc:
@@ -140,14 +141,14 @@ def make_router(
     @r.get("/{name}/stats")
     async def stats(name: str, ns: str = "~") -> dict[str, Any]:
         agg = known(name)
-        out: dict[str, Any] = await _guard(agg.stats(_namespace(ns)))
+        out: dict[str, Any] = await _guard(lambda: agg.stats(_namespace(ns)))
         return out
 
     @r.get("/{name}/shape")
     async def shape(name: str, ns: str = "~", max_nodes: int = 10_000) -> dict[str, Any]:
         """Depth and per-level node sizes, for debugging a tree's balance."""
         agg = known(name)
-        out: dict[str, Any] = await _guard(agg.shape(_namespace(ns), max_nodes=max_nodes))
+        out: dict[str, Any] = await _guard(lambda: agg.shape(_namespace(ns), max_nodes=max_nodes))
         return out
 
     def total_route(which: Literal["count", "sum"]) -> Callable[..., Awaitable[dict[str, Any]]]:
@@ -168,7 +169,7 @@ def make_router(
                 read = agg.count if which == "count" else agg.sum
                 return {which: await read(bounds=b, namespace=_namespace(ns))}
 
-            out: dict[str, Any] = await _guard(run())
+            out: dict[str, Any] = await _guard(run)
             return out
 
         return route
@@ -183,7 +184,7 @@ def make_router(
         async def run() -> dict[str, Any]:
             return _item(await agg.at(offset, namespace=_namespace(ns)))
 
-        out: dict[str, Any] = await _guard(run())
+        out: dict[str, Any] = await _guard(run)
         return out
 
     @r.get("/{name}/page")
@@ -202,20 +203,20 @@ def make_router(
             )
             return {"items": [_item(i) for i in p.items], "cursor": p.cursor, "is_done": p.is_done}
 
-        out: dict[str, Any] = await _guard(run())
+        out: dict[str, Any] = await _guard(run)
         return out
 
     @r.get("/{name}/dump")
     async def dump(name: str, ns: str = "~") -> dict[str, str]:
         agg = known(name)
-        text: str = await _guard(agg.dump(_namespace(ns)))
+        text: str = await _guard(lambda: agg.dump(_namespace(ns)))
         return {"dump": text}
 
     @r.post("/{name}/validate")
     async def validate(name: str, ns: str = "~") -> dict[str, Any]:
         agg = known(name)
         try:
-            await _guard(agg.validate(_namespace(ns)))
+            await _guard(lambda: agg.validate(_namespace(ns)))
         except TreeCorrupted as exc:
             return {"ok": False, "error": str(exc)}
         return {"ok": True}
@@ -225,7 +226,9 @@ def make_router(
         agg = known(name)
         b = body or ClearBody()
         await _guard(
-            agg.clear(namespace=b.namespace, max_node_size=b.max_node_size, root_lazy=b.root_lazy)
+            lambda: agg.clear(
+                namespace=b.namespace, max_node_size=b.max_node_size, root_lazy=b.root_lazy
+            )
         )
         return {"cleared": True}
 

@@ -11,8 +11,9 @@ same redis-server, at n = 10**5 and 10**6 items, in one run.
 Ranges span n/100 items, so a client-side sum reads 1 000 then 10 000 members.
 Prints p50 latency at concurrency 1 and throughput at concurrency 50 (medians of
 interleaved rounds), the ratios, bulk-load rate, and Redis memory per item
-(MEMORY USAGE of the tree's keys vs the sorted set). Also runs spec §8.36's checks
-at 10**6. Targets: reads <= 3x, writes <= 6x, sum(range) flat from 10**5 to 10**6.
+(MEMORY USAGE of the tree's keys vs the sorted set). Also checks the tree
+at each size (count, sum, at(n/2), index_of(n-1), height <= 6, validate, a single insert
+afterwards < 5 ms). Targets: reads <= 3x, writes <= 6x, sum(range) flat from 10**5 to 10**6.
 
     python bench/aggregate.py [--sizes 100000,1000000] [--rounds 3]
 """

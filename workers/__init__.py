@@ -16,6 +16,8 @@ from rkit import _arq
 from rkit.errors import ConfigError
 
 if TYPE_CHECKING:
+    from arq.worker import Worker
+
     from rkit.app import App
 
 __all__ = ["create_worker", "run_worker", "worker_settings", "worker_settings_class"]
@@ -44,7 +46,7 @@ def worker_settings_class(app: App, **overrides: Any) -> type:
     return type("WorkerSettings", (), settings)
 
 
-async def create_worker(app: App, *, pump: bool = True, **overrides: Any) -> _arq.Worker:
+async def create_worker(app: App, *, pump: bool = True, **overrides: Any) -> Worker:
     """An arq ``Worker`` bound to ``app`` (its queue connection created here)."""
     return await _arq.create_worker(app, services=pump, **overrides)
 

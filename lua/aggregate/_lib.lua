@@ -1,4 +1,4 @@
--- Aggregate: an order-statistics B-tree (spec aggregate.md §4, §7.3-§7.6).
+-- Aggregate: an order-statistics B-tree (every node stores its subtree's count and sum).
 --
 -- One tree = two keys sharing one hash tag: KEYS T:m (meta hash) and T:n (node hash,
 -- field = node id, value = encoded node). Every node lives in T:n, so a script
@@ -343,7 +343,7 @@ local function agg_run(fn)
   error(res, 0)
 end
 
--- -- insert (§4.4) ------------------------------------------------------------------------
+-- -- insert ------------------------------------------------------------------------------
 
 local function agg_split(t, node)
   local half = t.M / 2
@@ -413,7 +413,7 @@ local function agg_insert(t, pos, s)
   end
 end
 
--- -- delete (§4.5) ------------------------------------------------------------------------
+-- -- delete ------------------------------------------------------------------------------
 
 local function agg_max_item(t, node)
   while not node.leaf do node = agg_loadw(t, node.c[#node.c]) end
@@ -541,7 +541,7 @@ local function agg_delete(t, pos, if_exists)
   return res
 end
 
--- -- reads (§4.6-§4.9) ----------------------------------------------------------------------
+-- -- reads: range count/sum, at, page --------------------------------------------------------
 
 -- (count, sum) of the items strictly between lo and hi (nil = unbounded) under node.
 local function agg_range_in(t, node, lo, hi, want_sum)

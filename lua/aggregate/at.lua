@@ -1,4 +1,4 @@
--- at: the item at an offset (negative = from the end) inside (lo, hi) (§4.7), for
+-- at: the item at an offset (negative = from the end) inside (lo, hi), for
 -- one or more queries in one snapshot. KEYS T:m, T:n
 -- ARGV: offset_1, lo_1, hi_1, ... Reply: pos_1, sum_1, ... or AGG_OUT_OF_RANGE.
 local t = agg_open(KEYS[1], KEYS[2])

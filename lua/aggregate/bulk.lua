@@ -1,4 +1,5 @@
--- bulk: many writes to one tree in one step, each dirty node written once (§7.8).
+-- bulk: many writes to one tree in one step, each dirty node written once
+-- (the caller sorts and chunks the operations so one call stays short).
 -- KEYS T:m, T:n
 -- ARGV: default M, default lazy, now, ns, notify, then triples op, pos, sum with op
 --   "i" insert | "d" delete | "x" delete if exists | "u" upsert (delete if exists + insert)

@@ -1,4 +1,5 @@
--- clear: drop every item and start an empty tree (§3.3). The node hash is UNLINKed
+-- clear: drop every item and start an empty tree; settings not given keep the old
+-- tree's (or the defaults for a new tree). The node hash is UNLINKed
 -- (O(1) here, freed by Redis in the background). KEYS T:m, T:n
 -- ARGV: M or "" (keep), lazy or "" (keep), now, ns, notify, default M, default lazy
 -- Reply: 2 when the tree did not exist before, else 1.

@@ -1,4 +1,4 @@
--- delete: remove one item (§4.5). KEYS T:m, T:n
+-- delete: remove one item. KEYS T:m, T:n
 -- ARGV: notify, pos, if_exists (0/1)
 -- Reply: the removed item's sum ("%.17g"), "" when absent and if_exists, or
 -- DELETE_MISSING_KEY.

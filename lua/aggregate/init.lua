@@ -1,4 +1,4 @@
--- init: create an empty tree with settings (§3.6). KEYS T:m, T:n
+-- init: create an empty tree with settings. KEYS T:m, T:n
 -- ARGV: M, lazy, now, ns. Reply: 2 created, or AGG_TREE_EXISTS.
 local t = agg_open(KEYS[1], KEYS[2])
 return agg_run(function()

@@ -1,4 +1,4 @@
--- insert: add one item (§4.4). KEYS T:m, T:n
+-- insert: add one item. KEYS T:m, T:n
 -- ARGV: default M, default lazy, now, ns, notify, pos, sum
 -- Reply: 2 when this write created the tree, else 1; AGG_KEY_EXISTS on a duplicate.
 local t = agg_open(KEYS[1], KEYS[2])

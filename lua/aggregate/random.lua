@@ -1,4 +1,5 @@
--- random: a uniform pick inside (lo, hi) in one snapshot (Q6). KEYS T:m, T:n
+-- random: a uniform pick inside (lo, hi) in one snapshot (count and
+-- pick in one script, so the pick cannot miss a range that shrank). KEYS T:m, T:n
 -- ARGV: r in [0, 1) drawn by the caller, lo, hi. Reply: {pos, sum} or {} when empty.
 local t = agg_open(KEYS[1], KEYS[2])
 return agg_run(function()

@@ -1,4 +1,4 @@
--- range: count and sum of the items strictly between lo and hi (§4.6), for one or
+-- range: count and sum of the items strictly between lo and hi, for one or
 -- more (lo, hi) pairs read in one snapshot. KEYS T:m, T:n
 -- ARGV: lo_1, hi_1, lo_2, hi_2, ... ("" = unbounded)
 -- Reply: count_1, sum_1 ("%.17g"), count_2, sum_2, ...

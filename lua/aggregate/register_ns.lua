@@ -1,4 +1,5 @@
--- register_ns: remember a namespace in creation order (§7.7; idempotent).
+-- register_ns: remember a namespace in creation order (idempotent: a member
+-- already listed keeps its place; called after the write that created the tree).
 -- KEYS registry ZSET, sequence counter. ARGV: member, ...
 -- Reply: number of members added.
 local added = 0

@@ -1,5 +1,5 @@
 -- replace: delete the old position and insert the new one, possibly into another
--- tree of the same slot, in one step (§4.11). KEYS old T:m, T:n, new T:m, T:n
+-- tree of the same slot, in one step. KEYS old T:m, T:n, new T:m, T:n
 -- (the same pair when the namespace is unchanged).
 -- ARGV: default M, default lazy, now, new ns, notify, old pos, new pos, sum,
 --       mode ("strict": old must exist; "or_insert": delete old if present;

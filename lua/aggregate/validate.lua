@@ -1,5 +1,7 @@
--- validate: check every invariant of §2.5 over the whole tree (O(n): an admin and
--- test tool). KEYS T:m, T:n. Reply: "OK" or the first violation found.
+-- validate: check every B-tree invariant over the whole tree (O(n): an admin and test
+-- tool): every non-root node holds M/2..M items (the root 0..M); an internal node with
+-- c items has c + 1 children; items strictly increase and lie between the parent's
+-- separators; all leaves are at one depth; stored counts and sums equal the subtree's. KEYS T:m, T:n. Reply: "OK" or the first violation found.
 local t = agg_open(KEYS[1], KEYS[2])
 local half = t.M / 2
 local leaf_depth = nil

@@ -1,4 +1,5 @@
-"""Admin routes of the aggregate (spec §7.12), behind the bearer token."""
+"""Admin routes of the aggregate behind the bearer token: listing, stats, shape,
+count/sum over bounds, at, pages, dump, validate, clear and the HTTP error statuses."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 from rkit.api import create_api
 
 from rkit import App
+from rkit import keys as keyparts
 from rkit.aggregate import DirectAggregate, Int64, ns_member
 
 AUTH = {"Authorization": "Bearer tok"}
@@ -100,3 +102,32 @@ async def test_at_page_dump_validate_clear(
     r = await client.post("/aggregates/board/clear", json={"namespace": "g"}, headers=AUTH)
     assert r.json() == {"cleared": True}
     assert await board.count(namespace="g") == 0 and await board.count() == 20
+
+
+async def test_a_bad_ns_is_a_400_on_every_route(
+    client: httpx.AsyncClient, board: DirectAggregate[object]
+) -> None:
+    """Not base64url, not a namespace's encoding, empty, or an encoding nested too deep."""
+    for route in ["stats", "shape", "dump", "validate", "count", "sum", "at/0", "page"]:
+        for ns in ["!!", "AAAA", "", keyparts.encode("\x0a" * 5000)]:
+            send = client.post if route == "validate" else client.get
+            r = await send(f"/aggregates/board/{route}", params={"ns": ns}, headers=AUTH)
+            assert r.status_code == 400, (route, ns, r.text)
+            assert "ns must be the N(ns) form of a namespace" in r.json()["detail"]
+
+
+async def test_bad_bounds_and_settings_are_400s(
+    client: httpx.AsyncClient, board: DirectAggregate[object]
+) -> None:
+    too_deep_to_parse = "[" * 5000 + "]" * 5000
+    too_deep_a_key = "[" * 150 + "]" * 150
+    for params in [
+        {"eq": too_deep_to_parse},
+        {"lower": too_deep_a_key},
+        {"prefix": f"[{too_deep_a_key}]"},
+    ]:
+        r = await client.get("/aggregates/board/count", params=params, headers=AUTH)
+        assert r.status_code == 400, (params, r.text)
+    r = await client.get("/aggregates/board/shape", params={"max_nodes": 0}, headers=AUTH)
+    assert r.status_code == 400 and "max_nodes" in r.json()["detail"]
+    assert await board.count() == 20

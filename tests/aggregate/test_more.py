@@ -1,6 +1,7 @@
-"""Beyond §8: codec round trips on every backend, bad input writes nothing, restart,
-100 concurrent writers, Cluster slots, hash_tag mode, notify, registry repair,
-TableAggregate rebuild/verify, dump/shape, and the scale scenarios (§8.36-37)."""
+"""Beyond the acceptance scenarios: codec round trips on every backend, bad input
+writes nothing, restart, 100 concurrent writers, Cluster slots, hash_tag mode, notify,
+registry repair, TableAggregate rebuild/verify, dump/shape, and scale (1 000 000
+items in bench/aggregate.py; 200 000 on real Redis and 50 000 on fakeredis here)."""
 
 from __future__ import annotations
 
@@ -18,8 +19,9 @@ from hypothesis import strategies as st
 from redis.crc import key_slot
 
 from rkit import App
-from rkit import _aggkeys as ak
 from rkit.aggregate import Bound, DirectAggregate, Eq, Int64, Item, Range, TableAggregate
+from rkit.aggregate import keys as ak
+from rkit.aggregate import tree as agg_tree
 from rkit.errors import ConfigError, InvalidNodeSize, KeyEncodingError, TreeAlreadyInitialized
 
 from .test_properties import sk, values
@@ -28,7 +30,8 @@ ODD_SUMS = [0.1 + 0.2, 1 / 3, -0.0, 5e-324, 1.7976931348623157e308, -2.5e-300, 2
 
 
 async def test_codec_round_trip_on_backend(app: App) -> None:
-    """§7.5: odd bytes in keys and ids and extreme doubles survive exactly."""
+    """Odd bytes in keys and ids (NUL, 0xFF, ``:``, ``|``) and extreme doubles survive
+    the node codec exactly on every backend."""
     agg: DirectAggregate[Any] = DirectAggregate(app, "codec")
     rnd = random.Random(5)
     keys: list[Any] = []
@@ -61,7 +64,8 @@ async def test_codec_round_trip_on_backend(app: App) -> None:
 @settings(max_examples=300, deadline=None)
 @given(st.lists(values, min_size=2, max_size=6))
 def test_encoding_order_matches_the_total_order(vs: list[Any]) -> None:
-    """§4.1/§7.4: str order of encodings = the reference comparator's order."""
+    """str order of encodings = the keys' total order (the independent ``sk``), and
+    byte order = str order, which is how Lua compares them."""
     enc = [ak.enc(v) for v in vs]
     for a, ea in zip(vs, enc, strict=True):
         assert sk(ak.decode(ea)) == sk(a)
@@ -278,9 +282,7 @@ async def test_dump_shape_and_stats(app: App) -> None:
 
 
 async def test_large_pages_take_several_calls(app: App, monkeypatch: pytest.MonkeyPatch) -> None:
-    from rkit import aggregate
-
-    monkeypatch.setattr(aggregate, "PAGE_LIMIT", 7)
+    monkeypatch.setattr(agg_tree, "PAGE_LIMIT", 7)
     agg: DirectAggregate[int] = DirectAggregate(app, "pages")
     await agg.insert_many([(k, "i", 1.0) for k in range(30)])
     page = await agg.paginate(page_size=20)
@@ -312,7 +314,8 @@ async def test_37_scale_fakeredis_smoke() -> None:
 
 @pytest.mark.slow
 async def test_36_scale_real_redis(redis_url: str) -> None:
-    """§8.36 at n = 200 000 to keep the suite short; ``bench/aggregate.py`` runs the
+    """The scale checks (count, sum, at, index_of, height, validate, a fast single
+    insert) at n = 200 000 to keep the suite short; ``bench/aggregate.py`` runs the
     same checks at 10**6 (height <= 6 there; <= 5 here)."""
     app = App(redis_url)
     agg: DirectAggregate[int] = DirectAggregate(app, "scale")

@@ -1,4 +1,4 @@
-"""§8.27: a hypothesis state machine drives random inserts, deletes, replaces and
+"""A hypothesis state machine drives random inserts, deletes, replaces and
 queries against both the aggregate and a naive sorted list, on fakeredis and on a
 real redis-server; every answer and every error must agree."""
 
@@ -28,7 +28,8 @@ from .._servers import Server
 
 
 def sk(v: Any) -> tuple[Any, ...]:
-    """An independent Python sort key for the §4.1 total order."""
+    """An independent Python sort key for the keys' total order: null < Int64 < float <
+    NaN < bool < str < bytes < list < dict."""
     if v is None:
         return (1,)
     if isinstance(v, Int64):

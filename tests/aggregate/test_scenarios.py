@@ -1,5 +1,6 @@
-"""spec/aggregate.md §8: every acceptance scenario on fakeredis, real Redis and a
-3-node Cluster (the ``app`` fixture is parametrised over the three; §8.35)."""
+"""The aggregate's acceptance scenarios (numbered as test_<n>_...) on fakeredis, real
+Redis and a 3-node Cluster: the ``app`` fixture is parametrised over the three, so every
+scenario must pass unchanged on each."""
 
 from __future__ import annotations
 

@@ -1,8 +1,12 @@
-"""Order-preserving ("memcomparable") encoding of aggregate keys (spec aggregate.md §7.4).
+"""Order-preserving ("memcomparable") encoding of aggregate keys, bounds, namespaces
+and cursors, so that Lua can order items by comparing strings.
 
 ``encode(a) < encode(b)`` (as ``str``, i.e. by code point = by UTF-8 byte, which is
-how the Lua comparator sees them) exactly when ``a < b`` in the total order of §4.1:
+how the Lua comparator sees them) exactly when ``a < b`` in the keys' total order:
 null < int64 < float64 < NaN < false < true < string < bytes < array < object.
+Numbers compare numerically (``-0.0 == 0.0``, ``-inf`` lowest, ``inf`` highest), all
+NaNs are equal, strings by code point, bytes byte by byte, arrays element by element
+(a proper prefix first), objects as their ``(name, value)`` pairs sorted by name.
 
 Every encoded string is valid UTF-8 (control characters, ASCII and the user's own
 string text), so it crosses redis-py with ``decode_responses=True`` unchanged.
@@ -12,12 +16,15 @@ Fixed-width numbers use an order-preserving 64-letter alphabet (11 characters pe
 
 from __future__ import annotations
 
+import base64
 import math
+import re
 import struct
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import KeyEncodingError
+from .. import keys as keyparts
+from ..errors import ConfigError, KeyEncodingError
 
 NULL, INT64, FLOAT, NAN, FALSE, TRUE, STRING, BYTES, ARRAY, OBJECT = (
     chr(c) for c in range(0x02, 0x0C)
@@ -38,7 +45,7 @@ _ESCAPE = str.maketrans({"\x01": "\x01\x02", "\x00": "\x01\x01"})
 
 @dataclass(frozen=True, slots=True, order=True)
 class Int64:
-    """An explicit 64-bit integer key: sorts before every float (rank 2, §4.1)."""
+    """An explicit 64-bit integer key: sorts before every float, whatever its magnitude."""
 
     value: int
 
@@ -70,7 +77,7 @@ def _float(x: float) -> str:
     if x != x:
         return NAN
     if x == 0.0:
-        x = 0.0  # -0.0 == 0.0 (Q2)
+        x = 0.0  # -0.0 and 0.0 are the same key (the sign is not kept)
     bits = struct.unpack(">Q", struct.pack(">d", x))[0]
     bits = bits ^ _ALL if bits & _SIGN else bits | _SIGN
     return FLOAT + _u64(bits)
@@ -88,8 +95,17 @@ def enc_str(s: str) -> str:
     return STRING + _text(s, "string")
 
 
-def enc(value: Any, what: str = "key") -> str:
-    """The encoding of one key value; ``KeyEncodingError`` for anything outside §7.4."""
+# Lists, tuples and dicts nest at most this deep in a key (a composite key needs a few
+# levels; the limit turns runaway or cyclic values into a KeyEncodingError instead of a
+# RecursionError, and keeps decoding of a forged cursor bounded too).
+MAX_KEY_DEPTH = 100
+
+
+def enc(value: Any, what: str = "key", depth: int = 0) -> str:
+    """The encoding of one key value; ``KeyEncodingError`` for anything else than None,
+    bool, int within ±2**53, float (NaN and ±inf included: they are keys like any other
+    number), Int64, str, bytes, or lists/tuples and dicts with str keys nested at most
+    ``MAX_KEY_DEPTH`` deep. ``depth`` is the nesting level of ``value`` itself."""
     t = type(value)
     if t is float:
         return _float(value)
@@ -110,18 +126,22 @@ def enc(value: Any, what: str = "key") -> str:
         return INT64 + _u64(value.value + _SIGN)
     if isinstance(value, bytes | bytearray | memoryview):
         return BYTES + bytes(value).hex() + END
+    if isinstance(value, list | tuple | dict) and depth >= MAX_KEY_DEPTH:
+        root = re.split(r"[\[.]", what, maxsplit=1)[0]  # "key", not "key[0][0]...[0]"
+        raise KeyEncodingError(
+            f"{root}: lists, tuples and dicts nest more than {MAX_KEY_DEPTH} deep"
+        )
     if isinstance(value, list | tuple):
-        return ARRAY + "".join(enc(v, f"{what}[{i}]") for i, v in enumerate(value)) + END
+        return ARRAY + "".join(enc(v, f"{what}[{i}]", depth + 1) for i, v in enumerate(value)) + END
     if isinstance(value, dict):
-        parts = []
-        for k in sorted(value):
+        for k in value:
             if not isinstance(k, str):
                 raise KeyEncodingError(f"{what}: object keys must be str, got {k!r}")
-            parts.append(enc_str(k) + enc(value[k], f"{what}.{k}"))
+        parts = [enc_str(k) + enc(value[k], f"{what}.{k}", depth + 1) for k in sorted(value)]
         return OBJECT + "".join(parts) + END
     for base in (bool, int, float, str):  # subclasses such as IntEnum or StrEnum
         if isinstance(value, base):
-            return enc(base(value), what)
+            return enc(base(value), what, depth)
     raise KeyEncodingError(f"{what}: cannot use a {t.__name__} as an aggregate key: {value!r}")
 
 
@@ -160,7 +180,7 @@ def _dec_text(s: str, i: int) -> tuple[str, int]:
         i = k + 2
 
 
-def _dec(s: str, i: int) -> tuple[Any, int]:
+def _dec(s: str, i: int, depth: int = 0) -> tuple[Any, int]:
     tag = s[i]
     i += 1
     if tag == FLOAT:
@@ -180,17 +200,19 @@ def _dec(s: str, i: int) -> tuple[Any, int]:
     if tag == BYTES:
         j = s.index(END, i)
         return bytes.fromhex(s[i:j]), j + 1
+    if tag in (ARRAY, OBJECT) and depth >= MAX_KEY_DEPTH:
+        raise ValueError(f"encoded key nested more than {MAX_KEY_DEPTH} deep at offset {i - 1}")
     if tag == ARRAY:
         items = []
         while s[i] != END:
-            v, i = _dec(s, i)
+            v, i = _dec(s, i, depth + 1)
             items.append(v)
         return items, i + 1
     if tag == OBJECT:
         obj = {}
         while s[i] != END:
-            k, i = _dec(s, i)
-            obj[k], i = _dec(s, i)
+            k, i = _dec(s, i, depth + 1)
+            obj[k], i = _dec(s, i, depth + 1)
         return obj, i + 1
     raise ValueError(f"not an encoded key at offset {i - 1}: {s!r}")
 
@@ -207,7 +229,8 @@ def decode_position(pos: str) -> tuple[Any, str]:
     return key, id
 
 
-# -- bounds (§4.2, §7.4): exclusive lower/upper strings, "" = unbounded ----------------------
+# -- bounds: exclusive lower/upper strings, "" = unbounded; LO/HI put a bound just before
+# -- or just after every position that starts with the same key (and id) -------------------
 
 
 def lower(key: Any, inclusive: bool, id: str | None = None) -> str:
@@ -223,5 +246,36 @@ def upper(key: Any, inclusive: bool, id: str | None = None) -> str:
 def prefix(values: Any) -> tuple[str, str]:
     if not isinstance(values, list | tuple):
         raise KeyEncodingError(f"prefix must be a list or tuple, got {type(values).__name__}")
-    k1 = ARRAY + "".join(enc(v, f"prefix[{i}]") for i, v in enumerate(values))
+    k1 = ARRAY + "".join(enc(v, f"prefix[{i}]", 1) for i, v in enumerate(values))
     return k1, k1 + HI
+
+
+# -- namespaces and cursors ---------------------------------------------------------------
+
+
+def ns_member(namespace: Any) -> str:
+    """``N(ns)``: the URL/registry form of a namespace (``~`` = default partition)."""
+    return keyparts.encode(None if namespace is None else enc(namespace, "namespace"))
+
+
+def ns_from_member(member: str) -> Any:
+    raw = keyparts.decode(member)
+    return None if raw is None else decode(raw)
+
+
+_CURSOR_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def encode_cursor(pos: str) -> str:
+    return base64.urlsafe_b64encode(pos.encode("utf-8")).rstrip(b"=").decode("ascii")
+
+
+def decode_cursor(cursor: str) -> str:
+    try:
+        if not isinstance(cursor, str) or not _CURSOR_RE.match(cursor):
+            raise ValueError(cursor)
+        pos = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("utf-8")
+        decode_position(pos)
+        return pos
+    except (ValueError, IndexError, KeyError):
+        raise ConfigError(f"not a cursor of this aggregate: {cursor!r}") from None
