@@ -9,7 +9,9 @@ instant; only execution counted). Every variant does one ``INCR`` per job (bare
 arq: in the job; workpool and retrier: in the ``on_complete`` callback), which is
 how completion is observed.
 Latency is measured at idle (one job at a time): the job records
-``start - enqueue`` from the enqueuer's timestamp.
+``start - enqueue`` from the enqueuer's timestamp. Retry start lag: a job that
+fails once with a 100 ms backoff; lag = second start - the retry's due time (the
+item's ``due``), one at a time at idle.
 
     python bench/workpool.py [--jobs 2000] [--workers 2] [--max-jobs 10] [--rounds 3]
 """
@@ -34,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from ratelimit import start_redis
 
-from rkit import App, Workpool
+from rkit import App, RetryBehavior, Workpool
 from rkit.retrier import ActionRetrier
 
 SERVICE = """
@@ -46,6 +48,14 @@ from rkit.retrier import ActionRetrier
 app = App(namespace="bench")
 pool = Workpool(app, "bench")
 retrier = ActionRetrier(app, namespace="bench")
+lag_pool = Workpool(app, "lag", keep_result_ms=600_000)
+
+
+@app.action(name="fail_once")
+async def fail_once(k: str) -> None:
+    if await app.redis.hincrby("bench:tries", k, 1) == 1:
+        raise RuntimeError("the first attempt fails")
+    await app.redis.hset("bench:second", k, repr(time.time()))
 
 
 @app.action(name="noop")
@@ -73,7 +83,37 @@ def build_app(url: str) -> tuple[App, Workpool, ActionRetrier]:
     async def count(*args: object, **kwargs: object) -> None:
         raise AssertionError
 
+    @app.action(name="fail_once")
+    async def fail_once(k: str) -> None:
+        raise AssertionError
+
     return app, Workpool(app, "bench"), ActionRetrier(app, namespace="bench")
+
+
+async def retry_lag(url: str, samples: int) -> list[float]:
+    """ms from a retry's due time (100 ms backoff) to its start, at idle."""
+    app, _, _ = build_app(url)
+    lag = Workpool(app, "lag", keep_result_ms=600_000)
+    r = app.redis
+    await r.delete("bench:tries", "bench:second")
+    once = RetryBehavior(max_attempts=2, initial_backoff_ms=100, base=1)
+    out: list[float] = []
+    try:
+        for i in range(samples):
+            wid = await lag.enqueue("fail_once", {"k": str(i)}, retry=once)
+            second = None
+            for _ in range(5000):  # 10 s at most
+                if (second := await r.hget("bench:second", str(i))) is not None:
+                    break
+                await asyncio.sleep(0.002)
+            assert second is not None, "retry never ran"
+            item = await lag.item(wid)
+            assert item is not None
+            out.append(float(second) * 1000 - float(item["due"]))
+            await asyncio.sleep(0.05)
+        return out
+    finally:
+        await app.aclose()
 
 
 async def wait_done(r: aioredis.Redis, n: int, timeout: float = 120.0) -> None:
@@ -209,6 +249,7 @@ async def main(args: argparse.Namespace, url: str, workers: list[subprocess.Pope
                 tput[v].append(await throughput(v, url, args.jobs, cap))
                 dr[v].append(await drain(v, url, args.jobs, cap))
         lat = {v: await latency(v, url, args.samples, cap) for v in variants}
+        lags = await retry_lag(url, args.retry_samples)
     finally:
         for w in workers:
             w.send_signal(signal.SIGTERM)
@@ -235,6 +276,10 @@ async def main(args: argparse.Namespace, url: str, workers: list[subprocess.Pope
             f"{pct(lat[v], 50):8.1f}ms {pct(lat[v], 99):8.1f}ms"
         )
     print(
+        f"retry start lag (100 ms backoff, {len(lags)} samples): "
+        f"p50 {pct(lags, 50):.1f} ms, p99 {pct(lags, 99):.1f} ms"
+    )
+    print(
         "jobs/s: enqueue of all jobs to last completion; drain/s: from the moment all "
         "jobs are due (enqueue excluded); start: enqueue -> job start at idle"
     )
@@ -247,6 +292,7 @@ if __name__ == "__main__":
     ap.add_argument("--max-jobs", type=int, default=10)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--samples", type=int, default=200)
+    ap.add_argument("--retry-samples", type=int, default=50)
     ap.add_argument("--redis-url")
     args = ap.parse_args()
     url, proc = (args.redis_url, None) if args.redis_url else start_redis()

@@ -4,6 +4,7 @@ the plumbing to the scripts and the transport. One script per state change, in
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import random
@@ -398,11 +399,19 @@ class Workpool:
         if isinstance(args_list, Mapping | str | bytes):
             raise TypeError("args_list must be a sequence of argument mappings")
         encoded: list[str] = []
+        signature = _signature(self.app.get_action(fn_name).fn)
         for args in args_list:
             if not isinstance(args, Mapping):
                 raise TypeError(f"arguments of function {label} must be a mapping of keyword args")
             if not all(isinstance(k, str) for k in args):
                 raise TypeError(f"arguments of function {label} must have str keys")
+            if signature is not None:
+                try:
+                    signature.bind(**args)
+                except TypeError as exc:  # the call could never start: refuse it now
+                    raise ConfigError(
+                        f"arguments of function {label} do not fit it: {exc}"
+                    ) from None
             a = codec.dumps(dict(args), what=f"arguments of function {label}")
             size = len(a.encode("utf-8"))
             if size > self.max_args_bytes:
@@ -705,6 +714,13 @@ class Workpool:
             return self.app.action(name=name)(on_complete)
 
         return register
+
+
+def _signature(fn: Callable[..., Any]) -> inspect.Signature | None:
+    try:
+        return inspect.signature(fn)
+    except (TypeError, ValueError):  # builtins or callables without one: not checked
+        return None
 
 
 async def _job_handler(app: App, kind: str, name: str, work_id: str, token: str) -> None:

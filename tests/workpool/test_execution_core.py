@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 from arq.constants import in_progress_key_prefix, job_key_prefix
 
-from rkit import App, CallbackPending, TestClock
+from rkit import App, CallbackPending, ConfigError, TestClock
 from rkit.retrier import ActionRetrier, RunFailed
 from rkit.testing import background_worker, run_until_idle
-from rkit.workpool import Canceled, OnCompleteArgs, RetryBehavior, Success, Workpool
+from rkit.workpool import Canceled, Failed, OnCompleteArgs, RetryBehavior, Success, Workpool
 
 from ..conftest import make_app
 
@@ -305,3 +305,41 @@ async def test_num_failures_of_a_spent_run_is_max_failures(app: App) -> None:
     d = await r.details(rid)
     assert isinstance(d.result, RunFailed)
     assert d.num_failures == 2
+
+
+# -- a call that cannot start ------------------------------------------------------------
+
+
+async def test_arguments_that_do_not_fit_the_function_are_refused_at_enqueue(app: App) -> None:
+    @app.action(name="send_email")
+    async def send_email(to: str, subject: str = "") -> None:
+        raise AssertionError("never called")
+
+    p = Workpool(app, "fit")
+    before = await app.redis.dbsize()
+    with pytest.raises(ConfigError, match="do not fit"):
+        await p.enqueue("send_email", {"too": "x"})
+    with pytest.raises(ConfigError, match="do not fit"):
+        await p.enqueue_batch("send_email", [{"to": "a"}, {"subject": "no to"}])
+    assert await app.redis.dbsize() == before  # nothing written
+
+
+async def test_a_call_that_raises_before_its_body_is_the_attempts_failure(app: App) -> None:
+    """An action whose call itself raises (here a signature changed after enqueue)
+    fails its attempt with that error and frees its slot (no lease-expiry loss)."""
+    p = Workpool(app, "fit", keep_result_ms=60_000)
+
+    @app.action(name="greet")
+    async def greet(name: str) -> str:
+        return name
+
+    wid = await p.enqueue("greet", {"name": "x"})
+    app.actions["greet"] = type(app.actions["greet"])("greet", _no_args)  # a new deploy
+    await run_until_idle(app)
+    result = await p.get_result(wid)
+    assert isinstance(result, Failed) and "unexpected keyword argument" in result.error
+    assert (await p.diagnostics()).running == 0
+
+
+async def _no_args() -> None:
+    raise AssertionError("never called")
