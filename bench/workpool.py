@@ -224,7 +224,8 @@ def pct(xs: list[float], p: float) -> float:
 def start_workers(url: str, n: int, max_jobs: int) -> list[subprocess.Popen[bytes]]:
     tmp = Path(tempfile.mkdtemp())
     (tmp / "bench_svc.py").write_text(SERVICE)
-    env = {**os.environ, "RKIT_REDIS_URL": url, "PYTHONPATH": str(tmp)}
+    path = os.pathsep.join([str(tmp), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "RKIT_REDIS_URL": url, "PYTHONPATH": path}
     cmd = [sys.executable, "-m", "rkit.cli", "worker", "bench_svc:app"]
     cmd += ["--max-jobs", str(max_jobs)]
     return [

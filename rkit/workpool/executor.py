@@ -33,9 +33,30 @@ if TYPE_CHECKING:
 logger = logging.getLogger("rkit.workpool")
 
 
+MAX_INFLIGHT_CALLBACKS = 16
+"""Callbacks of a chain delivered concurrently with the next items (at most)."""
+
+
 async def run_dispatched(pool: Workpool, work_id: str, token: str) -> None:
     """The arq job: begin the dispatched attempt (fenced), run it, and run the
-    items its completion hands to this worker (no queue poll between them)."""
+    items its completion hands to this worker (no queue poll between them). Each
+    finished item's ``on_complete`` is delivered concurrently with the next item, so
+    a chain's critical path is complete -> begin -> body."""
+    callbacks: set[asyncio.Task[None]] = set()
+    try:
+        await _run_chain(pool, work_id, token, callbacks)
+    except BaseException:
+        for task in callbacks:  # shutdown: undelivered callbacks stay in the outbox
+            task.cancel()
+        raise
+    finally:
+        if callbacks:
+            await asyncio.gather(*callbacks, return_exceptions=True)
+
+
+async def _run_chain(
+    pool: Workpool, work_id: str, token: str, callbacks: set[asyncio.Task[None]]
+) -> None:
     rt = _runtime(pool.app)
     t0 = time.monotonic()
     item: tuple[str, str] | None = (work_id, token)
@@ -45,11 +66,7 @@ async def run_dispatched(pool: Workpool, work_id: str, token: str) -> None:
         reply = await pool._call("begin", wid, tok, rt.worker_id)
         if _s(reply[0]) != "OK":
             logger.debug(
-                "stale delivery of %s token %s in pool %s (%s)",
-                wid,
-                tok,
-                pool.name,
-                _s(reply[1]),
+                "stale delivery of %s token %s in pool %s (%s)", wid, tok, pool.name, _s(reply[1])
             )
             return
         fn_name, args_s, tmo = (_s(x) for x in reply[1:4])
@@ -95,7 +112,12 @@ async def run_dispatched(pool: Workpool, work_id: str, token: str) -> None:
                 if final == "failed"
                 else Canceled()
             )
-            await pool._deliver(wid, _s(result[1]), _s(result[2]), res)
+            if len(callbacks) >= MAX_INFLIGHT_CALLBACKS:
+                _, pending = await asyncio.wait(callbacks, return_when=asyncio.FIRST_COMPLETED)
+                callbacks.intersection_update(pending)
+            task = asyncio.ensure_future(pool._deliver(wid, _s(result[1]), _s(result[2]), res))
+            callbacks.add(task)
+            task.add_done_callback(callbacks.discard)
 
 
 async def execute(

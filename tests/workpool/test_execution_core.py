@@ -213,13 +213,14 @@ async def test_cancel_of_a_dispatched_item_prevents_its_run(queue_app: App) -> N
     assert results == [Canceled()]
 
 
-async def test_cancel_of_a_chained_item_prevents_its_run(queue_app: App) -> None:
-    """A completion hands the next item to the same worker; a cancel that lands
-    before that worker begins it (here: while the first item's callback runs) wins."""
+async def test_cancel_of_a_chained_item_prevents_its_run(
+    queue_app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A completion hands the next item to the same worker (no arq job); a cancel
+    that lands after that claim but before the worker begins the item wins."""
     app = queue_app
     runs: list[str] = []
     results: dict[str, Any] = {}
-    second: list[str] = []
     p = Workpool(app, "cancel-chained", max_parallelism=1)
 
     @app.action(name="work")
@@ -230,14 +231,23 @@ async def test_cancel_of_a_chained_item_prevents_its_run(queue_app: App) -> None
     @app.action(name="done")
     async def done(args: OnCompleteArgs) -> None:
         results[args.work_id] = args.result
-        if args.context == "first":
-            await p.cancel(second[0])  # the second is already claimed for this worker
 
-    await p.enqueue("work", {"name": "a"}, on_complete="done", context="first")
-    second.append(await p.enqueue("work", {"name": "b"}, on_complete="done", context="second"))
+    first = await p.enqueue("work", {"name": "a"}, on_complete="done")
+    second = await p.enqueue("work", {"name": "b"}, on_complete="done")
+    assert (await p.item(second))["state"] == "pending"  # type: ignore[index]
+    real = p._call
+
+    async def cancel_before_begin(op: str, *args: Any, **kw: Any) -> Any:
+        if op == "begin" and args[0] == second:
+            item = await p.item(second)
+            assert item is not None and item["state"] == "dispatched"  # claimed by the chain
+            await p.cancel(second)
+        return await real(op, *args, **kw)
+
+    monkeypatch.setattr(p, "_call", cancel_before_begin)
     await run_until_idle(app)
     assert runs == ["a"]
-    assert results[second[0]] == Canceled()
+    assert results == {first: Success("a"), second: Canceled()}
     assert (await p.diagnostics()).running == 0
 
 
