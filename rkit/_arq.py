@@ -130,20 +130,28 @@ async def run_action(
 _ENQUEUE_EXPIRES_MS = 86_400_000  # arq's default job expiry (1 day)
 
 
+def _job_batch(
+    queue_name: str, function: str, jobs: list[tuple[str, list[Any]]], second_prefix: str
+) -> tuple[list[str], list[Any]]:
+    """KEYS (queue, then per job its job key and ``second_prefix + id``) and ARGV
+    (score, expiry, one payload in arq's job format per job) of the job scripts."""
+    now = int(time.time() * 1000)
+    keys = [queue_name]
+    argv: list[Any] = [now, _ENQUEUE_EXPIRES_MS]
+    for job_id, args in jobs:
+        keys += [job_key_prefix + job_id, second_prefix + job_id]
+        argv.append(json_serializer({"t": None, "f": function, "a": args, "k": {}, "et": now}))
+    return keys, argv
+
+
 async def enqueue_jobs(
     pool: ArqRedis, queue_name: str, function: str, jobs: list[tuple[str, list[Any]]]
 ) -> int:
     """Enqueue many jobs with fixed ids in one round trip (a script that writes arq's
     own job format and de-duplicates like ``enqueue_job``: an existing job or result
     key means "already queued"). Returns how many were new."""
-    now = int(time.time() * 1000)
-    keys = [queue_name]
-    payloads: list[bytes] = []
-    for job_id, args in jobs:
-        keys += [job_key_prefix + job_id, result_key_prefix + job_id]
-        payloads.append(json_serializer({"t": None, "f": function, "a": args, "k": {}, "et": now}))
-    script = scripts.load("arq", "enqueue")
-    return int(await script(pool, keys, [now, _ENQUEUE_EXPIRES_MS, *payloads]))
+    keys, argv = _job_batch(queue_name, function, jobs, result_key_prefix)
+    return int(await scripts.load("arq", "enqueue")(pool, keys, argv))
 
 
 async def reannounce_jobs(
@@ -152,14 +160,8 @@ async def reannounce_jobs(
     """Look at jobs that should be waiting in the queue (one round trip): per job
     ``"Q"`` still queued (left alone), ``"E"`` lost and enqueued again under its id,
     ``"H"`` taken by a worker (in progress) that never began its attempt."""
-    now = int(time.time() * 1000)
-    keys = [queue_name]
-    payloads: list[bytes] = []
-    for job_id, args in jobs:
-        keys += [job_key_prefix + job_id, in_progress_key_prefix + job_id]
-        payloads.append(json_serializer({"t": None, "f": function, "a": args, "k": {}, "et": now}))
-    script = scripts.load("arq", "reannounce")
-    marks = await script(pool, keys, [now, _ENQUEUE_EXPIRES_MS, *payloads])
+    keys, argv = _job_batch(queue_name, function, jobs, in_progress_key_prefix)
+    marks = await scripts.load("arq", "reannounce")(pool, keys, argv)
     return [m.decode() if isinstance(m, bytes) else str(m) for m in marks]
 
 

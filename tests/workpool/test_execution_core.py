@@ -44,6 +44,18 @@ async def until(cond: Any, timeout: float = 10.0) -> None:
         await asyncio.sleep(0.01)
 
 
+def record_work(app: App) -> list[int]:
+    """Register the action ``work(i)``, which records each ``i`` it runs."""
+    runs: list[int] = []
+
+    @app.action(name="work")
+    async def work(i: int) -> int:
+        runs.append(i)
+        return i
+
+    return runs
+
+
 async def queue_len(app: App) -> int:
     return int(await (await app.queue_pool()).zcard(app.queue_name))
 
@@ -55,13 +67,7 @@ async def test_queued_dispatch_is_extended_not_duplicated(queue_app: App) -> Non
     """No worker takes the jobs for many dispatch leases: each pump round extends the
     dispatches under the same token and the queue keeps one job per attempt."""
     app = queue_app
-    runs: list[int] = []
-
-    @app.action(name="work")
-    async def work(i: int) -> int:
-        runs.append(i)
-        return i
-
+    runs = record_work(app)
     p = Workpool(app, "backlog", max_parallelism=100, lease_ms=1_000)
     ids = await p.enqueue_batch("work", [{"i": i} for i in range(50)])
     assert await queue_len(app) == 50
@@ -78,13 +84,7 @@ async def test_queued_dispatch_is_extended_not_duplicated(queue_app: App) -> Non
 
 async def test_lost_job_is_enqueued_again_under_its_id(queue_app: App) -> None:
     app = queue_app
-    runs: list[int] = []
-
-    @app.action(name="work")
-    async def work(i: int) -> int:
-        runs.append(i)
-        return i
-
+    runs = record_work(app)
     p = Workpool(app, "lost", lease_ms=1_000)
     wid = await p.enqueue("work", {"i": 1})
     q = await app.queue_pool()
@@ -103,13 +103,7 @@ async def test_job_held_by_a_dead_worker_gets_a_new_token(queue_app: App) -> Non
     dispatch lease the attempt is dispatched again under a new token; the old job is
     stale if it ever runs."""
     app = queue_app
-    runs: list[int] = []
-
-    @app.action(name="work")
-    async def work(i: int) -> int:
-        runs.append(i)
-        return i
-
+    runs = record_work(app)
     p = Workpool(app, "held", lease_ms=1_000)
     wid = await p.enqueue("work", {"i": 7})
     q = await app.queue_pool()
