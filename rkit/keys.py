@@ -103,6 +103,7 @@ def check_part(value: str, what: str, max_bytes: int = MAX_KEY_PART_BYTES) -> st
         raise KeyTooLong(what, size, max_bytes)
     return value
 
+
 PREFIX = "rkit"
 _NAMESPACE_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 
