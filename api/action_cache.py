@@ -28,6 +28,7 @@ class NameStats(BaseModel):
     entries: int
     hits: int
     misses: int
+    coalesced: int
     hit_rate: float | None
 
 
@@ -47,7 +48,12 @@ def router(app: App) -> APIRouter:
             s = await _Store(app, name).stats_of()
             out.append(
                 NameStats(
-                    name=name, entries=s.entries, hits=s.hits, misses=s.misses, hit_rate=s.hit_rate
+                    name=name,
+                    entries=s.entries,
+                    hits=s.hits,
+                    misses=s.misses,
+                    coalesced=s.coalesced,
+                    hit_rate=s.hit_rate,
                 )
             )
         return {"names": out}

@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Query, status
 
 from rkit import App
-from rkit.presence import DEFAULT_LIMIT, Presence
+from rkit.presence import DEFAULT_LIMIT, MAX_CURSOR, Presence
 
 Instance = Query(default="default", min_length=1)
 Limit = Query(default=DEFAULT_LIMIT, ge=0, le=10_000)
@@ -30,7 +30,7 @@ def router(app: App) -> APIRouter:
     @r.get("/rooms")
     async def rooms(
         instance: str = Instance,
-        cursor: int = Query(default=0, ge=0),
+        cursor: int = Query(default=0, ge=0, le=MAX_CURSOR),
         count: int = Query(default=100, ge=1, le=1000),
     ) -> dict[str, Any]:
         page, nxt = await _presence(app, instance).rooms(cursor=cursor, count=count)

@@ -19,6 +19,7 @@ from .errors import (
     KeyEncodingError,
     KeyExistsError,
     KeyNotFoundError,
+    KeyTooLong,
     NonRetryableError,
     OffsetOutOfRange,
     PayloadTooLarge,
@@ -32,12 +33,13 @@ from .errors import (
     RunNotFound,
     SerializationError,
     SessionConflict,
+    SingleFlightFailed,
     TreeAlreadyInitialized,
     TreeCorrupted,
     is_non_retryable_error,
     is_rate_limit_error,
 )
-from .presence import Presence, PresenceEntry
+from .presence import Presence, PresenceEntry, PresenceSession
 from .rate_limit import (
     DAY,
     HOUR,
@@ -99,6 +101,7 @@ __all__ = [
     "KeyEncodingError",
     "KeyExistsError",
     "KeyNotFoundError",
+    "KeyTooLong",
     "LimitRequest",
     "Miss",
     "NonRetryableError",
@@ -109,6 +112,7 @@ __all__ = [
     "PendingOperationsError",
     "Presence",
     "PresenceEntry",
+    "PresenceSession",
     "PutResult",
     "RateLimitConfig",
     "RateLimitCountTooLarge",
@@ -126,6 +130,7 @@ __all__ = [
     "SerializationError",
     "ServerClock",
     "SessionConflict",
+    "SingleFlightFailed",
     "Success",
     "TableAggregate",
     "TestClock",

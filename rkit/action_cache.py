@@ -18,7 +18,7 @@ import logging
 import math
 import uuid
 import warnings
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
@@ -26,8 +26,9 @@ from pydantic import BaseModel
 from redis.exceptions import RedisError
 
 from . import codec, scripts
-from .clock import argv_now
-from .errors import CacheValueTooLarge, ConfigError, SerializationError
+from .clock import MAX_DURATION_MS, argv_now
+from .errors import CacheValueTooLarge, ConfigError, SerializationError, SingleFlightFailed
+from .keys import MAX_KEY_PART_BYTES, check_max_bytes, check_part
 from .registry import Cron
 
 if TYPE_CHECKING:
@@ -83,15 +84,23 @@ class PutResult:
 
 @dataclass(frozen=True, slots=True)
 class CacheStats:
+    """Counters of one cache name: ``entries`` live now (not expired), and how
+    ``fetch`` calls were answered."""
+
     name: str
     entries: int
     hits: int
+    """Answered by a stored entry."""
     misses: int
+    """Ran the action, or shared the failure of the run they waited for."""
+    coalesced: int = 0
+    """Single flight: waited for another caller's run and got its value."""
 
     @property
     def hit_rate(self) -> float | None:
-        total = self.hits + self.misses
-        return None if total == 0 else self.hits / total
+        """Share of fetches that did not run the action: (hits + coalesced) / all."""
+        total = self.hits + self.misses + self.coalesced
+        return None if total == 0 else (self.hits + self.coalesced) / total
 
 
 # -- canonical key derivation (spec §7.1) -------------------------------------------------
@@ -160,11 +169,37 @@ def _digest(canon: str) -> str:
 
 
 def _check_ttl(ttl: Any, what: str = "ttl") -> float | None:
+    """A duration in ms: ``None``, or a number in [0, MAX_DURATION_MS] (0 = always
+    stale; a negative TTL is a bug, not "more stale")."""
     if ttl is None:
         return None
-    if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not math.isfinite(ttl):
-        raise ConfigError(f"{what} must be a finite number of ms or None, got {ttl!r}")
+    if (
+        isinstance(ttl, bool)
+        or not isinstance(ttl, int | float)
+        or not math.isfinite(ttl)
+        or not 0 <= ttl <= MAX_DURATION_MS
+    ):
+        raise ConfigError(
+            f"{what} must be a number of ms in [0, {MAX_DURATION_MS:.0f}] or None, got {ttl!r}"
+        )
     return float(ttl)
+
+
+def _check_time(t: Any, what: str) -> float | None:
+    """A point in time in ms (``now=``, ``before=``): ``None`` or a finite number."""
+    if t is None:
+        return None
+    if isinstance(t, bool) or not isinstance(t, int | float) or not math.isfinite(t):
+        raise ConfigError(f"{what} must be a finite number of ms or None, got {t!r}")
+    return float(t)
+
+
+PURGE_AS_YOU_GO = 16
+"""Expired entries of other args that each fill removes (see put.lua)."""
+OUTCOME_TTL_MS = 60_000
+"""How long a single-flight outcome stays readable for the callers that waited."""
+MAX_ERROR_CHARS = 1_000
+"""A shared failure's message is cut to this many characters."""
 
 
 # -- one cache name's keys and scripts ----------------------------------------------------
@@ -173,7 +208,10 @@ def _check_ttl(ttl: Any, what: str = "ttl") -> float | None:
 class _Store:
     """The Redis side of one cache name (usable without the action, e.g. by the API)."""
 
-    def __init__(self, app: App, name: str) -> None:
+    def __init__(self, app: App, name: str, max_name_bytes: int = MAX_KEY_PART_BYTES) -> None:
+        if not isinstance(name, str) or not name:
+            raise ConfigError("cache name must be a non-empty string")
+        check_part(name, "cache name", max_name_bytes)
         self.app = app
         self.name = name
         self.stem = app.keys.tag("ac", name)
@@ -185,7 +223,11 @@ class _Store:
         self._remove = scripts.load("action_cache", "remove")
         self._remove_batch = scripts.load("action_cache", "remove_batch")
         self._purge = scripts.load("action_cache", "purge")
+        self._claim = scripts.load("action_cache", "claim")
+        self._lease = scripts.load("action_cache", "lease")
         self._release = scripts.load("action_cache", "release")
+        self._count = scripts.load("action_cache", "count")
+        self._stats = scripts.load("action_cache", "stats")
 
     def entry(self, member: str) -> str:
         return f"{self.stem}:e:{member}"
@@ -193,9 +235,15 @@ class _Store:
     def lock(self, member: str) -> str:
         return f"{self.stem}:lock:{member}"
 
+    def outcome(self, member: str) -> str:
+        """The stream where single flights of ``member`` publish how they ended."""
+        return f"{self.stem}:sf:{member}"
+
     async def get(
-        self, member: str, canon: str, read_ttl: float | None, *, count: bool
+        self, member: str, canon: str, read_ttl: float | None, *, count: str = "0", n: int = 0
     ) -> tuple[str, str]:
+        """``count``: "0" nothing, "1" hit or miss, "h" a hit only, "c" ``n``
+        coalesced fetches on a hit (see get.lua)."""
         res = await self._get(
             self.app.redis,
             (self.entry(member), self.stats),
@@ -203,7 +251,8 @@ class _Store:
                 argv_now(self.app.clock),
                 "" if read_ttl is None else repr(read_ttl),
                 canon,
-                "1" if count else "0",
+                count,
+                str(n),
             ),
         )
         return res[0], res[1]
@@ -218,11 +267,12 @@ class _Store:
         gc_grace_ms: float,
     ) -> PutResult:
         await _register(self.app, self.name)
+        now = argv_now(self.app.clock)
         res = await self._put(
             self.app.redis,
             (self.entry(member), self.idx, self.exp),
             (
-                argv_now(self.app.clock),
+                now,
                 "" if ttl is None else repr(ttl),
                 expired_entry or "",
                 uuid.uuid4().hex,
@@ -230,9 +280,21 @@ class _Store:
                 canon,
                 repr(float(gc_grace_ms)),
                 member,
+                str(PURGE_AS_YOU_GO),
             ),
         )
+        if len(res) > 2:  # expired entries of other args: purge them as we go
+            await self._purge_members(now, res[2:])
         return PutResult(res[0] == "1", res[1] == "1")
+
+    async def _purge_members(self, now: str, members: Sequence[str]) -> int:
+        return int(
+            await self._purge(
+                self.app.redis,
+                (self.idx, self.exp, *map(self.entry, members)),
+                (now, *members),
+            )
+        )
 
     async def remove(self, member: str) -> bool:
         res = await self._remove(
@@ -273,22 +335,96 @@ class _Store:
             if not members:
                 return deleted
             seen.update(members)
-            deleted += int(
-                await self._purge(
-                    redis,
-                    (self.idx, self.exp, *map(self.entry, members)),
-                    (repr(now), *members),
-                )
-            )
+            deleted += await self._purge_members(repr(now), members)
 
-    async def release(self, member: str, token: str) -> None:
-        await self._release(self.app.redis, (self.lock(member),), (token,))
+    # -- single flight -----------------------------------------------------------------
+
+    async def claim(self, member: str, token: str, lease_ms: float) -> tuple[str | None, float]:
+        """Take the lease of ``member``: ``(None, 0)`` when won, else the holder's
+        token and its remaining lease in ms."""
+        res = await self._claim(
+            self.app.redis, (self.lock(member),), (token, str(max(1, int(lease_ms))))
+        )
+        if res[0] == "won":
+            return None, 0.0
+        return res[1], float(res[2])
+
+    async def release(
+        self,
+        member: str,
+        token: str,
+        error: BaseException | None,
+        counts: Mapping[str, int],
+    ) -> None:
+        """End a flight: free the lease, publish its outcome, count its callers."""
+        etype = "" if error is None else type(error).__qualname__
+        message = "" if error is None else str(error)[:MAX_ERROR_CHARS]
+        args: list[str] = [token, "0" if error else "1", etype, message, str(OUTCOME_TTL_MS)]
+        for field, n in counts.items():
+            args += [field, str(n)]
+        await self._release(
+            self.app.redis, (self.lock(member), self.outcome(member), self.stats), args
+        )
+
+    async def count(self, counts: Mapping[str, int]) -> None:
+        args = [x for field, n in counts.items() if n for x in (field, str(n))]
+        if args:
+            await self._count(self.app.redis, (self.stats,), args)
+
+    async def wait(
+        self, member: str, token: str, lease_left_ms: float, max_block_ms: float
+    ) -> tuple[bool, str, str] | None:
+        """Block until the flight holding ``token`` ends: ``(ok, error type, error
+        message)``, or ``None`` when its lease went away without an outcome (the
+        winner died or ran out of lease: nothing to share, compete again)."""
+        redis = self.app.redis
+        key = self.outcome(member)
+        last = "0-0"  # from the start: the outcome may already be there
+
+        def find(got: Any) -> tuple[bool, str, str] | None:
+            nonlocal last
+            for _stream, entries in got or ():
+                for eid, fields in entries:
+                    last = eid
+                    if fields.get("t") == token:
+                        return fields.get("ok") == "1", fields.get("e", ""), fields.get("m", "")
+            return None
+
+        while True:
+            block = max(1, int(min(max_block_ms, lease_left_ms + 5)))
+            got = await redis.xread({key: last}, block=block, count=16)
+            if got:
+                found = find(got)
+                if found is not None:
+                    return found
+                continue
+            holder, lease_left_ms = await self._lease(redis, (self.lock(member),), ())
+            if holder != token:
+                # ended: the outcome (if any) was written with the release, atomically
+                return find(await redis.xread({key: last}, count=16))
+            lease_left_ms = float(lease_left_ms)
 
     async def stats_of(self) -> CacheStats:
-        redis = self.app.redis
-        entries = await redis.zcard(self.idx)
-        hits, misses = await redis.hmget(self.stats, "hits", "misses")
-        return CacheStats(self.name, int(entries), int(hits or 0), int(misses or 0))
+        entries, hits, misses, coalesced = await self._stats(
+            self.app.redis, (self.idx, self.exp, self.stats), (argv_now(self.app.clock),)
+        )
+        return CacheStats(self.name, int(entries), int(hits), int(misses), int(coalesced))
+
+
+# names read back from the registry were accepted when they were written (perhaps
+# under a larger max_name_bytes): never refuse them
+_REGISTERED = 1 << 29
+MAX_BATCH = 10_000
+
+
+def _check_batch(batch_size: Any) -> int:
+    if (
+        isinstance(batch_size, bool)
+        or not isinstance(batch_size, int)
+        or not 1 <= batch_size <= MAX_BATCH
+    ):
+        raise ConfigError(f"batch_size must be an int in [1, {MAX_BATCH}], got {batch_size!r}")
+    return batch_size
 
 
 def _names_key(app: App) -> str:
@@ -315,13 +451,14 @@ async def cache_stats(app: App, name: str) -> CacheStats:
 async def remove_all(app: App, *, before: float | None = None, batch_size: int = 100) -> int:
     """Delete entries of **every** cache name created at or before ``before`` (ms;
     default now). Returns how many were deleted (name by name: Cluster-safe)."""
-    before = _check_ttl(before, "before")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ConfigError("batch_size must be a positive int")
+    before = _check_time(before, "before")
+    _check_batch(batch_size)
     bound = before if before is not None else await app.server_time()
     total = 0
     for name in await cache_names(app):
-        total += await _Store(app, name).remove_all(before=bound, batch_size=batch_size)
+        total += await _Store(app, name, _REGISTERED).remove_all(
+            before=bound, batch_size=batch_size
+        )
     return total
 
 
@@ -330,7 +467,7 @@ async def purge_all(app: App) -> int:
     now = await app.server_time()
     total = 0
     for name in await cache_names(app):
-        total += await _Store(app, name).purge(now)
+        total += await _Store(app, name, _REGISTERED).purge(now)
     return total
 
 
@@ -347,13 +484,32 @@ PURGE_HOURS = frozenset({3})
 # -- the cache ----------------------------------------------------------------------------
 
 
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+class _Flight:
+    """The callers in this process waiting for one key's single flight."""
+
+    __slots__ = ("callers", "future", "task")
+
+    def __init__(self) -> None:
+        self.future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.future.add_done_callback(_retrieve)  # every caller may have been cancelled
+        self.callers = 1
+        self.task: asyncio.Future[None] | None = None
+
+
 class ActionCache(Generic[T]):
     """A read-through cache around one async function, called as ``await action(**args)``.
 
     ``name`` (default ``module:qualname``) is the cache namespace and version tag:
-    bump it when the function's output changes. ``ttl`` (ms) bounds both new entries
-    and reads; ``None`` = never expires. ``single_flight=True`` makes concurrent misses
-    for one key run the action once (a lease in Redis; waiters get the fresh value).
+    bump it when the function's output changes (at most ``max_name_bytes`` UTF-8
+    bytes). ``ttl`` (ms) bounds both new entries and reads; ``None`` = never expires.
+    ``single_flight=True`` makes concurrent misses for one key run the action once (a
+    lease in Redis; waiters are woken when it ends and get its value, or its error).
+    ``poll_ms`` is the longest a waiter blocks before it re-checks the lease.
     ``fail_open=True`` runs the action uncached when Redis cannot be read (default:
     the Redis error propagates). Values are JSON.
     """
@@ -370,9 +526,10 @@ class ActionCache(Generic[T]):
         on_oversize: Literal["raise", "skip"] = "raise",
         single_flight: bool = False,
         lease_ms: float = 30_000,
-        poll_ms: float = 50,
+        poll_ms: float = 1_000,
         gc_grace_ms: float = 60_000,
         fail_open: bool = False,
+        max_name_bytes: int = MAX_KEY_PART_BYTES,
     ) -> None:
         if not callable(action):
             raise ConfigError("action must be callable")
@@ -383,11 +540,12 @@ class ActionCache(Generic[T]):
             name = f"{action.__module__}:{qualname}"
         if not isinstance(name, str) or not name:
             raise ConfigError("cache name must be a non-empty string")
+        check_part(name, "cache name", check_max_bytes(max_name_bytes, "max_name_bytes"))
         if on_oversize not in ("raise", "skip"):
             raise ConfigError("on_oversize must be 'raise' or 'skip'")
         for what, v in (("lease_ms", lease_ms), ("poll_ms", poll_ms), ("gc_grace_ms", gc_grace_ms)):
-            if _check_ttl(v, what) is None or v < 0:
-                raise ConfigError(f"{what} must be a number >= 0")
+            if _check_ttl(v, what) is None:
+                raise ConfigError(f"{what} must be a number of ms >= 0")
         if (
             isinstance(max_value_bytes, bool)
             or not isinstance(max_value_bytes, int)
@@ -406,7 +564,9 @@ class ActionCache(Generic[T]):
         self.poll_ms = float(poll_ms)
         self.gc_grace_ms = float(gc_grace_ms)
         self.fail_open = fail_open
-        self._store = _Store(app, name)
+        self.max_name_bytes = max_name_bytes
+        self._store = _Store(app, name, max_name_bytes)
+        self._flights: dict[str, _Flight] = {}
         self._is_async = inspect.iscoroutinefunction(action) or inspect.iscoroutinefunction(
             getattr(action, "__call__", None)  # noqa: B004
         )
@@ -463,6 +623,7 @@ class ActionCache(Generic[T]):
 
         ``ttl`` overrides the cache's ttl for this call (read bound and new entry);
         ``force`` recomputes even when fresh. Action errors propagate (nothing cached).
+        With single flight, callers that waited for a failing run raise its error.
         """
         call_args: Mapping[str, Any] = {} if args is None else args
         canon = canonical_args(call_args)
@@ -470,8 +631,9 @@ class ActionCache(Generic[T]):
         effective = self.ttl if ttl is UNSET else _check_ttl(ttl)
         sf = self.single_flight if single_flight is None else single_flight
         try:
+            # a single-flight miss is counted when its flight ends (ran or coalesced)
             kind, data = await self._store.get(
-                member, canon, 0.0 if force else effective, count=True
+                member, canon, 0.0 if force else effective, count="h" if sf else "1"
             )
         except RedisError:
             if not self.fail_open:
@@ -516,40 +678,126 @@ class ActionCache(Generic[T]):
         expired_entry: str | None,
         force: bool = False,
     ) -> T:
-        redis = self.app.redis
-        lock = self._store.lock(member)
-        missing = object()
+        """Join this process's flight for ``member``, or start one. A flight is a task
+        (a cancelled caller never cancels it for the others); every caller of the
+        flight gets its value or raises its error, and callers that come after it
+        ended start a new one."""
+        flight = self._flights.get(member)
+        if flight is None:
+            flight = self._flights[member] = _Flight()
+            flight.task = asyncio.ensure_future(
+                self._fly(flight, args, canon, member, ttl, expired_entry, force)
+            )
+        else:
+            flight.callers += 1
+        return await asyncio.shield(flight.future)
 
-        async def peek() -> Any:
-            """The fresh stored value, or ``missing`` (remembering an expired entry)."""
-            nonlocal expired_entry
-            kind, data = await self._store.get(member, canon, ttl, count=False)
-            if kind == "hit":
-                self._log("hit")
-                return codec.loads(data)
-            expired_entry = data or None
-            return missing
+    def _land(self, flight: _Flight, member: str) -> int:
+        """Close ``flight`` to new callers; returns how many callers it has."""
+        if self._flights.get(member) is flight:
+            del self._flights[member]
+        return flight.callers
 
+    async def _fly(
+        self,
+        flight: _Flight,
+        args: Mapping[str, Any],
+        canon: str,
+        member: str,
+        ttl: float | None,
+        expired_entry: str | None,
+        force: bool,
+    ) -> None:
+        try:
+            value = await self._flight(flight, args, canon, member, ttl, expired_entry, force)
+        except BaseException as exc:  # handed to every caller of the flight
+            self._land(flight, member)
+            if isinstance(exc, asyncio.CancelledError):
+                flight.future.cancel()
+            else:
+                flight.future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            self._land(flight, member)
+            flight.future.set_result(value)
+
+    async def _flight(
+        self,
+        flight: _Flight,
+        args: Mapping[str, Any],
+        canon: str,
+        member: str,
+        ttl: float | None,
+        expired_entry: str | None,
+        force: bool,
+    ) -> Any:
+        """One process's flight for ``member``: win the lease and run the action, or
+        wait (blocked, woken by the release) for the flight that holds it."""
+        store = self._store
         recheck = not force
         while True:
             token = uuid.uuid4().hex
-            if await redis.set(lock, token, nx=True, px=max(1, int(self.lease_ms))):
-                try:
-                    # a previous winner may have stored the entry and released its
-                    # lease between our miss and our claim: don't run it twice
-                    if recheck and (value := await peek()) is not missing:
-                        return value  # type: ignore[no-any-return]
-                    return await self._fill(args, canon, member, ttl, expired_entry)
-                finally:
-                    await self._store.release(member, token)
+            holder, lease_left = await store.claim(member, token, self.lease_ms)
+            if holder is None:
+                return await self._run_flight(
+                    flight, args, canon, member, ttl, expired_entry, token, recheck
+                )
             recheck = True  # whatever the winner stores is fresh enough for us
-            # another caller is computing: wait for its entry or for the lease to go
-            while True:
-                await asyncio.sleep(self.poll_ms / 1000)
-                if (value := await peek()) is not missing:
-                    return value  # type: ignore[no-any-return]
-                if not await redis.exists(lock):
-                    break  # the winner failed or its lease ran out: compete again
+            outcome = await store.wait(member, holder, lease_left, self.poll_ms)
+            if outcome is None:
+                continue  # the winner vanished without an outcome: compete again
+            ok, etype, message = outcome
+            if ok:
+                n = flight.callers
+                kind, data = await store.get(member, canon, ttl, count="c", n=n)
+                if kind == "hit":
+                    late = self._land(flight, member) - n
+                    if late:
+                        await store.count({"coalesced": late})
+                    self._log("hit")
+                    return codec.loads(data)
+                expired_entry = data or None
+                continue  # stored nothing we can use (skipped, or gone): compete again
+            await store.count({"misses": self._land(flight, member)})
+            raise SingleFlightFailed(self.name, etype, message)
+
+    async def _run_flight(
+        self,
+        flight: _Flight,
+        args: Mapping[str, Any],
+        canon: str,
+        member: str,
+        ttl: float | None,
+        expired_entry: str | None,
+        token: str,
+        recheck: bool,
+    ) -> Any:
+        """The winner: run the action, store, then release the lease publishing the
+        outcome (a failure is shared with every caller that waited for this run)."""
+        store = self._store
+        try:
+            if recheck:
+                # a previous winner may have stored the entry and released its lease
+                # between our miss and our claim: don't run it twice
+                kind, data = await store.get(member, canon, ttl)
+                if kind == "hit":
+                    n = self._land(flight, member)
+                    await store.release(member, token, None, {"hits": 1, "coalesced": n - 1})
+                    self._log("hit")
+                    return codec.loads(data)
+                expired_entry = data or None
+            value = await self._fill(args, canon, member, ttl, expired_entry)
+        except BaseException as exc:
+            n = self._land(flight, member)
+            if isinstance(exc, Exception):
+                await store.release(member, token, exc, {"misses": n})
+            else:  # cancelled: free the lease, nothing to share
+                await asyncio.shield(store.release(member, token, None, {"misses": n}))
+            raise
+        n = self._land(flight, member)
+        await store.release(member, token, None, {"misses": 1, "coalesced": n - 1})
+        return value
 
     async def get(
         self, args: Mapping[str, Any] | None = None, *, ttl: float | None = None
@@ -557,7 +805,7 @@ class ActionCache(Generic[T]):
         """Low level read: ``ttl`` is only a read bound (``None`` = none; the cache's
         default is not applied). Never writes."""
         canon = canonical_args(args)
-        kind, data = await self._store.get(_digest(canon), canon, _check_ttl(ttl), count=False)
+        kind, data = await self._store.get(_digest(canon), canon, _check_ttl(ttl))
         if kind == "hit":
             return Hit(codec.loads(data))
         return Miss(data or None)
@@ -589,8 +837,7 @@ class ActionCache(Generic[T]):
 
     async def remove_all_for_name(self, *, batch_size: int = 100) -> int:
         """Delete every entry of this cache name; returns the count."""
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ConfigError("batch_size must be a positive int")
+        _check_batch(batch_size)
         return await self._store.remove_all(before=None, batch_size=batch_size)
 
     async def remove_all(self, before: float | None = None) -> int:
@@ -605,7 +852,7 @@ class ActionCache(Generic[T]):
 
     async def purge(self, *, now: float | None = None) -> int:
         """Delete this name's entries whose write-time TTL has passed; returns the count."""
-        bound = _check_ttl(now, "now")
+        bound = _check_time(now, "now")
         return await self._store.purge(bound if bound is not None else await self.app.server_time())
 
     async def stats(self) -> CacheStats:

@@ -49,3 +49,9 @@ def argv_now(clock: Clock) -> str:
     """The ``now`` ARGV of a script: empty means "read Redis TIME"."""
     now = clock.now_ms()
     return "" if now is None else repr(float(now))
+
+
+MAX_DURATION_MS = 1e12
+"""The longest duration in ms (about 31.7 years) that components accept for TTLs,
+intervals, leases and retentions: Redis expiries and Lua arithmetic on ``now + d``
+stay exact far beyond it, and a bigger value is a bug, not a setting."""

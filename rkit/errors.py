@@ -17,6 +17,20 @@ class ConfigError(RkitError, ValueError):
     """Invalid configuration or argument; raised before anything is written."""
 
 
+class KeyTooLong(ConfigError):
+    """A user-supplied id, name or namespace above its component's size limit
+    (UTF-8 bytes; default ``rkit.keys.MAX_KEY_PART_BYTES`` = 1 KiB)."""
+
+    def __init__(self, what: str, size: int, limit: int) -> None:
+        super().__init__(
+            f"{what} is {size} bytes (UTF-8), above the limit of {limit} bytes; "
+            "use a shorter value (or raise the component's limit)"
+        )
+        self.what = what
+        self.size = size
+        self.limit = limit
+
+
 class SerializationError(ConfigError, TypeError):
     """A value that must be JSON (action arguments, results) is not."""
 
@@ -91,6 +105,20 @@ class CacheValueTooLarge(RkitError, ValueError):
         self.name = name
         self.size = size
         self.limit = limit
+
+
+class SingleFlightFailed(RkitError, RuntimeError):
+    """The single-flight run a ``fetch`` waited for failed in another process (callers
+    in the winner's own process get the winner's exception itself)."""
+
+    def __init__(self, name: str, error_type: str, message: str) -> None:
+        super().__init__(
+            f"cache {name}: the single-flight run this fetch waited for failed: "
+            f"{error_type}: {message}"
+        )
+        self.name = name
+        self.error_type = error_type
+        self.message = message
 
 
 class SessionConflict(RkitError, ValueError):

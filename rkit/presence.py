@@ -15,9 +15,12 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import inspect
 import logging
 import math
+import re
 import secrets
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
@@ -28,8 +31,9 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError, RedisError
 
 from . import codec, keys, scripts
-from .clock import argv_now
+from .clock import MAX_DURATION_MS, argv_now
 from .errors import ConfigError, SessionConflict
+from .keys import MAX_KEY_PART_BYTES, BoundedCache, check_max_bytes, check_part, str_bytes
 from .registry import Cron
 
 if TYPE_CHECKING:
@@ -52,6 +56,12 @@ __all__ = [
 logger = logging.getLogger("rkit.presence")
 
 DEFAULT_LIMIT = 104
+MAX_LIMIT = 10_000
+"""Largest ``limit`` of a list and ``count`` of a page (rooms, events, batches)."""
+MAX_CURSOR = 2**63 - 1
+"""Largest ``rooms`` cursor: Redis SCAN cursors are below the hash table size, far
+under 2**63 (fakeredis refuses larger ones, Redis anything beyond 2**64 - 1)."""
+_MAX_U64 = 2**64 - 1
 DEFAULT_INTERVAL_MS = 10_000.0
 DAY_MS = 86_400_000.0
 EventType = Literal["join", "leave", "update", "remove"]
@@ -135,15 +145,15 @@ class PresenceEvent:
 # -- validation -------------------------------------------------------------------------
 
 
-def _check_id(value: Any, what: str) -> str:
+def _check_id(value: Any, what: str, max_bytes: int = MAX_KEY_PART_BYTES) -> str:
     if not isinstance(value, str) or not value:
         raise ConfigError(f"{what} must be a non-empty string, got {value!r}")
-    return value
+    return check_part(value, what, max_bytes)
 
 
-def _check_int(value: Any, what: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{what} must be an int >= {minimum}, got {value!r}")
+def _check_int(value: Any, what: str, minimum: int, maximum: int = MAX_LIMIT) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+        raise ConfigError(f"{what} must be an int in [{minimum}, {maximum}], got {value!r}")
     return value
 
 
@@ -151,24 +161,42 @@ def _check_limit(limit: Any) -> int:
     return _check_int(limit, "limit", 0)
 
 
-def _check_positive(value: Any, what: str) -> float:
+def _check_positive(value: Any, what: str, maximum: float = MAX_DURATION_MS) -> float:
     if (
         isinstance(value, bool)
         or not isinstance(value, int | float)
         or not math.isfinite(value)
-        or value <= 0
+        or not 0 < value <= maximum
     ):
-        raise ConfigError(f"{what} must be a finite number > 0, got {value!r}")
+        raise ConfigError(f"{what} must be a number in (0, {maximum:.0f}], got {value!r}")
     return float(value)
+
+
+_STREAM_ID = re.compile(r"^(\d{1,20})(?:-(\d{1,20}))?$")
+
+
+def _check_stream_id(value: Any, what: str, *, allow_end: bool = False) -> str:
+    """A Redis stream id (``ms`` or ``ms-seq``, each an unsigned 64-bit integer), or
+    ``"$"`` (the current end) where ``allow_end``."""
+    if not isinstance(value, str) or not (allow_end and value == "$"):
+        m = _STREAM_ID.match(value) if isinstance(value, str) else None
+        if m is None or any(int(g) > _MAX_U64 for g in m.groups() if g is not None):
+            raise ConfigError(
+                f"{what} must be a stream id such as '0' or '1700000040000-0', got {value!r}"
+            )
+    return str(value)
 
 
 def _default_secret() -> str:
     return secrets.token_hex(16)
 
 
-def _split_token(token: Any, kind: str) -> tuple[str, str] | None:
-    """``(room_id, secret)`` of a ``r1.``/``s1.`` token, or ``None`` if malformed."""
-    if not isinstance(token, str):
+def _split_token(
+    token: Any, kind: str, max_bytes: int = MAX_KEY_PART_BYTES
+) -> tuple[str, str] | None:
+    """``(room_id, secret)`` of a ``r1.``/``s1.`` token, or ``None`` if malformed
+    (a room id over ``max_bytes`` included: such a room cannot exist)."""
+    if not isinstance(token, str) or len(token) > 2 * max_bytes + 4096:
         return None
     parts = token.split(".", 2)
     if len(parts) != 3 or parts[0] != kind or not parts[1] or not parts[2]:
@@ -178,6 +206,8 @@ def _split_token(token: Any, kind: str) -> tuple[str, str] | None:
     except (ValueError, UnicodeDecodeError):
         return None
     if not room_id or keys.encode(room_id) != parts[1]:  # canonical encodings only
+        return None
+    if len(room_id.encode("utf-8")) > max_bytes:
         return None
     return room_id, parts[2]
 
@@ -199,7 +229,8 @@ class Presence:
     (``MAXLEN ~ events_maxlen``, idle streams expire after ``events_ttl_ms``).
     ``offline_retention_ms`` lets the sweeper delete users offline for longer
     (default ``None``: keep them, like the reference). ``token_factory`` makes the
-    secret part of room and session tokens.
+    secret part of room and session tokens. Room, user and session ids (and ``name``)
+    are at most ``max_id_bytes`` UTF-8 bytes (default 1 KiB), else ``KeyTooLong``.
     """
 
     def __init__(
@@ -217,18 +248,22 @@ class Presence:
         offline_retention_ms: float | None = None,
         remove_batch: int = 500,
         claim_lease_ms: float = 10_000,
+        max_id_bytes: int = MAX_KEY_PART_BYTES,
     ) -> None:
+        self.max_id_bytes = check_max_bytes(max_id_bytes, "max_id_bytes")
         if not isinstance(name, str) or not name:
             raise ConfigError("presence name must be a non-empty string")
+        check_part(name, "presence name", self.max_id_bytes)
         if token_factory is not None and not callable(token_factory):
             raise ConfigError("token_factory must be a callable returning a str")
-        _check_int(events_maxlen, "events_maxlen", 1)
+        _check_int(events_maxlen, "events_maxlen", 1, 1_000_000)
         _check_int(remove_batch, "remove_batch", 1)
         self.app = app
         self.name = name
         self.token_factory = token_factory or _default_secret
         self.default_interval_ms = _check_positive(default_interval_ms, "default_interval_ms")
-        self.timeout_multiplier = _check_positive(timeout_multiplier, "timeout_multiplier")
+        self.timeout_multiplier = _check_positive(timeout_multiplier, "timeout_multiplier", 1e6)
+        self._timeout(self.default_interval_ms, "default_interval_ms")
         self.lazy_expiry = bool(lazy_expiry)
         self.events_enabled = bool(events)
         self.events_maxlen = events_maxlen
@@ -245,7 +280,8 @@ class Presence:
         self.rooms_key = f"{stem}:rooms"
         self.lock_key = f"{stem}:sweeper"
         self._s = {op: scripts.load("presence", op) for op in _OPS}
-        self._room_keys: dict[str, tuple[str, ...]] = {}
+        # room id -> its 8 keys: bounded by bytes (ids come from users)
+        self._room_keys: BoundedCache[str, tuple[str, ...]] = BoundedCache(65_536, 16 << 20)
         self._head_tail = (
             str(events_maxlen if self.events_enabled else 0),
             repr(self.events_ttl_ms),
@@ -260,11 +296,25 @@ class Presence:
         """The eight keys of one room (one hash tag: one Cluster slot)."""
         found = self._room_keys.get(room_id)
         if found is None:
-            if len(self._room_keys) >= 65_536:
-                self._room_keys.clear()
             stem = self.app.keys.tag("presence", self.name, room_id)
-            found = self._room_keys[room_id] = tuple(f"{stem}:{k}" for k in _ROOM_KEYS)
+            found = tuple(f"{stem}:{k}" for k in _ROOM_KEYS)
+            self._room_keys.put(room_id, found, str_bytes(room_id, found))
         return found
+
+    def _id(self, value: Any, what: str) -> str:
+        """A room, user or session id: a non-empty str of at most ``max_id_bytes``."""
+        return _check_id(value, what, self.max_id_bytes)
+
+    def _timeout(self, interval: float, what: str) -> str:
+        """The session timeout of ``interval`` as ARGV (``ConfigError`` beyond the
+        largest duration)."""
+        timeout = interval * self.timeout_multiplier
+        if not timeout <= MAX_DURATION_MS:
+            raise ConfigError(
+                f"{what} {interval!r} x timeout_multiplier {self.timeout_multiplier!r} is "
+                f"above {MAX_DURATION_MS:.0f} ms"
+            )
+        return repr(timeout)
 
     def events_key(self, room_id: str) -> str:
         return self.room_keys(room_id)[7]
@@ -337,6 +387,22 @@ class Presence:
         if t:
             await self._s["due_lower"](self.app.redis, (self.due_key,), (room_id, t))
 
+    async def _settle_due(self, room_id: str, earliest: str, *, room_gone: bool = False) -> None:
+        """After an operation that may have ended the room's last session: drop the
+        room from the sweeper's due index when it has none, then put it back if a
+        concurrent heartbeat created one meanwhile (the index stays a superset of the
+        rooms with sessions). With an offline retention a room with users stays due:
+        the sweeper re-arms it for its oldest offline user."""
+        if earliest:
+            return  # sessions left: their due entry stays (at worst early)
+        if self.offline_retention_ms is not None and not room_gone:
+            return
+        redis = self.app.redis
+        await redis.zrem(self.due_key, room_id)
+        first = await redis.zrange(self.room_keys(room_id)[5], 0, 0, withscores=True)
+        if first:
+            await self._due_lower(room_id, repr(float(first[0][1])))
+
     async def _unindex(self, pairs: Sequence[tuple[str, str]]) -> None:
         """Drop (room, user) pairs from the users' room indexes, then put back any that
         a concurrent heartbeat re-created (the index stays a superset)."""
@@ -357,13 +423,11 @@ class Presence:
 
         Raises :class:`SessionConflict` if the session id belongs to another room/user.
         """
-        _check_id(room_id, "room_id")
-        _check_id(user_id, "user_id")
-        _check_id(session_id, "session_id")
+        self._id(room_id, "room_id")
+        self._id(user_id, "user_id")
+        self._id(session_id, "session_id")
         iv = self.default_interval_ms if interval is None else _check_positive(interval, "interval")
-        if not math.isfinite(iv * self.timeout_multiplier):
-            raise ConfigError(f"interval {interval!r} x timeout_multiplier is not finite")
-        timeout = repr(iv * self.timeout_multiplier)
+        timeout = self._timeout(iv, "interval")
         base = (user_id, session_id, timeout)
         # steady state: one script call that only refreshes an existing session
         res = await self._room("heartbeat", room_id, *base, "bump", "", "")
@@ -488,7 +552,7 @@ class Presence:
         """The room's users in spec order (online by first join, then offline most
         recently left first), guarded by the room token. Bad tokens give ``[]``."""
         _check_limit(limit)
-        parsed = _split_token(room_token, "r1")
+        parsed = _split_token(room_token, "r1", self.max_id_bytes)
         if parsed is None or limit == 0:
             return []
         return await self._list(parsed[0], parsed[1], False, limit)
@@ -497,7 +561,7 @@ class Presence:
         self, room_id: str, online_only: bool = False, limit: int = DEFAULT_LIMIT
     ) -> builtins.list[PresenceEntry]:
         """Like :meth:`list` without a token, for trusted server code."""
-        _check_id(room_id, "room_id")
+        self._id(room_id, "room_id")
         _check_limit(limit)
         if limit == 0:
             return []
@@ -508,7 +572,7 @@ class Presence:
     ) -> builtins.list[UserRoomEntry]:
         """Every room the user is in: online rooms by id ascending, then offline rooms
         by id descending, online first up to ``limit``."""
-        _check_id(user_id, "user_id")
+        self._id(user_id, "user_id")
         _check_limit(limit)
         if limit == 0:
             return []
@@ -537,8 +601,8 @@ class Presence:
     async def update_room_user(self, room_id: str, user_id: str, data: Any | None = None) -> bool:
         """Replace the user's per-room ``data`` (``None`` clears it). ``False`` (and
         no write) when the user has no record in the room."""
-        _check_id(room_id, "room_id")
-        _check_id(user_id, "user_id")
+        self._id(room_id, "room_id")
+        self._id(user_id, "user_id")
         encoded = "" if data is None else codec.dumps(data, what="presence data")
         res = await self._room("update", room_id, user_id, "0" if data is None else "1", encoded)
         if res[0] == "0":
@@ -547,11 +611,12 @@ class Presence:
 
     async def disconnect(self, session_token: str) -> DisconnectResult | None:
         """Graceful leave of the token's session. Unknown or forged tokens: ``None``."""
-        parsed = _split_token(session_token, "s1")
+        parsed = _split_token(session_token, "s1", self.max_id_bytes)
         if parsed is None:
             return None
         room_id, secret = parsed
-        res = await self._room("disconnect", room_id, secret)
+        earliest, *res = await self._room("disconnect", room_id, secret)
+        await self._settle_due(room_id, earliest)
         if len(res) < 3:
             if res:
                 logger.warning("disconnect: deleted an orphan session token in %r", room_id)
@@ -561,9 +626,10 @@ class Presence:
     async def remove_room_user(self, room_id: str, user_id: str) -> bool:
         """Delete the user's record and sessions in the room (not a ban: a later
         heartbeat joins again). ``False`` if there was none."""
-        _check_id(room_id, "room_id")
-        _check_id(user_id, "user_id")
-        res = await self._room("remove_user", room_id, user_id)
+        self._id(room_id, "room_id")
+        self._id(user_id, "user_id")
+        earliest, *res = await self._room("remove_user", room_id, user_id)
+        await self._settle_due(room_id, earliest)
         if res[0] != "1":
             logger.warning("remove_room_user: %r has no presence record in %r", user_id, room_id)
             return False
@@ -573,10 +639,10 @@ class Presence:
     async def remove_room(self, room_id: str) -> bool:
         """Delete every user, session and token of the room, in batches; the next
         heartbeat mints a new room token. ``False`` if the room did not exist."""
-        _check_id(room_id, "room_id")
+        self._id(room_id, "room_id")
         existed = False
         while True:
-            removed, more, was = await self._room(
+            earliest, removed, more, was = await self._room(
                 "remove_room_batch", room_id, str(self.remove_batch)
             )
             existed = existed or was == "1"
@@ -584,11 +650,12 @@ class Presence:
             if more == "done":
                 break
         await self.app.redis.srem(self.rooms_key, room_id)
+        await self._settle_due(room_id, earliest, room_gone=True)
         return existed
 
     async def rotate_room_token(self, room_id: str) -> str | None:
         """Give the room a new token (old ones list ``[]``); ``None`` for no such room."""
-        _check_id(room_id, "room_id")
+        self._id(room_id, "room_id")
         res = await self._room("rotate", room_id, self._new_secret())
         return f"r1.{keys.encode(room_id)}.{res[0]}" if res else None
 
@@ -597,8 +664,9 @@ class Presence:
     async def rooms(
         self, *, cursor: int = 0, count: int = 100
     ) -> tuple[builtins.list[RoomStats], int]:
-        """A page of rooms with counts (after lazy expiry) and the next cursor (0 = end)."""
-        _check_int(cursor, "cursor", 0)
+        """A page of rooms with counts (after lazy expiry) and the next cursor (0 = end).
+        ``cursor`` is a Redis SCAN cursor (0 to 2**63 - 1), ``count`` at most 10,000."""
+        _check_int(cursor, "cursor", 0, MAX_CURSOR)
         _check_int(count, "count", 1)
         nxt, members = await self.app.redis.sscan(self.rooms_key, cursor, count=count)
         out = []
@@ -615,46 +683,77 @@ class Presence:
         self,
         *,
         now: float | None = None,
-        max_rooms: int = 100,
+        max_rooms: int | None = None,
         max_sessions_per_room: int = 64,
+        budget_ms: float = 500,
+        batch: int = 100,
     ) -> SweepStats:
-        """One pass over rooms whose earliest deadline has passed: end overdue
+        """Sweep the rooms whose earliest deadline has passed, ``batch`` at a time,
+        until none is due (or ``max_rooms`` rooms were swept, or ``budget_ms`` of
+        wall-clock time went by: the rest is left for the next pass): end overdue
         sessions (``leave`` events), apply the offline retention, re-arm the index."""
-        _check_int(max_rooms, "max_rooms", 1)
+        cap = None if max_rooms is None else _check_int(max_rooms, "max_rooms", 1, 2**62)
         _check_int(max_sessions_per_room, "max_sessions_per_room", 1)
-        at = await self.app.server_time() if now is None else _check_positive(now, "now")
+        _check_int(batch, "batch", 1)
+        budget = _check_positive(budget_ms, "budget_ms")
+        at = await self.app.server_time() if now is None else _check_positive(now, "now", 1e15)
+        deadline = time.monotonic() + budget / 1000
         redis = self.app.redis
-        rooms = await redis.zrangebyscore(self.due_key, "-inf", repr(at), start=0, num=max_rooms)
+        total = SweepStats(0, 0, 0, 0)
+        seen: set[str] = set()
+        while cap is None or total.rooms < cap:
+            want = batch if cap is None else min(batch, cap - total.rooms)
+            rooms = [
+                r
+                for r in await redis.zrangebyscore(
+                    self.due_key, "-inf", repr(at), start=0, num=want
+                )
+                if r not in seen
+            ]
+            if not rooms:
+                break  # nothing due (or only rooms this pass already swept)
+            for room in rooms:
+                seen.add(room)
+                one = await self._sweep_room(room, at, max_sessions_per_room)
+                total = SweepStats(
+                    total.rooms + 1,
+                    total.sessions_ended + one.sessions_ended,
+                    total.users_offline + one.users_offline,
+                    total.users_removed + one.users_removed,
+                )
+                if time.monotonic() >= deadline:
+                    return total
+        return total
+
+    async def _sweep_room(self, room: str, at: float, max_sessions: int) -> SweepStats:
+        redis = self.app.redis
         ended = offline = removed_n = 0
         retention = "" if self.offline_retention_ms is None else repr(self.offline_retention_ms)
-        for room in rooms:
-            while True:
-                res = await self._s["sweep"](
-                    redis,
-                    self.room_keys(room),
-                    (*self._head(at), str(max_sessions_per_room), retention),
-                )
-                done = _ended(res[0])
-                if done:
-                    await self._release(room, done)
-                ended += len(done)
-                offline += int(res[1])
-                next_due, more, removed = res[2], res[3], res[4]
-                removed_n += len(removed)
-                await self._unindex([(room, u) for u in removed])
-                if more == "done":
-                    break
-            if next_due:
-                await redis.zadd(self.due_key, {room: float(next_due)})
-            else:
-                await redis.zrem(self.due_key, room)
-                if not await redis.exists(self.room_keys(room)[0]):
-                    await redis.srem(self.rooms_key, room)
-            # re-arm: a heartbeat may have added a session after the script ran
-            first = await redis.zrange(self.room_keys(room)[5], 0, 0, withscores=True)
-            if first:
-                await self._due_lower(room, repr(float(first[0][1])))
-        return SweepStats(len(rooms), ended, offline, removed_n)
+        while True:
+            res = await self._s["sweep"](
+                redis, self.room_keys(room), (*self._head(at), str(max_sessions), retention)
+            )
+            done = _ended(res[0])
+            if done:
+                await self._release(room, done)
+            ended += len(done)
+            offline += int(res[1])
+            next_due, more, removed = res[2], res[3], res[4]
+            removed_n += len(removed)
+            await self._unindex([(room, u) for u in removed])
+            if more == "done":
+                break
+        if next_due:
+            await redis.zadd(self.due_key, {room: float(next_due)})
+        else:
+            await redis.zrem(self.due_key, room)
+            if not await redis.exists(self.room_keys(room)[0]):
+                await redis.srem(self.rooms_key, room)
+        # re-arm: a heartbeat may have added a session after the script ran
+        first = await redis.zrange(self.room_keys(room)[5], 0, 0, withscores=True)
+        if first:
+            await self._due_lower(room, repr(float(first[0][1])))
+        return SweepStats(1, ended, offline, removed_n)
 
     async def run_sweeper(self, stop: asyncio.Event, *, poll_ms: float = 1_000) -> None:
         """Sweep until ``stop`` is set: after each pass, sleep until the earliest due
@@ -699,8 +798,13 @@ class Presence:
     async def read_events(
         self, room_id: str, *, after: str = "0", count: int = 1000
     ) -> builtins.list[PresenceEvent]:
-        """Events of the room recorded after stream id ``after`` (oldest first)."""
-        _check_id(room_id, "room_id")
+        """Events of the room recorded after stream id ``after`` (oldest first; at
+        most ``count``, up to 10,000)."""
+        self._id(room_id, "room_id")
+        _check_stream_id(after, "after")
+        _check_int(count, "count", 1)
+        if after == f"{_MAX_U64}-{_MAX_U64}":
+            return []  # nothing can come after the largest id (Redis refuses "(max")
         entries = await self.app.redis.xrange(
             self.events_key(room_id), min=f"({after}" if after != "0" else "-", count=count
         )
@@ -727,8 +831,10 @@ class Presence:
     ) -> AsyncIterator[PresenceEvent]:
         """Follow the room's events (``after="$"``: only new ones; ``"0"``: from the
         start of the retained stream; or a stream id). Each read blocks up to
-        ``block_ms``; runs until the consumer stops iterating."""
-        _check_id(room_id, "room_id")
+        ``block_ms`` (0 = no limit); runs until the consumer stops iterating."""
+        self._id(room_id, "room_id")
+        _check_stream_id(after, "after", allow_end=True)
+        _check_int(block_ms, "block_ms", 0, int(MAX_DURATION_MS))
         async for batch in self._batches(room_id, after, block_ms):
             for event in batch:
                 yield event
@@ -738,7 +844,8 @@ class Presence:
     ) -> AsyncIterator[builtins.list[PresenceEntry]]:
         """Yield ``list(room_token)`` now and again after each batch of room events
         (a live view without polling). A malformed token yields ``[]`` once."""
-        parsed = _split_token(room_token, "r1")
+        _check_int(block_ms, "block_ms", 0, int(MAX_DURATION_MS))
+        parsed = _split_token(room_token, "r1", self.max_id_bytes)
         yield await self.list(room_token)
         if parsed is None:
             return
@@ -754,15 +861,21 @@ class Presence:
         *,
         interval: float = DEFAULT_INTERVAL_MS,
         session_id: str | None = None,
+        on_error: Callable[[Exception], Any] | None = None,
     ) -> PresenceSession:
-        """A heartbeating session for ``async with`` (the Python analogue of the hook)."""
-        return PresenceSession(self, room_id, user_id, interval=interval, session_id=session_id)
+        """A heartbeating session for ``async with`` (the Python analogue of the hook);
+        ``on_error(exc)`` hears about failed timer heartbeats."""
+        return PresenceSession(
+            self, room_id, user_id, interval=interval, session_id=session_id, on_error=on_error
+        )
 
 
 class PresenceSession:
     """Heartbeats one session on a timer: immediately on enter and resume, then every
     ``interval`` ms; disconnects on exit and pause. Heartbeats never overlap; a
-    failing heartbeat keeps the last good tokens and the timer keeps going."""
+    failing timer heartbeat (any error: Redis down, ``SessionConflict``...) keeps the
+    last good tokens, goes to ``on_error(exc)`` (sync or async; default: a warning
+    on the ``rkit.presence`` logger) and the timer keeps going."""
 
     def __init__(
         self,
@@ -772,14 +885,21 @@ class PresenceSession:
         *,
         interval: float = DEFAULT_INTERVAL_MS,
         session_id: str | None = None,
+        on_error: Callable[[Exception], Any] | None = None,
     ) -> None:
         self.presence = presence
-        self.room_id = _check_id(room_id, "room_id")
-        self.user_id = _check_id(user_id, "user_id")
+        self.room_id = presence._id(room_id, "room_id")
+        self.user_id = presence._id(user_id, "user_id")
         self.interval = _check_positive(interval, "interval")
+        presence._timeout(self.interval, "interval")
         self.session_id = (
-            uuid.uuid4().hex if session_id is None else _check_id(session_id, "session_id")
+            uuid.uuid4().hex if session_id is None else presence._id(session_id, "session_id")
         )
+        if on_error is not None and not callable(on_error):
+            raise ConfigError("on_error must be a callable taking the exception")
+        self.on_error = on_error
+        self.errors = 0
+        """Timer heartbeats that failed so far."""
         self.room_token: str | None = None
         self.session_token: str | None = None
         self._lock = asyncio.Lock()
@@ -803,8 +923,25 @@ class PresenceSession:
             await asyncio.sleep(self.interval / 1000)
             try:
                 await self.heartbeat()
-            except RedisError:
-                logger.warning("presence heartbeat of %s failed; retrying", self.session_id)
+            except Exception as exc:  # the timer never dies of a heartbeat error
+                self.errors += 1
+                await self._report(exc)
+
+    async def _report(self, exc: Exception) -> None:
+        if self.on_error is None:
+            logger.warning(
+                "presence heartbeat of session %s failed (%s: %s); the timer keeps going",
+                self.session_id,
+                type(exc).__name__,
+                exc,
+            )
+            return
+        try:
+            res = self.on_error(exc)
+            if inspect.isawaitable(res):
+                await res
+        except Exception:
+            logger.exception("on_error of presence session %s raised", self.session_id)
 
     def _start(self) -> None:
         if self._timer is None:

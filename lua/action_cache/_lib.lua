@@ -11,3 +11,14 @@ local function ac_fresh(c, x, now, read_ttl)
   end
   return expires == nil or expires > now -- equal means stale
 end
+
+-- Append to `out` up to k members of the exp index whose expiry has passed (not
+-- `skip`, the entry just written). Returns `out`.
+local function ac_expired(out, exp, now, k, skip)
+  if not k or k < 1 then return out end
+  local due = redis.call("ZRANGEBYSCORE", exp, "-inf", rk_fmt(now), "LIMIT", 0, k + 1)
+  for _, m in ipairs(due) do
+    if m ~= skip and #out < k + 2 then out[#out + 1] = m end
+  end
+  return out
+end

@@ -1,8 +1,11 @@
 -- put: fill an entry unless a reusable one exists (spec §4.3; DEVIATION: an entry
 -- already expired at now is never reusable).
 -- KEYS[1] entry hash, KEYS[2] idx zset (created-at), KEYS[3] exp zset (expires-at)
--- ARGV: now|"", ttl|"", expired id|"", new id, value, canonical args, gc_grace_ms, member
--- Reply: {cache_hit, replaced} as "0"/"1"
+-- ARGV: now|"", ttl|"", expired id|"", new id, value, canonical args, gc_grace_ms, member,
+--   k (purge as it goes: how many expired members of other entries to report)
+-- Reply: {cache_hit, replaced} as "0"/"1", then up to k members whose write-time TTL
+-- has passed (the caller purges them with purge.lua, which declares their keys): each
+-- fill removes up to k expired entries, so they cannot pile up faster than k x fills.
 local now = rk_now(ARGV[1])
 local ttl = rk_optnum(ARGV[2])
 local member = ARGV[8]
@@ -14,7 +17,7 @@ if existed then
     and r[2] ~= ARGV[3]
     and r[1] == ARGV[6]
     and ac_fresh(tonumber(r[3]), rk_optnum(r[4]), now, nil)
-  if reusable then return {"1", "0"} end
+  if reusable then return ac_expired({"1", "0"}, KEYS[3], now, tonumber(ARGV[9]), member) end
   redis.call("DEL", KEYS[1])
 end
 local fields = {"v", ARGV[5], "a", ARGV[6], "id", ARGV[4], "c", rk_fmt(now)}
@@ -33,4 +36,4 @@ if ttl ~= nil then
 else
   redis.call("ZREM", KEYS[3], member)
 end
-return {"0", existed and "1" or "0"}
+return ac_expired({"0", existed and "1" or "0"}, KEYS[3], now, tonumber(ARGV[9]), member)

@@ -327,10 +327,39 @@ local function agg_commit(t, notify)
     "ver", sformat("%d", t.ver))
   if t.created then
     redis.call("HSET", t.km, "created", t.created, "ns", t.ns)
+    redis.call("PERSIST", t.km) -- re-created over the tombstone of a dropped tree
   end
   if notify == "1" then
     redis.call("PUBLISH", ssub(t.km, 1, -3) .. ":changed", sformat("%d", t.ver)) -- T:changed
   end
+end
+
+-- A tree that a write left empty is dropped (node hash, id index, meta), so emptied
+-- trees cost nothing, when the next write would re-create it identically (default
+-- settings; a tree given other settings by init or clear is kept). The meta key stays
+-- a while as a tombstone holding only the write counter, so that version() keeps
+-- counting up when the tree comes back. Call after agg_commit. Returns true if dropped.
+local AGG_TOMBSTONE_MS = 3600000
+
+local function agg_drop_if_empty(t, ki, M, lazy)
+  if not t.exists or t.count ~= 0 or t.M ~= tonumber(M) or t.lazy ~= lazy then
+    return false
+  end
+  redis.call("DEL", t.kn, ki, t.km)
+  redis.call("HSET", t.km, "ver", sformat("%d", t.ver))
+  redis.call("PEXPIRE", t.km, AGG_TOMBSTONE_MS)
+  return true
+end
+
+-- The by-id index (KEYS T:i, field id -> position) of the items written by id: after
+-- `pos` of `id` left the tree, forget it if the index pointed there. Returns true when
+-- the item was indexed.
+local function agg_unindex(ki, id, pos)
+  if redis.call("HGET", ki, id) == pos then
+    redis.call("HDEL", ki, id)
+    return true
+  end
+  return false
 end
 
 -- Run fn under pcall: typed failures become error replies; nothing is committed.

@@ -120,3 +120,10 @@ end
 local function pr_reply(P, ...)
   return {P.ended, ...}
 end
+
+-- The same with the room's earliest session deadline ("" = no session left) second:
+-- for operations that may end the room's last session (the caller then drops the
+-- room from the sweeper's due index).
+local function pr_reply_dl(P, ...)
+  return {P.ended, pr_earliest(P), ...}
+end

@@ -1,6 +1,7 @@
 -- remove_room, one batch: drop up to `batch` sessions and `batch` users; when none
 -- are left, delete the room's keys (the event stream stays until its TTL).
--- ARGV 5 batch. Reply: {ended, {removed users}, "more"|"done", existed "1"|"0"}
+-- ARGV 5 batch. Reply: {ended, earliest deadline|"", {removed users}, "more"|"done",
+-- existed "1"|"0"}
 local P = pr_init()
 local batch = tonumber(ARGV[5])
 local existed = redis.call("EXISTS", P.room, P.users, P.sess) > 0 and "1" or "0"
@@ -19,7 +20,7 @@ for _, zkey in ipairs({P.on, P.off}) do
   end
 end
 if redis.call("EXISTS", P.dl, P.on, P.off) > 0 then
-  return pr_reply(P, removed, "more", existed)
+  return pr_reply_dl(P, removed, "more", existed)
 end
 redis.call("DEL", P.room, P.users, P.sess, P.tok)
-return pr_reply(P, removed, "done", existed)
+return pr_reply_dl(P, removed, "done", existed)

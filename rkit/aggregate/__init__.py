@@ -21,7 +21,7 @@ from .table import Change, TableAggregate
 from .tree import Aggregate as Aggregate
 from .tree import aggregate_names
 from .types import SAME as SAME
-from .types import AtQuery, Bound, Bounds, Eq, Item, Page, Prefix, Query, Range
+from .types import AtQuery, Bound, Bounds, Eq, Item, Keep, Page, Prefix, Query, Range, Upserted
 from .types import Key as Key
 from .types import Namespace as Namespace
 from .types import Order as Order
@@ -35,10 +35,12 @@ __all__ = [
     "Eq",
     "Int64",
     "Item",
+    "Keep",
     "Page",
     "Prefix",
     "Query",
     "Range",
     "TableAggregate",
+    "Upserted",
     "aggregate_names",
 ]

@@ -6,9 +6,9 @@ from collections.abc import Sequence
 
 from ..errors import ConfigError
 from . import keys as ak
-from .protocol import check_chunk, check_sum, no_queue
+from .protocol import check_chunk, check_keep, check_sum, decode_item, no_queue
 from .tree import Aggregate
-from .types import SAME, K, Namespace
+from .types import SAME, Item, K, Keep, Namespace, Upserted
 
 
 class DirectAggregate(Aggregate[K]):
@@ -105,3 +105,50 @@ class DirectAggregate(Aggregate[K]):
         for i in range(0, len(ops), chunk):
             ops[i : i + chunk] = sorted(ops[i : i + chunk], key=lambda o: o[1])
         await self._bulk(namespace, ops, chunk)
+
+    # -- by id: one item per id, found and replaced without knowing its key -----------
+
+    async def insert_or_replace(
+        self,
+        id: str,
+        key: K,
+        sum_value: float = 0.0,
+        *,
+        namespace: Namespace = None,
+        keep: Keep = "last",
+    ) -> Upserted[K]:
+        """Put the item of ``id`` at ``key`` in one atomic script: the item this id
+        was written at before (by this method) is replaced, or inserted when there is
+        none. ``keep="min"``/``"max"`` writes only when ``key`` is lower/higher than the
+        id's current key (a best-score board: concurrent upserts of one id leave the
+        best); ``"last"`` (default) always writes, so the last upsert to run wins.
+        Items of the id written with plain ``insert`` at other keys are not seen."""
+        no_queue(False)
+        check_keep(keep)
+        pos = ak.position(key, ak.check_id(id))
+        s = check_sum(sum_value)
+        written, prev_pos, prev_sum, _created = await self._upsert(
+            self._tree(namespace), id, pos, s, keep
+        )
+        previous = decode_item(prev_pos, prev_sum) if prev_pos else None
+        if written == "1":
+            return Upserted(Item(ak.decode_position(pos)[0], id, float(s)), previous, True)
+        assert previous is not None  # kept: the id's current item
+        return Upserted(previous, previous, False)
+
+    async def get_by_id(self, id: str, *, namespace: Namespace = None) -> Item[K] | None:
+        """The item written by ``insert_or_replace`` for ``id``, or ``None``."""
+        res = await self._run("get_id", self._tree(namespace).wkeys, [ak.check_id(id)])
+        return decode_item(res[0], res[1]) if res else None
+
+    async def delete_by_id(self, id: str, *, namespace: Namespace = None) -> Item[K] | None:
+        """Remove the item written by ``insert_or_replace`` for ``id``; returns it
+        (``None`` when the id has none)."""
+        tree = self._tree(namespace)
+        head = self._defaults(tree)
+        res = await self._run("delete_id", tree.wkeys, [head[4], ak.check_id(id), *head[:2]])
+        if not res:
+            return None
+        if res[2] == "1":
+            await self._unregister(tree)
+        return decode_item(res[0], res[1])

@@ -253,9 +253,15 @@ def prefix(values: Any) -> tuple[str, str]:
 # -- namespaces and cursors ---------------------------------------------------------------
 
 
-def ns_member(namespace: Any) -> str:
-    """``N(ns)``: the URL/registry form of a namespace (``~`` = default partition)."""
-    return keyparts.encode(None if namespace is None else enc(namespace, "namespace"))
+def ns_member(namespace: Any, max_bytes: int | None = None) -> str:
+    """``N(ns)``: the URL/registry form of a namespace (``~`` = default partition);
+    ``KeyTooLong`` when its encoding exceeds ``max_bytes`` (UTF-8)."""
+    if namespace is None:
+        return "~"
+    raw = enc(namespace, "namespace")
+    if max_bytes is not None:
+        keyparts.check_part(raw, "namespace (encoded)", max_bytes)
+    return keyparts.encode(raw)
 
 
 def ns_from_member(member: str) -> Any:

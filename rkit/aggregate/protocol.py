@@ -48,6 +48,10 @@ SCRIPTS = {
         "validate",
         "shape",
         "dump",
+        "upsert",
+        "get_id",
+        "delete_id",
+        "unregister_ns",
     )
 }
 
@@ -97,8 +101,9 @@ def encode_bounds(bounds: Bounds | None) -> tuple[str, str]:
 
 
 def check_offset(offset: Any) -> int:
-    if isinstance(offset, bool) or not isinstance(offset, int):
-        raise ConfigError(f"offset must be an integer, got {offset!r}")
+    """An offset Lua's doubles hold exactly (a tree never has 2**53 items)."""
+    if isinstance(offset, bool) or not isinstance(offset, int) or abs(offset) > 2**53:
+        raise ConfigError(f"offset must be an integer within +-2**53, got {offset!r}")
     return offset
 
 
@@ -114,11 +119,16 @@ def check_order(order: Any) -> bool:
     return bool(order == "desc")
 
 
+MAX_NODE_SIZE = 1024
+
+
 def check_node_size(m: Any) -> int | None:
     if m is None:
         return None
-    if isinstance(m, bool) or not isinstance(m, int) or m < 4 or m % 2:
-        raise InvalidNodeSize(f"MAX_NODE_SIZE must be even and at least 4, got {m!r}")
+    if isinstance(m, bool) or not isinstance(m, int) or not 4 <= m <= MAX_NODE_SIZE or m % 2:
+        raise InvalidNodeSize(
+            f"MAX_NODE_SIZE must be even, at least 4 and at most {MAX_NODE_SIZE}, got {m!r}"
+        )
     return m
 
 
@@ -138,15 +148,28 @@ def check_sum(s: Any) -> str:
     return repr(f)
 
 
+def check_keep(keep: Any) -> str:
+    if keep not in ("last", "min", "max"):
+        raise ConfigError(f"keep must be 'last', 'min' or 'max', got {keep!r}")
+    return str(keep)
+
+
+MAX_CHUNK = 10_000  # operations per script: one script must stay within a few ms
+
+
 def check_chunk(chunk: Any) -> int:
-    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
-        raise ConfigError(f"chunk must be an integer >= 1, got {chunk!r}")
+    if isinstance(chunk, bool) or not isinstance(chunk, int) or not 1 <= chunk <= MAX_CHUNK:
+        raise ConfigError(f"chunk must be an integer in [1, {MAX_CHUNK}], got {chunk!r}")
     return chunk
 
 
 def check_max_nodes(max_nodes: Any) -> int:
-    if isinstance(max_nodes, bool) or not isinstance(max_nodes, int) or max_nodes < 1:
-        raise ConfigError(f"max_nodes must be an integer >= 1, got {max_nodes!r}")
+    if (
+        isinstance(max_nodes, bool)
+        or not isinstance(max_nodes, int)
+        or not 1 <= max_nodes <= 1_000_000
+    ):
+        raise ConfigError(f"max_nodes must be an integer in [1, 1000000], got {max_nodes!r}")
     return max_nodes
 
 

@@ -15,6 +15,7 @@ from redis.exceptions import ResponseError
 from .. import keys as keyparts
 from ..clock import argv_now
 from ..errors import ConfigError
+from ..keys import MAX_KEY_PART_BYTES, BoundedCache, check_max_bytes, str_bytes
 from . import keys as ak
 from .protocol import (
     ERRORS,
@@ -46,12 +47,19 @@ PAGE_LIMIT = 10_000
 class _Tree:
     m: str
     n: str
+    i: str
     member: str
     namespace: Namespace
 
     @property
     def keys(self) -> tuple[str, str]:
+        """What reads declare: meta and nodes."""
         return (self.m, self.n)
+
+    @property
+    def wkeys(self) -> tuple[str, str, str]:
+        """What writes declare: meta, nodes and the by-id index (same hash tag)."""
+        return (self.m, self.n, self.i)
 
 
 def _names_key(app: App) -> str:
@@ -71,7 +79,9 @@ class Aggregate(Generic[K]):
     by default) feeds ``random()``.
     ``stale=`` is accepted for parity; without queued mode every read is current.
     ``notify=True``: every write also publishes the tree's new version on
-    :meth:`channel` (same slot as the tree).
+    :meth:`channel` (same slot as the tree). Namespaces encode to at most
+    ``max_namespace_bytes`` (1 KiB) and ``name``/``hash_tag`` are at most 1 KiB of
+    UTF-8, else ``KeyTooLong``. A tree that deletes leave empty is dropped.
     """
 
     def __init__(
@@ -84,11 +94,16 @@ class Aggregate(Generic[K]):
         hash_tag: str | None = None,
         notify: bool = False,
         rng: Callable[[], float] | None = None,
+        max_namespace_bytes: int = MAX_KEY_PART_BYTES,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise ConfigError(f"aggregate name must be a non-empty str, got {name!r}")
+        keyparts.check_part(name, "aggregate name")
         if hash_tag is not None and (not isinstance(hash_tag, str) or not hash_tag):
             raise ConfigError(f"hash_tag must be a non-empty str or None, got {hash_tag!r}")
+        if hash_tag is not None:
+            keyparts.check_part(hash_tag, "hash_tag")
+        self.max_namespace_bytes = check_max_bytes(max_namespace_bytes, "max_namespace_bytes")
         self.app = app
         self.name = name
         self.default_max_node_size = check_node_size(default_max_node_size) or 16
@@ -100,8 +115,9 @@ class Aggregate(Generic[K]):
             self._registry = app.keys.tag("agg", name)
         else:
             self._registry = f"{app.keys.tag('agg', hash_tag)}:{keyparts.encode(name)}"
-        self._trees: dict[str, _Tree] = {}
-        self._registered: set[str] = set()
+        # bounded by bytes: namespaces come from users
+        self._trees: BoundedCache[str, _Tree] = BoundedCache(4096, 4 << 20)
+        self._registered: BoundedCache[str, bool] = BoundedCache(4096, 1 << 20)
         app.components.add("aggregate", name, self)
 
     # -- keys and plumbing ---------------------------------------------------------------
@@ -112,13 +128,12 @@ class Aggregate(Generic[K]):
         return f"{self._registry}:{member}"
 
     def _tree(self, namespace: Namespace) -> _Tree:
-        member = ak.ns_member(namespace)
+        member = ak.ns_member(namespace, self.max_namespace_bytes)
         tree = self._trees.get(member)
         if tree is None:
             stem = self._stem(member)
-            tree = _Tree(f"{stem}:m", f"{stem}:n", member, namespace)
-            if len(self._trees) < 4096:
-                self._trees[member] = tree
+            tree = _Tree(f"{stem}:m", f"{stem}:n", f"{stem}:i", member, namespace)
+            self._trees.put(member, tree, str_bytes(member, stem) * 4)
         return tree
 
     def _defaults(self, tree: _Tree) -> list[str]:
@@ -147,11 +162,20 @@ class Aggregate(Generic[K]):
             return
         if self.name not in self._registered:
             await self.app.redis.sadd(_names_key(self.app), self.name)
-            self._registered.add(self.name)
+            self._registered.put(self.name, True, str_bytes(self.name))
         await SCRIPTS["register_ns"](
             self.app.redis, (f"{self._registry}:ns", f"{self._registry}:nsseq"), [tree.member]
         )
-        self._registered.add(tree.member)
+        self._registered.put(tree.member, True, str_bytes(tree.member))
+
+    async def _unregister(self, tree: _Tree) -> None:
+        """After a write dropped ``tree`` (left empty): unlist it, then list it again
+        if a concurrent write re-created it meanwhile (the registry stays a superset
+        of the trees; it is in another slot, so this cannot be one script)."""
+        self._registered.pop(tree.member)
+        await SCRIPTS["unregister_ns"](self.app.redis, (f"{self._registry}:ns",), [tree.member])
+        if await self.app.redis.hexists(tree.m, "M"):
+            await self._register(tree, 2)
 
     # -- reads -------------------------------------------------------------------------
 
@@ -422,7 +446,7 @@ class Aggregate(Generic[K]):
         tree = self._tree(namespace)
         head = self._defaults(tree)
         args = ["" if m is None else str(m), lazy_arg(root_lazy), *head[2:], *head[:2]]
-        await self._register(tree, await self._run("clear", tree.keys, args))
+        await self._register(tree, await self._run("clear", tree.wkeys, args))
 
     async def namespaces(self) -> list[Namespace]:
         return [ns async for ns in self.iter_namespaces(1000)]
@@ -524,10 +548,20 @@ class Aggregate(Generic[K]):
         )
 
     async def _delete(self, key: Any, id: str, namespace: Namespace, if_exists: bool) -> str:
+        """Delete ``(key, id)``; returns its sum ("" when absent and ``if_exists``)."""
         pos = ak.position(key, ak.check_id(id))
         tree = self._tree(namespace)
-        notify = "1" if self.notify else "0"
-        return str(await self._run("delete", tree.keys, [notify, pos, "1" if if_exists else "0"]))
+        return (await self._delete_at(tree, pos, id, if_exists))[0]
+
+    async def _delete_at(self, tree: _Tree, pos: str, id: str, if_exists: bool) -> tuple[str, bool]:
+        """(sum or "", whether the item was written by id); unlists a dropped tree."""
+        head = self._defaults(tree)
+        s, indexed, dropped = await self._run(
+            "delete", tree.wkeys, [head[4], pos, "1" if if_exists else "0", id, *head[:2]]
+        )
+        if dropped == "1":
+            await self._unregister(tree)
+        return s, indexed == "1"
 
     async def _replace(
         self,
@@ -550,30 +584,53 @@ class Aggregate(Generic[K]):
             and self.app.is_cluster
             and key_slot(old.m.encode()) != key_slot(new.m.encode())
         ):
-            await self._replace_across_slots(old, new, old_pos, new_pos, s, mode)
+            await self._replace_across_slots(old, new, old_pos, new_pos, id, new_id, s, mode)
             return
-        args = [*self._defaults(new), old_pos, new_pos, s, mode]
-        await self._register(new, await self._run("replace", (*old.keys, *new.keys), args))
+        args = [*self._defaults(new), old_pos, new_pos, s, mode, id, new_id]
+        created, dropped = await self._run("replace", (*old.wkeys, *new.wkeys), args)
+        await self._register(new, created)
+        if dropped == "1":
+            await self._unregister(old)
 
     async def _replace_across_slots(
-        self, old: _Tree, new: _Tree, old_pos: str, new_pos: str, s: str, mode: str
+        self,
+        old: _Tree,
+        new: _Tree,
+        old_pos: str,
+        new_pos: str,
+        id: str,
+        new_id: str,
+        s: str,
+        mode: str,
     ) -> None:
         """Cluster, different slots: delete, then insert; on failure re-insert the old
-        item (compensation). In between the item is briefly in neither tree."""
-        notify = "1" if self.notify else "0"
-        removed = await self._run(
-            "delete", old.keys, [notify, old_pos, "0" if mode == "strict" else "1"]
-        )
+        item (compensation). In between the item is briefly in neither tree. An item
+        written by id stays indexed by id in the new tree."""
+        removed, indexed = await self._delete_at(old, old_pos, id, mode != "strict")
         try:
-            if mode == "upsert":
-                reply = await self._run("bulk", new.keys, [*self._defaults(new), "u", new_pos, s])
+            if indexed:
+                reply = (await self._upsert(new, new_id, new_pos, s, "last"))[3]
+            elif mode == "upsert":
+                reply = await self._run(
+                    "bulk", new.wkeys[:2], [*self._defaults(new), "u", new_pos, s]
+                )
             else:
                 reply = await self._run("insert", new.keys, [*self._defaults(new), new_pos, s])
         except BaseException:
             if removed != "":
-                await self._run("insert", old.keys, [*self._defaults(old), old_pos, removed])
+                if indexed:
+                    await self._upsert(old, id, old_pos, removed, "last")
+                else:
+                    await self._run("insert", old.keys, [*self._defaults(old), old_pos, removed])
+                await self._register(old, 2)
             raise
         await self._register(new, reply)
+
+    async def _upsert(self, tree: _Tree, id: str, pos: str, s: str, keep: str) -> list[str]:
+        """Run upsert.lua: ``[written, previous pos, previous sum, created]``."""
+        reply = await self._run("upsert", tree.wkeys, [*self._defaults(tree), id, pos, s, keep])
+        await self._register(tree, reply[3])
+        return list(reply)
 
     async def _bulk(
         self, namespace: Namespace, ops: list[tuple[str, str, str]], chunk: int

@@ -52,6 +52,21 @@ class Item(Generic[K]):
 
 
 @dataclass(frozen=True, slots=True)
+class Upserted(Generic[K]):
+    """What ``insert_or_replace`` did for one id."""
+
+    item: Item[K]
+    """The id's item now (the kept one when ``written`` is false)."""
+    previous: Item[K] | None
+    """The id's item before (``None``: the id had none)."""
+    written: bool
+    """False when ``keep="min"``/``"max"`` kept the previous item."""
+
+
+Keep = Literal["last", "min", "max"]
+
+
+@dataclass(frozen=True, slots=True)
 class Page(Generic[K]):
     items: list[Item[K]]
     cursor: str

@@ -33,7 +33,16 @@ async def test_names_with_counts_and_hit_rate(app: App, client: httpx.AsyncClien
     r = await client.get("/action-cache/names", headers=AUTH)
     assert r.status_code == 200
     assert r.json() == {
-        "names": [{"name": "sq", "entries": 2, "hits": 1, "misses": 2, "hit_rate": 1 / 3}]
+        "names": [
+            {
+                "name": "sq",
+                "entries": 2,
+                "hits": 1,
+                "misses": 2,
+                "coalesced": 0,
+                "hit_rate": 1 / 3,
+            }
+        ]
     }
 
 

@@ -368,7 +368,7 @@ def _member(args: dict[str, Any]) -> str:
     return _digest(canonical_args(args))
 
 
-# 23
+# 23 (issue 18: a failure is shared with the callers that waited for it)
 async def test_single_flight_failure(app: App) -> None:
     calls = 0
 
@@ -382,10 +382,12 @@ async def test_single_flight_failure(app: App) -> None:
 
     c = ActionCache(app, flaky, name="flaky", single_flight=True, poll_ms=5)
     results = await asyncio.gather(*(c.fetch({"x": 1}) for _ in range(5)), return_exceptions=True)
-    errors = [r for r in results if isinstance(r, RuntimeError)]
-    assert len(errors) == 1 and [r for r in results if r == 42] == [42] * 4
-    assert calls == 2
+    assert calls == 1 and all(isinstance(r, RuntimeError) for r in results)
+    assert len({id(r) for r in results}) == 1  # the winner's own exception, shared
     assert not await app.redis.exists(c._store.lock(_member({"x": 1})))
+    assert await c.fetch({"x": 1}) == 42 and calls == 2  # a new caller tries again
+    s = await c.stats()
+    assert (s.hits, s.misses, s.coalesced) == (0, 6, 0)
 
 
 # 24

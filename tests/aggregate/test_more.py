@@ -206,7 +206,7 @@ async def test_namespaces_spread_over_slots_and_hash_tag_pins_them(app: App) -> 
     await pinned.insert(1, "a", 2.0, namespace="x")
     await pinned.replace(1, "a", 2, namespace="x", new_namespace="y", sum_value=3.0)
     assert (await pinned.count(namespace="x"), await pinned.sum(namespace="y")) == (0, 3.0)
-    assert await pinned.namespaces() == ["x", "y"]
+    assert await pinned.namespaces() == ["y"]  # x, left empty, was dropped
 
 
 # redis-py's asyncio Cluster client has no pub/sub: the PUBLISH runs there, unobserved

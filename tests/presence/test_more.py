@@ -391,8 +391,10 @@ async def test_session_helper_single_flight(p: Presence) -> None:
 
 
 async def test_huge_interval_rejected(app: App, p: Presence) -> None:
-    with pytest.raises(ConfigError, match="not finite"):
+    with pytest.raises(ConfigError, match="interval"):
         await p.heartbeat("r", "u", "s", 1e308)
+    with pytest.raises(ConfigError, match="timeout_multiplier"):
+        await p.heartbeat("r", "u", "s", 1e12)  # x 2.5 is beyond the largest duration
     assert await namespace_keys(app) == []
 
 
