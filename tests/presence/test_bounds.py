@@ -11,9 +11,9 @@ from typing import Any
 
 import httpx
 import pytest
+from rkit.api import create_api
 
 from rkit import App, ConfigError, SessionConflict, TestClock, keys
-from rkit.api import create_api
 from rkit.errors import KeyTooLong
 from rkit.presence import Presence
 
