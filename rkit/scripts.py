@@ -17,6 +17,7 @@ from importlib.resources import files
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis._parsers.base import _AsyncRESPBase
 from redis._parsers.hiredis import NOT_ENOUGH_DATA, _AsyncHiredisParser
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
@@ -68,17 +69,26 @@ def _fast_pool(client: Any) -> Any:
     return pool
 
 
-def _clean(conn: Any) -> bool:
+def _clean(conn: Any) -> bool | None:
     """redis-py's ``can_read_destructive()`` check of a pooled connection, answered
-    from what the connection already holds: no buffered reply, no unread bytes, no
-    EOF or error. redis-py also waits one event-loop turn for bytes still in flight
-    (a zero-timeout read that costs a timer, a task cancellation and a loop
-    iteration on every command); a reply can only be in flight on a connection
-    released mid-command, which redis-py disconnects instead of releasing."""
+    from what the connection already holds: no buffered reply or unread bytes, no
+    EOF or error (``None``: a parser this does not know). redis-py also waits one
+    event-loop turn for bytes still in flight (with hiredis: a zero-timeout read
+    that costs a timer, a task cancellation and a loop iteration on every
+    command); a reply can only be in flight on a connection released mid-command,
+    which redis-py disconnects instead of releasing."""
     parser = conn._parser
-    if not parser._connected or parser._reader.gets() is not NOT_ENOUGH_DATA:
+    if type(parser) is _AsyncHiredisParser:
+        if parser._reader is None or parser._reader.gets() is not NOT_ENOUGH_DATA:
+            return False
+    elif isinstance(parser, _AsyncRESPBase):
+        if parser._buffer:
+            return False
+    else:
+        return None
+    stream: Any = parser._stream  # an asyncio.StreamReader: its buffer and EOF flag
+    if not getattr(parser, "_connected", False) or stream is None:
         return False
-    stream = parser._stream
     return not (stream._buffer or stream._eof or stream.exception() is not None)
 
 
@@ -98,9 +108,10 @@ async def _evalsha(
     try:
         if not conn.is_connected:
             await conn.connect()
-        if type(conn._parser) is not _AsyncHiredisParser:
-            await pool.ensure_connection(conn)  # its probe awaits nothing: cheap already
-        elif not _clean(conn):  # ConnectionPool.ensure_connection's recovery
+        clean = _clean(conn)
+        if clean is None:
+            await pool.ensure_connection(conn)  # a parser we don't know: redis-py's probe
+        elif not clean:  # ConnectionPool.ensure_connection's recovery
             await conn.disconnect()
             await conn.connect()
             if await conn.can_read_destructive():

@@ -11,7 +11,9 @@ from typing import Any
 import fakeredis
 import pytest
 import redis.asyncio as aioredis
+from redis._parsers import _AsyncHiredisParser, _AsyncRESP2Parser
 from redis.exceptions import ResponseError
+from redis.utils import HIREDIS_AVAILABLE
 
 from rkit import scripts
 from rkit.scripts import Script
@@ -23,9 +25,19 @@ FAIL = Script("test/fail", "return redis.error_reply('boom')")
 ARGS: list[Any] = ["naïve ✓", 7, 0.1, b"\x00raw\xff"]
 
 
+PARSERS = [pytest.param(_AsyncRESP2Parser, id="python-parser")]
+if HIREDIS_AVAILABLE:
+    PARSERS.append(pytest.param(_AsyncHiredisParser, id="hiredis"))
+
+
+@pytest.fixture(params=PARSERS)
+def parser(request: pytest.FixtureRequest) -> Any:
+    return request.param
+
+
 @pytest.fixture(params=[True, False], ids=["decoded", "bytes"])
-async def client(redis_url: str, request: pytest.FixtureRequest) -> AsyncIterator[Any]:
-    c = aioredis.from_url(redis_url, decode_responses=request.param)
+async def client(redis_url: str, parser: Any, request: pytest.FixtureRequest) -> AsyncIterator[Any]:
+    c = aioredis.from_url(redis_url, decode_responses=request.param, parser_class=parser)
     yield c
     await c.aclose()
 
@@ -77,7 +89,7 @@ async def test_error_reply_raises_and_the_connection_stays_usable(
 
 
 async def test_pooled_connection_with_stray_bytes_is_reconnected(
-    client: Any, fast_calls: list[int]
+    client: Any, parser: Any, fast_calls: list[int]
 ) -> None:
     """A pooled connection holding unread bytes must not hand them out as the reply."""
     await client.script_load(ECHO.body)
@@ -87,6 +99,7 @@ async def test_pooled_connection_with_stray_bytes_is_reconnected(
     got = await ECHO(client, ["k2"], ["a", "b", "c", "d"])
     assert got[0] in ("k2", b"k2")
     assert _pooled(client) is conn and len(fast_calls) == 2
+    assert type(conn._parser) is parser
 
 
 async def test_connection_closed_by_the_server_is_reconnected(
