@@ -10,6 +10,10 @@ from rkit.aggregate import DirectAggregate
 from rkit.presence import Presence
 from rkit.retrier import ActionRetrier
 
+from .._state import snapshot
+
+__all__ = ["AUTH", "TOKEN", "fill", "known", "seed", "snapshot"]
+
 TOKEN = "api-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -72,9 +76,3 @@ def fill(path: str, names: dict[str, str]) -> str:
     for param, value in {**known(path, names), "offset": "0"}.items():
         path = path.replace("{" + param + "}", value)
     return path
-
-
-async def snapshot(app: App) -> dict[str, Any]:
-    """Every key of the state Redis with its serialized value (no TTLs)."""
-    keys: list[str] = [k async for k in app.redis.scan_iter(match="*", count=1000)]
-    return {k: await app.redis.dump(k) for k in sorted(keys)}
