@@ -158,11 +158,23 @@ def _digest(canon: str) -> str:
     return hashlib.sha256(canon.encode("utf-8")).hexdigest()
 
 
+MAX_MS = 1e14
+"""Largest duration or timestamp in ms (~3,170 years): beyond it expiry times stop
+being integers Redis takes, and a script would fail after writing."""
+
+
 def _check_ttl(ttl: Any, what: str = "ttl") -> float | None:
     if ttl is None:
         return None
-    if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not math.isfinite(ttl):
-        raise ConfigError(f"{what} must be a finite number of ms or None, got {ttl!r}")
+    if (
+        isinstance(ttl, bool)
+        or not isinstance(ttl, int | float)
+        or not math.isfinite(ttl)
+        or abs(ttl) > MAX_MS
+    ):
+        raise ConfigError(
+            f"{what} must be a finite number of ms (at most {MAX_MS:.0e}) or None, got {ttl!r}"
+        )
     return float(ttl)
 
 
