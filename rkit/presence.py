@@ -140,9 +140,12 @@ def _check_id(value: Any, what: str) -> str:
     return value
 
 
+_INT_MAX = 2**63 - 1  # what Redis takes as a count or cursor
+
+
 def _check_int(value: Any, what: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{what} must be an int >= {minimum}, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum or value > _INT_MAX:
+        raise ConfigError(f"{what} must be an int in {minimum}..{_INT_MAX}, got {value!r}")
     return value
 
 
@@ -150,14 +153,19 @@ def _check_limit(limit: Any) -> int:
     return _check_int(limit, "limit", 0)
 
 
+MAX_MS = 1e14
+"""Largest duration or timestamp in ms (~3,170 years): beyond it deadlines and TTLs
+stop being integers Redis takes, and a script would fail after writing."""
+
+
 def _check_positive(value: Any, what: str) -> float:
     if (
         isinstance(value, bool)
         or not isinstance(value, int | float)
         or not math.isfinite(value)
-        or value <= 0
+        or not 0 < value <= MAX_MS
     ):
-        raise ConfigError(f"{what} must be a finite number > 0, got {value!r}")
+        raise ConfigError(f"{what} must be a finite number in (0, {MAX_MS:.0e}], got {value!r}")
     return float(value)
 
 
@@ -359,8 +367,10 @@ class Presence:
         _check_id(user_id, "user_id")
         _check_id(session_id, "session_id")
         iv = self.default_interval_ms if interval is None else _check_positive(interval, "interval")
-        if not math.isfinite(iv * self.timeout_multiplier):
-            raise ConfigError(f"interval {interval!r} x timeout_multiplier is not finite")
+        if not iv * self.timeout_multiplier <= MAX_MS:
+            raise ConfigError(
+                f"interval {interval!r} x timeout_multiplier is above {MAX_MS:.0e} ms"
+            )
         timeout = repr(iv * self.timeout_multiplier)
         base = (user_id, session_id, timeout)
         # steady state: one script call that only refreshes an existing session
@@ -699,6 +709,8 @@ class Presence:
     ) -> builtins.list[PresenceEvent]:
         """Events of the room recorded after stream id ``after`` (oldest first)."""
         _check_id(room_id, "room_id")
+        _check_id(after, "after")
+        _check_int(count, "count", 1)
         entries = await self.app.redis.xrange(
             self.events_key(room_id), min=f"({after}" if after != "0" else "-", count=count
         )
@@ -727,6 +739,8 @@ class Presence:
         start of the retained stream; or a stream id). Each read blocks up to
         ``block_ms``; runs until the consumer stops iterating."""
         _check_id(room_id, "room_id")
+        _check_id(after, "after")
+        _check_int(block_ms, "block_ms", 0)
         async for batch in self._batches(room_id, after, block_ms):
             for event in batch:
                 yield event
@@ -736,6 +750,7 @@ class Presence:
     ) -> AsyncIterator[builtins.list[PresenceEntry]]:
         """Yield ``list(room_token)`` now and again after each batch of room events
         (a live view without polling). A malformed token yields ``[]`` once."""
+        _check_int(block_ms, "block_ms", 0)
         parsed = _split_token(room_token, "r1")
         yield await self.list(room_token)
         if parsed is None:
