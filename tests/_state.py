@@ -1,5 +1,6 @@
-"""What a test can compare to prove nothing was written: every key of the state Redis
-with its serialized value (on Cluster: every primary)."""
+"""What a test can compare to prove nothing was written: every key of the App's
+namespace in the state Redis (on Cluster: on every primary; other tests' keys,
+which may expire meanwhile, are left out) with its serialized value."""
 
 from __future__ import annotations
 
@@ -9,5 +10,10 @@ from rkit import App
 
 
 async def snapshot(app: App) -> dict[str, Any]:
-    keys: list[str] = [k async for k in app.redis.scan_iter(match="*", count=1000)]
+    ns = app.namespace
+    keys: list[str] = [
+        k
+        async for k in app.redis.scan_iter(match="rkit:*", count=1000)
+        if k.startswith((f"rkit:{{{ns}:", f"rkit:{ns}:"))
+    ]
     return {k: await app.redis.dump(k) for k in sorted(keys)}

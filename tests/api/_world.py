@@ -40,7 +40,7 @@ async def seed(app: App) -> dict[str, str]:
     cache = ActionCache(app, square, name="sq")
     await cache.fetch({"x": 2})
     presence = Presence(app)
-    await presence.heartbeat("r1", "u1", "s1", 1000)
+    await presence.heartbeat("r1", "u1", "s1", 60_000)
     agg: DirectAggregate[Any] = DirectAggregate(app, "board", default_max_node_size=4)
     await agg.insert_many([(k, f"id{k}", float(k)) for k in range(12)])
     pool = Workpool(app, "emails", max_parallelism=0)

@@ -69,7 +69,7 @@ ID_CALLS: list[tuple[str, Callable[[Presence, App, Any], Awaitable[Any]]]] = [
 @pytest.fixture
 async def p(app: App) -> Presence:
     presence = Presence(app)
-    await presence.heartbeat("r1", "u1", "s1", 1000)  # state that must stay as it is
+    await presence.heartbeat("r1", "u1", "s1", 60_000)  # state that must stay as it is
     return presence
 
 

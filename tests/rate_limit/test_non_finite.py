@@ -63,7 +63,7 @@ def rl(app: App) -> RateLimiter:
     return RateLimiter(
         app,
         {
-            "tb": TokenBucket(rate=10, period=1000, shards=2),
+            "tb": TokenBucket(rate=10, period=60_000, shards=2),  # state outlives the test
             "fw": FixedWindow(rate=5, period=1000),
         },
     )
