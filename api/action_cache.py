@@ -7,19 +7,22 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, status
+from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
 
 from rkit import App
 from rkit.action_cache import _digest, _Store, cache_names, canonical_args, purge_all, remove_all
 
+from .validation import Name
+
 
 class EntryBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     args: dict[str, Any] = Field(default_factory=dict)
 
 
 class BeforeBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     before: float | None = Field(default=None, allow_inf_nan=False)
 
 
@@ -59,17 +62,19 @@ def router(app: App) -> APIRouter:
         return {"names": out}
 
     @r.delete("/{name}")
-    async def remove_name(name: str) -> dict[str, int]:
+    async def remove_name(name: Name) -> dict[str, int]:
         store = await _known(app, name)
         return {"deleted": await store.remove_all(before=None, batch_size=100)}
 
     @r.delete("/{name}/entry")
-    async def remove_entry(name: str, body: EntryBody) -> dict[str, bool]:
+    async def remove_entry(name: Name, body: EntryBody) -> dict[str, bool]:
         store = await _known(app, name)
         try:
             member = _digest(canonical_args(body.args))
         except (TypeError, ValueError) as exc:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=str(exc)) from None
+            raise RequestValidationError(
+                [{"type": "value_error", "loc": ("body", "args"), "msg": str(exc)}]
+            ) from None
         return {"deleted": await store.remove(member)}
 
     @r.post("/remove-all")

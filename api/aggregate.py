@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, status
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from rkit import App
 from rkit.aggregate import Aggregate, Bound, Bounds, Eq, Int64, Item, Prefix, Range, ns_member
@@ -25,11 +25,13 @@ from rkit.errors import (
     TreeCorrupted,
 )
 
+from .validation import Name, QueryName, QueryStr
+
 
 class ClearBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     namespace: Any = None
-    max_node_size: int | None = None
+    max_node_size: int | None = Field(default=None, ge=4, le=2**31)
     root_lazy: bool | None = None
 
 
@@ -130,7 +132,7 @@ def make_router(
         return {"aggregates": out}
 
     @r.get("/{name}/namespaces")
-    async def namespaces(name: str) -> dict[str, Any]:
+    async def namespaces(name: Name) -> dict[str, Any]:
         agg = known(name)
         return {
             "namespaces": [
@@ -139,13 +141,15 @@ def make_router(
         }
 
     @r.get("/{name}/stats")
-    async def stats(name: str, ns: str = "~") -> dict[str, Any]:
+    async def stats(name: Name, ns: QueryStr = "~") -> dict[str, Any]:
         agg = known(name)
         out: dict[str, Any] = await _guard(lambda: agg.stats(_namespace(ns)))
         return out
 
     @r.get("/{name}/shape")
-    async def shape(name: str, ns: str = "~", max_nodes: int = 10_000) -> dict[str, Any]:
+    async def shape(
+        name: Name, ns: QueryStr = "~", max_nodes: int = Query(10_000, ge=1, le=1_000_000)
+    ) -> dict[str, Any]:
         """Depth and per-level node sizes, for debugging a tree's balance."""
         agg = known(name)
         out: dict[str, Any] = await _guard(lambda: agg.shape(_namespace(ns), max_nodes=max_nodes))
@@ -153,14 +157,14 @@ def make_router(
 
     def total_route(which: Literal["count", "sum"]) -> Callable[..., Awaitable[dict[str, Any]]]:
         async def route(
-            name: str,
-            ns: str = "~",
-            lower: str | None = None,
-            upper: str | None = None,
+            name: Name,
+            ns: QueryStr = "~",
+            lower: QueryName = None,
+            upper: QueryName = None,
             lower_inclusive: bool = True,
             upper_inclusive: bool = True,
-            prefix: str | None = None,
-            eq: str | None = None,
+            prefix: QueryName = None,
+            eq: QueryName = None,
         ) -> dict[str, Any]:
             agg = known(name)
 
@@ -178,7 +182,7 @@ def make_router(
         r.add_api_route(f"/{{name}}/{which}", total_route(which), methods=["GET"])
 
     @r.get("/{name}/at/{offset}")
-    async def at(name: str, offset: int, ns: str = "~") -> dict[str, Any]:
+    async def at(name: Name, offset: int, ns: QueryStr = "~") -> dict[str, Any]:
         agg = known(name)
 
         async def run() -> dict[str, Any]:
@@ -189,9 +193,9 @@ def make_router(
 
     @r.get("/{name}/page")
     async def page(
-        name: str,
-        ns: str = "~",
-        cursor: str | None = None,
+        name: Name,
+        ns: QueryStr = "~",
+        cursor: QueryName = None,
         size: int = Query(100, ge=1, le=10_000),
         order: Literal["asc", "desc"] = "asc",
     ) -> dict[str, Any]:
@@ -207,13 +211,13 @@ def make_router(
         return out
 
     @r.get("/{name}/dump")
-    async def dump(name: str, ns: str = "~") -> dict[str, str]:
+    async def dump(name: Name, ns: QueryStr = "~") -> dict[str, str]:
         agg = known(name)
         text: str = await _guard(lambda: agg.dump(_namespace(ns)))
         return {"dump": text}
 
     @r.post("/{name}/validate")
-    async def validate(name: str, ns: str = "~") -> dict[str, Any]:
+    async def validate(name: Name, ns: QueryStr = "~") -> dict[str, Any]:
         agg = known(name)
         try:
             await _guard(lambda: agg.validate(_namespace(ns)))
@@ -222,7 +226,7 @@ def make_router(
         return {"ok": True}
 
     @r.post("/{name}/clear")
-    async def clear(name: str, body: ClearBody | None = None) -> dict[str, Any]:
+    async def clear(name: Name, body: ClearBody | None = None) -> dict[str, Any]:
         agg = known(name)
         b = body or ClearBody()
         await _guard(

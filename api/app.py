@@ -6,21 +6,50 @@ import importlib
 from typing import Any
 
 from fastapi import Depends, FastAPI
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from rkit import App
+from rkit import App, ConfigError
 
 from . import action_cache, aggregate, presence, rate_limits, workpool
 from .auth import RequireAdmin, resolve_token
+from .validation import (
+    MAX_BODY_BYTES,
+    BodyGuard,
+    config_error_handler,
+    http_error_handler,
+    validation_error_handler,
+)
 
 
-def create_api(app: App, *, admin_token: str | None = None, title: str = "rkit admin") -> FastAPI:
+def create_api(
+    app: App,
+    *,
+    admin_token: str | None = None,
+    title: str = "rkit admin",
+    max_body_bytes: int = MAX_BODY_BYTES,
+) -> FastAPI:
     """A FastAPI app serving ``/health`` and the admin routes for ``app``'s components:
     the built-in kinds' routers, and every router a component registered with
-    ``app.components.add_router`` (all behind the admin token)."""
+    ``app.components.add_router`` (all behind the admin token).
+
+    Request bodies must be strict JSON of at most ``max_body_bytes`` (see
+    :mod:`rkit.api.validation`); invalid input is a 4xx that never echoes it."""
     api = FastAPI(title=title)
     api.state.rkit = app
-    guard = [Depends(RequireAdmin(resolve_token(admin_token)))]
+    admin = RequireAdmin(resolve_token(admin_token))
+    guard = [Depends(admin)]
+    api.add_exception_handler(RequestValidationError, validation_error_handler)
+    api.add_exception_handler(ConfigError, config_error_handler)
+    api.add_exception_handler(StarletteHTTPException, http_error_handler)
+    open_paths = {"/health", api.openapi_url, api.docs_url, api.redoc_url, "/docs/oauth2-redirect"}
+    api.add_middleware(
+        BodyGuard,
+        guard=admin,
+        open_paths={p for p in open_paths if p},
+        max_body_bytes=max_body_bytes,
+    )
 
     @api.get("/health", tags=["health"])
     async def health() -> Any:

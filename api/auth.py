@@ -22,18 +22,24 @@ class RequireAdmin:
         self._token = token.encode("utf-8") if token else None
 
     async def __call__(self, request: Request) -> None:
+        refusal = self.refusal(request.headers.get("authorization"))
+        if refusal is not None:
+            raise refusal
+
+    def refusal(self, authorization: str | None) -> HTTPException | None:
+        """The error refusing a request with this ``Authorization`` header, if any."""
         if self._token is None:
-            raise HTTPException(
+            return HTTPException(
                 status.HTTP_403_FORBIDDEN,
                 detail=f"admin API disabled: no admin token configured (set {ENV_TOKEN})",
             )
-        header = request.headers.get("authorization", "")
-        scheme, _, given = header.partition(" ")
+        scheme, _, given = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(
             given.strip().encode("utf-8"), self._token
         ):
-            raise HTTPException(
+            return HTTPException(
                 status.HTTP_401_UNAUTHORIZED,
                 detail="missing or wrong bearer token",
                 headers={"WWW-Authenticate": "Bearer"},
             )
+        return None

@@ -13,7 +13,9 @@ from fastapi import APIRouter, HTTPException, Query, status
 from rkit import App
 from rkit.presence import DEFAULT_LIMIT, MAX_CURSOR, Presence
 
-Instance = Query(default="default", min_length=1)
+from .validation import MAX_NAME, Name
+
+Instance = Query(default="default", min_length=1, max_length=MAX_NAME)
 Limit = Query(default=DEFAULT_LIMIT, ge=0, le=10_000)
 
 
@@ -38,30 +40,30 @@ def router(app: App) -> APIRouter:
 
     @r.get("/rooms/{room_id}")
     async def list_room(
-        room_id: str, instance: str = Instance, online_only: bool = False, limit: int = Limit
+        room_id: Name, instance: str = Instance, online_only: bool = False, limit: int = Limit
     ) -> dict[str, Any]:
         entries = await _presence(app, instance).list_room(room_id, online_only, limit)
         return {"room_id": room_id, "users": [asdict(e) for e in entries]}
 
     @r.get("/users/{user_id}/rooms")
     async def list_user(
-        user_id: str, instance: str = Instance, online_only: bool = False, limit: int = Limit
+        user_id: Name, instance: str = Instance, online_only: bool = False, limit: int = Limit
     ) -> dict[str, Any]:
         entries = await _presence(app, instance).list_user(user_id, online_only, limit)
         return {"user_id": user_id, "rooms": [asdict(e) for e in entries]}
 
     @r.delete("/rooms/{room_id}/users/{user_id}")
     async def remove_room_user(
-        room_id: str, user_id: str, instance: str = Instance
+        room_id: Name, user_id: Name, instance: str = Instance
     ) -> dict[str, bool]:
         return {"removed": await _presence(app, instance).remove_room_user(room_id, user_id)}
 
     @r.delete("/rooms/{room_id}")
-    async def remove_room(room_id: str, instance: str = Instance) -> dict[str, bool]:
+    async def remove_room(room_id: Name, instance: str = Instance) -> dict[str, bool]:
         return {"removed": await _presence(app, instance).remove_room(room_id)}
 
     @r.post("/rooms/{room_id}/rotate-token")
-    async def rotate(room_id: str, instance: str = Instance) -> dict[str, str]:
+    async def rotate(room_id: Name, instance: str = Instance) -> dict[str, str]:
         token = await _presence(app, instance).rotate_room_token(room_id)
         if token is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no room {room_id!r}")

@@ -12,15 +12,17 @@ from pydantic import BaseModel, ConfigDict, Field
 from rkit import App, RateLimiter
 from rkit.rate_limit import FixedWindow, RateLimitValue, TokenBucket
 
+from .validation import MAX_NAME, Name, QueryName
+
 
 class ResetBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    key: str | None = None
+    model_config = ConfigDict(extra="forbid", strict=True)
+    key: str | None = Field(default=None, max_length=MAX_NAME)
 
 
 class ClearAllBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    before: float | None = Field(default=None, allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", strict=True)
+    before: float | None = Field(default=None, ge=0, allow_inf_nan=False)
 
 
 class ValueOut(BaseModel):
@@ -57,7 +59,9 @@ def router(app: App) -> APIRouter:
 
     @r.get("/{name}/value", response_model=ValueOut)
     async def get_value(
-        name: str, key: str | None = None, sample_shards: int = Query(default=1, ge=1, le=1024)
+        name: Name,
+        key: QueryName = None,
+        sample_shards: int = Query(default=1, ge=1, le=1024),
     ) -> ValueOut:
         limiter = _find(app, name)
         v: RateLimitValue = await limiter.get_value(name, key=key, sample_shards=sample_shards)
@@ -72,7 +76,7 @@ def router(app: App) -> APIRouter:
         )
 
     @r.post("/{name}/reset", status_code=status.HTTP_204_NO_CONTENT)
-    async def reset(name: str, body: ResetBody | None = None) -> Response:
+    async def reset(name: Name, body: ResetBody | None = None) -> Response:
         limiter = _find(app, name)
         await limiter.reset(name, key=body.key if body else None)
         return Response(status_code=status.HTTP_204_NO_CONTENT)

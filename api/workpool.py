@@ -15,15 +15,17 @@ from rkit.errors import RunNotCompleted, RunNotFound
 from rkit.retrier import ActionRetrier
 from rkit.workpool import Workpool, pool_names
 
+from .validation import Name
+
 
 class ConfigBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    max_parallelism: int | None = Field(default=None, ge=0)
+    model_config = ConfigDict(extra="forbid", strict=True)
+    max_parallelism: int | None = Field(default=None, ge=0, le=2**53)
     log_level: Literal["DEBUG", "TRACE", "INFO", "REPORT", "WARN", "ERROR"] | None = None
 
 
 class CancelAllBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     limit: int = Field(default=64, ge=1, le=10_000)
     before: float | None = Field(default=None, allow_inf_nan=False)
 
@@ -54,11 +56,11 @@ def router(app: App) -> APIRouter:
         return {"pools": [await _summary(_pool(app, n)) for n in await pool_names(app)]}
 
     @r.get("/{pool}")
-    async def pool_info(pool: str) -> dict[str, Any]:
+    async def pool_info(pool: Name) -> dict[str, Any]:
         return await _summary(await _known(app, pool))
 
     @r.patch("/{pool}/config")
-    async def set_config(pool: str, body: ConfigBody) -> dict[str, Any]:
+    async def set_config(pool: Name, body: ConfigBody) -> dict[str, Any]:
         p = await _known(app, pool)
         try:
             cfg = await p.set_config(max_parallelism=body.max_parallelism, log_level=body.log_level)
@@ -67,17 +69,17 @@ def router(app: App) -> APIRouter:
         return asdict(cfg)
 
     @r.get("/{pool}/running")
-    async def running(pool: str, limit: int = Query(1000, ge=1, le=10_000)) -> dict[str, Any]:
+    async def running(pool: Name, limit: int = Query(1000, ge=1, le=10_000)) -> dict[str, Any]:
         p = await _known(app, pool)
         return {"running": [asdict(x) for x in await p.running(limit=limit)]}
 
     @r.get("/{pool}/pending")
-    async def pending(pool: str, limit: int = Query(1000, ge=1, le=10_000)) -> dict[str, Any]:
+    async def pending(pool: Name, limit: int = Query(1000, ge=1, le=10_000)) -> dict[str, Any]:
         p = await _known(app, pool)
         return {"pending": await p.pending(limit=limit)}
 
     @r.get("/{pool}/work/{work_id}")
-    async def work(pool: str, work_id: str) -> dict[str, Any]:
+    async def work(pool: Name, work_id: Name) -> dict[str, Any]:
         p = await _known(app, pool)
         out: dict[str, Any] = {"work_id": work_id, "status": (await p.status(work_id)).to_dict()}
         h = await p.item(work_id)
@@ -92,24 +94,24 @@ def router(app: App) -> APIRouter:
         return out
 
     @r.post("/{pool}/work/{work_id}/cancel")
-    async def cancel(pool: str, work_id: str) -> dict[str, str]:
+    async def cancel(pool: Name, work_id: Name) -> dict[str, str]:
         p = await _known(app, pool)
         reply = await p.cancel_many([work_id])
         return {"work_id": work_id, "outcome": reply[0].lower()}
 
     @r.post("/{pool}/cancel-all")
-    async def cancel_all(pool: str, body: CancelAllBody | None = None) -> dict[str, int]:
+    async def cancel_all(pool: Name, body: CancelAllBody | None = None) -> dict[str, int]:
         p = await _known(app, pool)
         b = body or CancelAllBody()
         return {"canceled": await p.cancel_all(limit=b.limit, before=b.before)}
 
     @r.get("/{pool}/dlq")
-    async def dlq(pool: str, limit: int = Query(100, ge=1, le=10_000)) -> dict[str, Any]:
+    async def dlq(pool: Name, limit: int = Query(100, ge=1, le=10_000)) -> dict[str, Any]:
         p = await _known(app, pool)
         return {"dead_letters": [asdict(d) for d in await p.dead_letters(limit=limit)]}
 
     @r.post("/{pool}/dlq/{work_id}/replay")
-    async def replay(pool: str, work_id: str) -> dict[str, bool]:
+    async def replay(pool: Name, work_id: Name) -> dict[str, bool]:
         p = await _known(app, pool)
         return {"replayed": await p.replay_dead_letter(work_id)}
 
@@ -128,7 +130,7 @@ def retrier_router(app: App) -> APIRouter:
 
     @r.get("/{ns}/runs")
     async def runs(
-        ns: str,
+        ns: Name,
         state: Literal["scheduled", "running", "completed"] | None = None,
         limit: int = Query(100, ge=1, le=10_000),
     ) -> dict[str, Any]:
@@ -136,18 +138,18 @@ def retrier_router(app: App) -> APIRouter:
         return {"runs": [d.to_dict() for d in found]}
 
     @r.get("/{ns}/runs/{run_id}")
-    async def run(ns: str, run_id: str) -> dict[str, Any]:
+    async def run(ns: Name, run_id: Name) -> dict[str, Any]:
         try:
             return (await _retrier(app, ns).details(run_id)).to_dict()
         except RunNotFound as exc:
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from None
 
     @r.post("/{ns}/runs/{run_id}/cancel")
-    async def cancel(ns: str, run_id: str) -> dict[str, bool]:
+    async def cancel(ns: Name, run_id: Name) -> dict[str, bool]:
         return {"canceled": await _retrier(app, ns).cancel(run_id)}
 
     @r.delete("/{ns}/runs/{run_id}")
-    async def cleanup(ns: str, run_id: str) -> dict[str, bool]:
+    async def cleanup(ns: Name, run_id: Name) -> dict[str, bool]:
         try:
             await _retrier(app, ns).cleanup(run_id)
         except RunNotFound as exc:
@@ -157,16 +159,16 @@ def retrier_router(app: App) -> APIRouter:
         return {"deleted": True}
 
     @r.get("/{ns}/stats")
-    async def stats(ns: str) -> dict[str, Any]:
+    async def stats(ns: Name) -> dict[str, Any]:
         return await _retrier(app, ns).stats()
 
     @r.get("/{ns}/dlq")
-    async def dlq(ns: str, limit: int = Query(100, ge=1, le=10_000)) -> dict[str, Any]:
+    async def dlq(ns: Name, limit: int = Query(100, ge=1, le=10_000)) -> dict[str, Any]:
         found = await _retrier(app, ns).dead_letters(limit=limit)
         return {"dead_letters": [asdict(d) for d in found]}
 
     @r.post("/{ns}/dlq/{run_id}/replay")
-    async def replay(ns: str, run_id: str) -> dict[str, bool]:
+    async def replay(ns: Name, run_id: Name) -> dict[str, bool]:
         return {"replayed": await _retrier(app, ns).replay_dead_letter(run_id)}
 
     return r

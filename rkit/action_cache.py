@@ -185,12 +185,26 @@ def _check_ttl(ttl: Any, what: str = "ttl") -> float | None:
     return float(ttl)
 
 
+MAX_TIME_MS = 1e14
+"""Largest point in time (ms since the epoch, ~year 5138) taken for ``now=`` or
+``before=``: beyond it expiry arithmetic stops being integers Redis takes."""
+
+
 def _check_time(t: Any, what: str) -> float | None:
-    """A point in time in ms (``now=``, ``before=``): ``None`` or a finite number."""
+    """A point in time in ms (``now=``, ``before=``): ``None`` or a finite number of
+    at most :data:`MAX_TIME_MS` in magnitude."""
     if t is None:
         return None
-    if isinstance(t, bool) or not isinstance(t, int | float) or not math.isfinite(t):
-        raise ConfigError(f"{what} must be a finite number of ms or None, got {t!r}")
+    if (
+        isinstance(t, bool)
+        or not isinstance(t, int | float)
+        or not math.isfinite(t)
+        or abs(t) > MAX_TIME_MS
+    ):
+        raise ConfigError(
+            f"{what} must be a finite number of ms (at most {MAX_TIME_MS:.0e}) or None, "
+            f"got {t!r}"
+        )
     return float(t)
 
 

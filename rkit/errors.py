@@ -91,8 +91,9 @@ def is_rate_limit_error(exc: BaseException) -> bool:
 
 
 def _num(x: float) -> str:
-    """Print a number like JavaScript does: integers without a trailing ``.0``."""
-    return str(int(x)) if float(x).is_integer() else repr(float(x))
+    """Print a number like JavaScript does: integers without a trailing ``.0``, huge
+    ones in exponent form (``1e+300``, not 301 digits)."""
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e21 else repr(float(x))
 
 
 class CacheValueTooLarge(RkitError, ValueError):

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
 from . import scripts
 from .clock import argv_now
@@ -60,7 +60,11 @@ Rng = Callable[[], float]
 
 _COUNT_1 = b"1"
 # per config: (ARGV string, shards, uses randoms, count bound, count bound with reserve)
-_Hot = tuple[bytes, int, bool, float, float | None]
+_Hot = tuple[bytes, int, bool, float, float]
+MAX_DEBT_MS = 1e14
+"""Longest wait one reservation may ask for (~3,170 years): with ``max_reserved=None``
+a ``count`` needing more (or an infinite ``retry_after``) is RateLimitCountTooLarge;
+state TTLs are capped at the same span."""
 _HOT_CACHE: dict[int, tuple[Any, _Hot]] = {}
 # eval's ARGV[1]: the mode and the flags "<reserve><throws>" as 0/1 digits
 _OPS = {
@@ -98,6 +102,18 @@ class _LimitBase(BaseModel):
         if n <= 0:
             raise ValueError("Shards must be a positive number")
         return n
+
+    @model_validator(mode="after")
+    def _finite_refill(self) -> Self:
+        """The scripts divide by ``period`` and by the refill rate: both must stay
+        finite and non-zero in floating point (e.g. rate=1e308, period=1e-300 would
+        make the refill rate infinite and the state's TTL unrepresentable)."""
+        per_ms = self.rate / self.period
+        if not (math.isfinite(per_ms) and per_ms > 0):
+            raise ValueError(
+                f"rate / period must be a finite number > 0, got {self.rate!r} / {self.period!r}"
+            )
+        return self
 
     # -- derived numbers (cached: configs are frozen) -----------------------------------
 
@@ -147,13 +163,11 @@ class _LimitBase(BaseModel):
         n = self.n_shards
         m = 1 if n < 3 else 2  # DEVIATION Q2: the achievable bound
         cap = self.effective_capacity
-        hot = (
-            argv,
-            n,
-            self._uses_randoms,
-            m * cap / n,
-            None if self.max_reserved is None else m * (cap + self.max_reserved) / n,  # Q1
-        )
+        # unlimited debt still has to be repaid within MAX_DEBT_MS (the scripts' TTL cap)
+        debt = self.max_reserved
+        if debt is None:
+            debt = self.rate / self.period * MAX_DEBT_MS
+        hot = (argv, n, self._uses_randoms, m * cap / n, m * (cap + debt) / n)  # Q1
         if len(_HOT_CACHE) >= 4096:  # bounded: inline configs built per call
             _HOT_CACHE.clear()
         _HOT_CACHE[id(self)] = (self, hot)  # holds self, so the id stays unique
@@ -415,7 +429,7 @@ class RateLimiter:
         count = _check_count(count)
         _, n, _, bound, bound_reserve = cfg._hot()
         if reserve:
-            if bound_reserve is not None and count > bound_reserve:
+            if count > bound_reserve:
                 raise RateLimitCountTooLarge(name, count, bound_reserve, n, reserve=True)
         elif count > bound:
             raise RateLimitCountTooLarge(name, count, bound, n, reserve=False)

@@ -183,6 +183,10 @@ local function rl_expire(key, cfg, now, latest)
   end
   local ttl = math.ceil(latest - now + cfg.margin)
   if ttl < 1 then ttl = 1 end
+  -- a debt repaid in more than ~3,000 years (a huge reservation; inf or nan after
+  -- float overflow): keep the key that long, which rk_fmt prints as an integer
+  -- PEXPIRE accepts; raising here would leave the HSET already done without a TTL
+  if not (ttl <= 1e14) then ttl = 1e14 end
   redis.call("PEXPIRE", key, rk_fmt(ttl))
 end
 

@@ -50,6 +50,7 @@ if mode ~= "check" then
   -- relative TTL as rl_expire: until full again, plus max(period, 1 s)
   local ttl = math.ceil(rl_full_at(fw, rate, period, cap, value, ts) - now + math.max(period, 1000))
   if ttl < 1 then ttl = 1 end
+  if not (ttl <= 1e14) then ttl = 1e14 end -- as rl_expire: a debt beyond ~3,000 years
   redis.call("PEXPIRE", key, rk_fmt(ttl)) -- a string: Redis would format a number with %.17g
 end
 return rl_ok(retry, out)
