@@ -202,8 +202,7 @@ def _check_time(t: Any, what: str) -> float | None:
         or abs(t) > MAX_TIME_MS
     ):
         raise ConfigError(
-            f"{what} must be a finite number of ms (at most {MAX_TIME_MS:.0e}) or None, "
-            f"got {t!r}"
+            f"{what} must be a finite number of ms (at most {MAX_TIME_MS:.0e}) or None, got {t!r}"
         )
     return float(t)
 
