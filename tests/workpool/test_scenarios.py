@@ -237,7 +237,8 @@ async def test_lowering_the_cap_while_running(app: App, env: Env) -> None:
     # finish the four one by one (in-process): only below 2 does new work start
     env.gate.set()
     await run_until_idle(app)
-    assert [n for n, _ in env.starts] == ["x", "y"]
+    # both start once below the cap (dispatched FIFO; two workers' bodies may interleave)
+    assert sorted(n for n, _ in env.starts) == ["x", "y"]
 
 
 # 9
