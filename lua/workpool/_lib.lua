@@ -309,10 +309,14 @@ end
 
 -- cancel one item. mode "flag": running work keeps going but gets no further
 -- attempts; "finish": running work is finished as canceled at once (its later
--- report is stale). Returns "CANCELED" | "FLAGGED" | "NOOP".
+-- report is stale). Returns "CANCELED" | "FLAGGED" | "NOOP" | "NOT_FOUND" (no
+-- record: never enqueued, past its retention, or lost).
 local function cancel_one(id, mode)
   local wk = wkey(id)
-  local st = redis.call("HMGET", wk, "state", "canceled", "pmember")
+  local st = redis.call("HMGET", wk, "state", "canceled", "pmember", "expires_at")
+  if not st[1] or (st[4] and tonumber(st[4]) <= NOW) then
+    return "NOT_FOUND"
+  end
   if st[1] == "pending" then
     redis.call("ZREM", K_PENDING, st[3])
     finalize(id, wk, "canceled", "", false)

@@ -33,10 +33,12 @@ from .types import (
     DLQ_RETENTION_MS,
     JOB_FUNCTION,
     MAX_TIMEOUT_MS,
+    CancelOutcome,
     DeadLetter,
     Diagnostics,
     Finished,
     LogLevel,
+    NotFound,
     OnCompleteArgs,
     Pending,
     PoolConfig,
@@ -56,6 +58,7 @@ from .types import (
     _s,
     _script_error,
     check_parallelism,
+    check_work_id,
     num_or_none,
     result_of,
 )
@@ -425,10 +428,7 @@ class Workpool:
             ids = [self.id_factory() for _ in encoded]
         elif isinstance(ids, str) or len(ids) != len(encoded):
             raise ConfigError("ids must be a sequence of one work id per item")
-        ids = list(ids)
-        for wid in ids:
-            if not isinstance(wid, str) or not wid or len(wid) > 256:
-                raise ConfigError("work ids must be non-empty strings of at most 256 chars")
+        ids = [check_work_id(wid) for wid in ids]
         maxp = "" if self.max_parallelism is None else str(self.max_parallelism)
         level = self.log_level or ""
         tmo_s = codec.fmt_num(tmo)
@@ -469,31 +469,32 @@ class Workpool:
 
     # -- control ------------------------------------------------------------------------
 
-    async def cancel(self, work_id: str) -> None:
+    async def cancel(self, work_id: str) -> CancelOutcome:
         """Pending or backing-off work never (re)starts and its callback gets
-        ``Canceled()``; running work finishes but gets no further attempts.
-        Unknown, finished or already-canceled work: a no-op. A class-level
-        ``log_level`` is written to the stored config (``max_parallelism`` is not)."""
-        await self.cancel_many([work_id])
+        ``Canceled()`` (``"CANCELED"``); running work finishes but gets no further
+        attempts (``"FLAGGED"``). Finished or already-flagged work: ``"NOOP"``; an id
+        the pool has no record of: ``"NOT_FOUND"``. A class-level ``log_level`` is
+        written to the stored config (``max_parallelism`` is not)."""
+        return (await self.cancel_many([work_id]))[0]
 
     def _cancel_level(self) -> str:
         """The class-level log level, which cancel writes to the stored config (spec
         §3.1: enqueue writes both class-level values, cancel only the log level)."""
         return (self.log_level or "") if self.kind.cancel_writes_log_level else ""
 
-    async def cancel_many(self, ids: Sequence[str]) -> list[str]:
-        """Cancel each id (see :meth:`cancel`); per id ``"CANCELED"`` (ended now),
-        ``"FLAGGED"`` (running: no further attempts) or ``"NOOP"``."""
+    async def cancel_many(self, ids: Sequence[str]) -> list[CancelOutcome]:
+        """Cancel each id (see :meth:`cancel`); the outcome per id, in input order."""
+        ids = _check_ids(ids)
         if not ids:
             return []
         if self._cancel_level():
             await self._register()
         reply = await self._call("cancel", self.kind.cancel_mode, self._cancel_level(), *ids)
         self._log(reply[1])
-        out = [_s(r) for r in reply[0]]
+        out: list[CancelOutcome] = [_s(r) for r in reply[0]]  # type: ignore[misc]
         for wid, r in zip(ids, out, strict=True):
-            if r == "NOOP":
-                logger.debug("cancel of %s in pool %s: nothing to cancel", wid, self.name)
+            if r in ("NOOP", "NOT_FOUND"):
+                logger.debug("cancel of %s in pool %s: %s", wid, self.name, r)
         return out
 
     async def cancel_all(self, *, limit: int = 64, before: float | None = None) -> int:
@@ -501,6 +502,12 @@ class Workpool:
         in pages of ``limit``; returns how many were canceled or flagged."""
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise ConfigError("limit must be a positive int")
+        if before is not None and (
+            isinstance(before, bool)
+            or not isinstance(before, int | float)
+            or not math.isfinite(before)
+        ):
+            raise ConfigError(f"before must be a finite number of ms, got {before!r}")
         before_s = "" if before is None else codec.fmt_num(before)
         if self._cancel_level():
             await self._register()
@@ -528,42 +535,49 @@ class Workpool:
             check_parallelism(max_parallelism, self.parallelism_limit)
         _check_log_level(log_level)
         await self._register()
-        m, lvl = await self._call(
+        m, lvl, claimed, events = await self._call(
             "config",
             "" if max_parallelism is None else str(max_parallelism),
             log_level or "",
+            CLAIM_LIMIT,
         )
-        if max_parallelism:
-            await self.pump(callback_limit=0)  # start what the new cap allows
+        self._log(events)
+        await self._announce([(_s(c[0]), _s(c[2])) for c in claimed])  # what the cap allows
         return PoolConfig(int(m), _s(lvl))
 
     async def get_config(self) -> PoolConfig:
-        m, lvl = await self._call("config", "", "")
+        m, lvl, _, _ = await self._call("config", "", "", 0)
         return PoolConfig(int(m), _s(lvl))
 
     # -- reads ------------------------------------------------------------------------
 
     async def _get(self, ids: Sequence[str]) -> tuple[float, list[dict[str, str]]]:
-        reply = await self._call("get", *ids)
+        reply = await self._call("get", *_check_ids(ids))
         return float(reply[0]), [_fields(h) for h in reply[1:]]
 
     async def status(self, work_id: str) -> Status:
+        """``Pending`` / ``Running`` (with the attempts made so far), ``Finished()``
+        while the pool keeps the item, ``NotFound()`` when it has no record of it."""
         return (await self.status_batch([work_id]))[0]
 
     async def status_batch(self, work_ids: Sequence[str]) -> list[Status]:
+        """:meth:`status` of each id, in input order (one consistent read)."""
         if not work_ids:
             return []
-        _, rows = await self._get(list(work_ids))
-        return [self._status_of(h) for h in rows]
+        _, rows = await self._get(work_ids)
+        return [self.status_of(h) for h in rows]
 
     @staticmethod
-    def _status_of(h: Mapping[str, str]) -> Status:
+    def status_of(h: Mapping[str, str]) -> Status:
+        """The status an item hash (as :meth:`item` returns it, ``{}`` = gone) reads as."""
         state = h.get("state")
         if state == "pending":
             return Pending(int(h["attempts"]))
         if state in ("dispatched", "running"):
             return Running(int(h["attempts"]))
-        return Finished()
+        if state == "finished":
+            return Finished()
+        return NotFound()
 
     async def item(self, work_id: str) -> dict[str, Any] | None:
         """The raw work hash (admin/debugging), or ``None`` when gone."""
@@ -627,13 +641,13 @@ class Workpool:
 
     async def replay_dead_letter(self, work_id: str) -> bool:
         """Give a dead-lettered callback a fresh budget; the pump redelivers it."""
-        return bool(await self._call("replay", work_id))
+        return bool(await self._call("replay", check_work_id(work_id)))
 
     async def delete(
         self, work_id: str
     ) -> Literal["OK", "NOT_FOUND", "NOT_COMPLETED", "CALLBACK_PENDING"]:
         """Delete one finished item now, unless its ``on_complete`` is still owed."""
-        reply = _s(await self._call("delete", work_id))
+        reply = _s(await self._call("delete", check_work_id(work_id)))
         return reply  # type: ignore[return-value]
 
     async def diagnostics(self) -> Diagnostics:
@@ -714,6 +728,12 @@ class Workpool:
             return self.app.action(name=name)(on_complete)
 
         return register
+
+
+def _check_ids(ids: Sequence[str]) -> list[str]:
+    if isinstance(ids, str | bytes):
+        raise ConfigError("ids must be a sequence of work ids, not one string")
+    return [check_work_id(wid) for wid in ids]
 
 
 def _signature(fn: Callable[..., Any]) -> inspect.Signature | None:

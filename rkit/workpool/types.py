@@ -51,6 +51,7 @@ DLQ_RETENTION_MS = 7 * DAY
 CHAIN_SECONDS = 60.0
 """A worker keeps running freed-slot continuations inside one arq job this long."""
 JOB_FUNCTION = "rkit_wp_run"
+MAX_ID_LEN = 256
 
 
 class RetryBehavior(BaseModel):
@@ -126,10 +127,25 @@ class Running(AsDict):
 
 @dataclass(frozen=True, slots=True)
 class Finished(AsDict):
+    """Finished, and the pool still keeps the item (its callback is owed, or
+    ``keep_result_ms`` has not passed)."""
+
     state: Literal["finished"] = "finished"
 
 
-Status = Pending | Running | Finished
+@dataclass(frozen=True, slots=True)
+class NotFound(AsDict):
+    """The pool has no record of the id: never enqueued here, or forgotten (finished
+    and past ``keep_result_ms`` -- with the default 0, as soon as it finished and its
+    callback was acknowledged), or lost with Redis's data."""
+
+    state: Literal["not_found"] = "not_found"
+
+
+Status = Pending | Running | Finished | NotFound
+CancelOutcome = Literal["CANCELED", "FLAGGED", "NOOP", "NOT_FOUND"]
+"""What a cancel did to one id: ended it now, flagged running work (no further
+attempts), nothing (already finished or flagged), or no record of the id."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +211,15 @@ class PumpReport:
 def _default_id() -> str:
     """Opaque, time-ordered ids (ms timestamp + randomness)."""
     return f"{int(time.time() * 1000):011x}{secrets.token_hex(7)}"
+
+
+def check_work_id(work_id: Any) -> str:
+    """A work id as the scripts take it (``ConfigError`` before Redis is touched)."""
+    if not isinstance(work_id, str) or not work_id or len(work_id) > MAX_ID_LEN:
+        raise ConfigError(
+            f"work id must be a non-empty str of at most {MAX_ID_LEN} chars, got {work_id!r:.80}"
+        )
+    return work_id
 
 
 def error_text(exc: BaseException) -> str:
