@@ -100,6 +100,7 @@ def router(app: App) -> APIRouter:
         out["fn_name"] = h.get("label")
         out["due"] = float(h["due"]) if h.get("due") else None
         out["last_error"] = h.get("last_error")
+        out["traceback"] = h.get("traceback")  # of the last failure, at most 8 KiB
         if h.get("state") == "finished":
             out["result"] = result_of(
                 h.get("result_kind", ""), h.get("result", ""), h.get("error", "")

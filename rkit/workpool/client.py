@@ -234,8 +234,8 @@ class Workpool:
             )
             self._registered = True
 
-    def _log(self, lines: Sequence[Any]) -> None:
-        _log_events(lines, self._logger)
+    def _log(self, lines: Sequence[Any], exc: BaseException | None = None) -> None:
+        _log_events(lines, self._logger, exc)
 
     def job_id(self, work_id: str, token: str) -> str:
         return f"{self._job_tag}:{work_id}:{token}"
@@ -773,11 +773,10 @@ async def _fail_unrunnable(pool: Workpool, work_id: str, token: str, error: str)
     reply = await pool._call("begin", work_id, token, _runtime(pool.app).worker_id)
     if _s(reply[0]) != "OK":
         return
-    logger.error("cannot run work %s: %s", work_id, error)
     reply = await pool._call(
-        "complete", work_id, token, "failed", error, "1", repr(pool.rng()), "", 0
+        "complete", work_id, token, "failed", error, "1", repr(pool.rng()), "", 0, ""
     )
-    pool._log(reply[2])
+    pool._log(reply[2])  # the final failure is an ERROR event
 
 
 # one job = one attempt, fenced by its token: the transport's retries and results are

@@ -8,6 +8,7 @@ import logging
 import re
 import secrets
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, NewType
@@ -267,12 +268,66 @@ def _script_error(exc: ResponseError) -> ConfigError | None:
     return None
 
 
-def _log_events(lines: Sequence[Any], log: logging.Logger = logger) -> None:
+MAX_TRACEBACK_BYTES = 8192
+"""A failed attempt's traceback is stored with its work item up to this many bytes
+(UTF-8); a longer one keeps its last frames and the exception line."""
+
+
+def format_traceback(exc: BaseException, limit: int = MAX_TRACEBACK_BYTES) -> str:
+    """``exc``'s traceback as text, at most ``limit`` bytes: when longer, the start is
+    dropped at a line boundary (the innermost frames and the exception stay)."""
+    text = "".join(traceback.format_exception(exc))
+    raw = text.encode("utf-8")
+    if len(raw) <= limit:
+        return text
+    marker = "... {} bytes of earlier traceback omitted ...\n"
+    room = limit - len(marker.format(len(raw)).encode())
+    tail = raw[len(raw) - room :]
+    cut = tail.find(b"\n")
+    if 0 <= cut < len(tail) - 1:
+        tail = tail[cut + 1 :]  # start at a whole line
+    kept = tail.decode("utf-8", errors="ignore")
+    return marker.format(len(raw) - len(kept.encode())) + kept
+
+
+_RESERVED = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+
+def _log_events(
+    lines: Sequence[Any],
+    log: logging.Logger = logger,
+    exc: BaseException | None = None,
+) -> None:
+    """Log the scripts' events (JSON lines) as records with a readable message and
+    the event's fields as record attributes (``extra``); ``exc`` (the exception of the
+    attempt this process just reported) is attached to that attempt's failure event
+    as ``exc_info``, so handlers print its traceback."""
     for raw in lines:
-        line = _s(raw)
-        level = "INFO"
         try:
-            level = json.loads(line).get("level", "INFO")
+            ev = json.loads(_s(raw))
         except ValueError:  # pragma: no cover - scripts only emit JSON
-            pass
-        log.log(_PY_LEVEL.get(level, logging.INFO), line)
+            log.warning("unreadable workpool event: %r", raw)
+            continue
+        level = _PY_LEVEL.get(ev.get("level", "INFO"), logging.INFO)
+        failure = ev.get("event") == "completed" and ev.get("status") in ("retrying", "failed")
+        log.log(
+            level,
+            _event_message(ev),
+            exc_info=exc if failure and exc is not None else None,
+            extra={(f"rkit_{k}" if k in _RESERVED else k): v for k, v in ev.items()},
+        )
+
+
+def _event_message(ev: dict[str, Any]) -> str:
+    """``"<component> <pool>: <event> <work_id> k=v ... error=..."``: readable and
+    greppable; the same values are the record's attributes."""
+    head = f"{ev.get('component')} {ev.get('pool')}: {ev.get('event')}"
+    if "work_id" in ev:
+        head += f" {ev['work_id']}"
+    skip = ("component", "pool", "event", "level", "work_id", "error")
+    parts = [
+        f"{k}={json.dumps(v) if isinstance(v, str) else v}" for k, v in ev.items() if k not in skip
+    ]
+    if "error" in ev:
+        parts.append(f"error={json.dumps(ev['error'], ensure_ascii=False)}")
+    return " ".join([head, *parts])

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import logging
 from typing import Any
 
@@ -647,12 +646,17 @@ async def test_config_inheritance_and_override(app: App, env: Env) -> None:
     assert (await pool(app).get_config()).max_parallelism == 7
 
 
-def events(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
-    return [
-        json.loads(r.getMessage())
-        for r in caplog.records
-        if r.name == "rkit.workpool" and r.getMessage().startswith("{")
-    ]
+_RECORD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+
+def fields(r: logging.LogRecord) -> dict[str, Any]:
+    """The structured fields a log record carries (its ``extra``)."""
+    return {k: v for k, v in vars(r).items() if k not in _RECORD_ATTRS}
+
+
+def events(caplog: pytest.LogCaptureFixture, logger: str = "rkit.workpool") -> list[dict[str, Any]]:
+    """The pool events logged: each record's fields (``event``, ``work_id``, ...)."""
+    return [fields(r) for r in caplog.records if r.name == logger and hasattr(r, "event")]
 
 
 # 37
