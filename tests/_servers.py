@@ -140,5 +140,14 @@ def stop_cluster(cluster: Cluster) -> None:
         stop_server(s)
 
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def child_pythonpath(*dirs: object) -> str:
+    """PYTHONPATH for a subprocess (``rkit worker``): ``dirs`` (its service module)
+    and this checkout, so the child runs the rkit under test, not another install."""
+    return os.pathsep.join([*map(str, dirs), ROOT])
+
+
 def in_ci() -> bool:
     return os.environ.get("CI", "").lower() in ("1", "true", "yes")

@@ -37,8 +37,10 @@ Design:
   script (the id enters ``outbox``). The worker that completed delivers it right
   away and acknowledges; a crash or a raising handler leaves it in ``outbox``
   where the pump redelivers with backoff (``on_complete_retry``) and finally
-  dead-letters it. The work itself never re-runs for a callback. Delivery is
-  at least once; handlers are idempotent by ``work_id`` (exactly once in effect).
+  dead-letters it; a claimed delivery that is never reported (its worker died) is
+  redelivered ``callback_lease_ms`` (default 2 x lease) after the claim. The work
+  itself never re-runs for a callback. Delivery is at least once; handlers are
+  idempotent by ``work_id`` (exactly once in effect).
 * **Retention** (bounded memory): finished work is deleted once its callback is
   acknowledged, or kept ``keep_result_ms`` (logical expiry in the hash + relative
   PEXPIRE + the ``done`` index swept by :meth:`Workpool.expire`). A dead-lettered

@@ -77,7 +77,14 @@ class Workpool:
     pool through its name and stored config. ``kind`` is for components that run on
     a pool of their own kind (see :class:`PoolKind`). ``register=False`` gives a
     handle for reading and controlling a pool this App does not run (admin views):
-    not registered, not pumped; :meth:`view` picks the registered one if any."""
+    not registered, not pumped; :meth:`view` picks the registered one if any.
+
+    ``callback_lease_ms`` (default ``2 * lease_ms``) is how long a claimed
+    ``on_complete`` delivery is hidden from redelivery: a worker that dies inside a
+    handler has it redelivered that long after the claim. Claims are not renewed, so a
+    handler running longer than this may be delivered again while it still runs
+    (delivery is at least once: key the handler's effect on ``work_id``); raise it
+    for slow handlers, at the price of a slower redelivery after a crash."""
 
     def __init__(
         self,
@@ -90,6 +97,7 @@ class Workpool:
         default_retry_behavior: RetryBehavior | None = None,
         timeout_ms: float = 600_000,
         lease_ms: float = 5_000,
+        callback_lease_ms: float | None = None,
         keep_result_ms: float = 0,
         on_complete_retry: RetryBehavior = DEFAULT_ON_COMPLETE_RETRY,
         dlq_max_len: int = DLQ_MAX_LEN,
@@ -107,8 +115,14 @@ class Workpool:
         if max_parallelism is not None:
             check_parallelism(max_parallelism, parallelism_limit)
         _check_log_level(log_level)
-        for opt, val in (("timeout_ms", timeout_ms), ("lease_ms", lease_ms)):
-            if not isinstance(val, int | float) or not 0 < val <= MAX_TIMEOUT_MS:
+        if callback_lease_ms is None:
+            callback_lease_ms = 2 * lease_ms if _is_num(lease_ms) else lease_ms
+        for opt, val in (
+            ("timeout_ms", timeout_ms),
+            ("lease_ms", lease_ms),
+            ("callback_lease_ms", callback_lease_ms),
+        ):
+            if not _is_num(val) or not 0 < val <= MAX_TIMEOUT_MS:
                 raise ConfigError(f"{opt} must be a number in (0, {MAX_TIMEOUT_MS:.0f}]")
         if not isinstance(keep_result_ms, int | float) or not 0 <= keep_result_ms < math.inf:
             raise ConfigError("keep_result_ms must be a finite number >= 0")
@@ -125,6 +139,7 @@ class Workpool:
         self.default_retry_behavior = default_retry_behavior
         self.timeout_ms = float(timeout_ms)
         self.lease_ms = float(lease_ms)
+        self.callback_lease_ms = float(callback_lease_ms)
         self.keep_result_ms = float(keep_result_ms)
         self.on_complete_retry = on_complete_retry
         self.dlq_max_len = dlq_max_len
@@ -158,7 +173,7 @@ class Workpool:
                 "pool": name,
                 "lease_ms": self.lease_ms,
                 "dispatch_lease_ms": 2 * self.lease_ms,
-                "oc_lease_ms": 30_000,
+                "oc_lease_ms": self.callback_lease_ms,
                 "keep_result_ms": self.keep_result_ms,
                 "default_max_parallelism": self.kind.default_max_parallelism,
                 "default_log_level": "REPORT",
@@ -728,6 +743,10 @@ class Workpool:
             return self.app.action(name=name)(on_complete)
 
         return register
+
+
+def _is_num(x: Any) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool)
 
 
 def _check_ids(ids: Sequence[str]) -> list[str]:

@@ -26,6 +26,7 @@ from rkit import App, Workpool
 from rkit.cli import start_embedded_redis
 from rkit.retrier import ActionRetrier
 
+from .._servers import child_pythonpath
 from .test_processes import stop_workers
 
 pytestmark = pytest.mark.slow
@@ -94,7 +95,7 @@ def run_backlog(url: str, cwd: Path, n: int, lease_ms: float, bound_s: float) ->
     env = {
         **os.environ,
         "RKIT_REDIS_URL": url,
-        "PYTHONPATH": str(cwd),
+        "PYTHONPATH": child_pythonpath(cwd),
         "BL_LEASE_MS": str(lease_ms),
     }
     r = sync_redis.Redis.from_url(url, decode_responses=True)
