@@ -232,6 +232,8 @@ class _Store:
                 member,
             ),
         )
+        if res[2] == "1":  # the name's first entry since its index was empty or lost
+            await _register(self.app, self.name, again=True)
         return PutResult(res[0] == "1", res[1] == "1")
 
     async def remove(self, member: str) -> bool:
@@ -295,9 +297,13 @@ def _names_key(app: App) -> str:
     return app.keys.tag("ac") + ":names"
 
 
-async def _register(app: App, name: str) -> None:
+async def _register(app: App, name: str, *, again: bool = False) -> None:
+    """List ``name`` in the namespace's name index: once per process before its first
+    write, and ``again`` when a write found the name's entry index empty (first
+    entry, or Redis lost its data since). The index is in another Cluster slot than
+    the entries, so this is a second, idempotent command (SADD), not part of put."""
     registered: set[str] = app.components.state("action_cache:registered", set)
-    if name not in registered:
+    if again or name not in registered:
         await app.redis.sadd(_names_key(app), name)
         registered.add(name)
 

@@ -48,11 +48,14 @@ def _wait_ping(port: int, proc: subprocess.Popen[bytes], timeout: float = 10.0) 
     raise RuntimeError(f"redis-server on port {port} did not answer PING")
 
 
-def start_server(*extra: str) -> Server:
+def start_server(*extra: str, port: int | None = None) -> Server:
+    """A redis-server without persistence on a free port (or ``port``: e.g. to
+    restart one, empty, where its clients expect it)."""
     exe = redis_server_path()
     assert exe, "redis-server not on PATH"
+    want = port
     for _attempt in range(5):
-        port = free_port()
+        port = want or free_port()
         workdir = tempfile.mkdtemp(prefix=f"rkit-redis-{port}-")
         cmd = [
             exe,

@@ -94,6 +94,10 @@ local function config_error(maxp, level)
   return nil
 end
 
+-- 1 once a script has (re)created the pool's config record: the client then lists
+-- the pool in the namespace's pool index (another Cluster slot: a second command)
+local CREATED = 0
+
 -- store validated config ("" = keep) and mark the pool as created
 local function write_config(maxp, level)
   if maxp ~= "" then
@@ -103,7 +107,9 @@ local function write_config(maxp, level)
     redis.call("HSET", K_CFG, "log_level", level)
     _level = nil
   end
-  redis.call("HSETNX", K_CFG, "created_at", rk_fmt(NOW))
+  if redis.call("HSETNX", K_CFG, "created_at", rk_fmt(NOW)) == 1 then
+    CREATED = 1
+  end
 end
 
 -- cancel's config write (spec §3.1: only a class-level log level, "" = none);

@@ -20,7 +20,7 @@ from ..errors import ActionNotFound, ConfigError, FunctionNotRegistered, Payload
 from ..registry import Job, Service
 from .executor import deliver, run_dispatched
 from .kinds import WORKPOOL, PoolKind, RunsOnWorkpool
-from .runtime import _runtime, index_key
+from .runtime import _runtime, register_pools
 from .types import (
     _POOL_RE,
     BATCH_BYTES,
@@ -242,12 +242,18 @@ class Workpool:
                 raise err from None
             raise
 
-    async def _register(self) -> None:
-        if not self._registered and self.kind.kind == "workpool":
-            await scripts.load("workpool_index", "register")(
-                self.app.redis, [index_key(self.app)], [self.name]
-            )
-            self._registered = True
+    async def _register(self, created: Any = None) -> None:
+        """List the pool in the namespace's pool index: once per process before its
+        first write (no argument), and again whenever a write reports that it
+        (re)created the pool's config record (``created`` = 1: the first write, or
+        Redis lost its data since). The index is in another Cluster slot than the
+        pool's keys, so no script writes both: this is a second, idempotent command
+        (a crash in between is healed by the workers' discovery round)."""
+        skip = self._registered if created is None else not int(created)
+        if skip or self.kind.kind != "workpool":
+            return
+        await register_pools(self.app, [self.name])
+        self._registered = True
 
     def _log(self, lines: Sequence[Any], exc: BaseException | None = None) -> None:
         _log_events(lines, self._logger, exc)
@@ -460,9 +466,12 @@ class Workpool:
                 chunk += [ids[j], due, fn_name, label, kind, encoded[j], retry_s, oc_name]
                 chunk += [ctx_s, tmo_s, item_log_level or ""]
                 j += 1
-            reply = await self._call("enqueue", maxp, level, CLAIM_LIMIT, j - i, *chunk)
-            self._log(reply[1])
-            await self._announce([(_s(c[0]), _s(c[2])) for c in reply[0]])
+            claimed, events, created = await self._call(
+                "enqueue", maxp, level, CLAIM_LIMIT, j - i, *chunk
+            )
+            self._log(events)
+            await self._register(created)
+            await self._announce([(_s(c[0]), _s(c[2])) for c in claimed])
             i = j
         return [WorkId(w) for w in ids]
 
@@ -504,9 +513,12 @@ class Workpool:
             return []
         if self._cancel_level():
             await self._register()
-        reply = await self._call("cancel", self.kind.cancel_mode, self._cancel_level(), *ids)
-        self._log(reply[1])
-        out: list[CancelOutcome] = [_s(r) for r in reply[0]]  # type: ignore[misc]
+        replies, events, created = await self._call(
+            "cancel", self.kind.cancel_mode, self._cancel_level(), *ids
+        )
+        self._log(events)
+        await self._register(created)
+        out: list[CancelOutcome] = [_s(r) for r in replies]  # type: ignore[misc]
         for wid, r in zip(ids, out, strict=True):
             if r in ("NOOP", "NOT_FOUND"):
                 logger.debug("cancel of %s in pool %s: %s", wid, self.name, r)
@@ -528,7 +540,7 @@ class Workpool:
             await self._register()
         total, offset = 0, 0
         while True:
-            acted, seen, kept, events = await self._call(
+            acted, seen, kept, events, created = await self._call(
                 "cancel_page",
                 self.kind.cancel_mode,
                 self._cancel_level(),
@@ -537,6 +549,7 @@ class Workpool:
                 limit,
             )
             self._log(events)
+            await self._register(created)
             total += int(acted)
             offset += int(kept)
             if int(seen) < limit:
@@ -550,18 +563,19 @@ class Workpool:
             check_parallelism(max_parallelism, self.parallelism_limit)
         _check_log_level(log_level)
         await self._register()
-        m, lvl, claimed, events = await self._call(
+        m, lvl, claimed, events, created = await self._call(
             "config",
             "" if max_parallelism is None else str(max_parallelism),
             log_level or "",
             CLAIM_LIMIT,
         )
         self._log(events)
+        await self._register(created)
         await self._announce([(_s(c[0]), _s(c[2])) for c in claimed])  # what the cap allows
         return PoolConfig(int(m), _s(lvl))
 
     async def get_config(self) -> PoolConfig:
-        m, lvl, _, _ = await self._call("config", "", "", 0)
+        m, lvl, _, _, _ = await self._call("config", "", "", 0)
         return PoolConfig(int(m), _s(lvl))
 
     # -- reads ------------------------------------------------------------------------
