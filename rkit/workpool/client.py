@@ -115,15 +115,11 @@ class Workpool:
         if max_parallelism is not None:
             check_parallelism(max_parallelism, parallelism_limit)
         _check_log_level(log_level)
+        _check_ms("timeout_ms", timeout_ms)
+        _check_ms("lease_ms", lease_ms)
         if callback_lease_ms is None:
-            callback_lease_ms = 2 * lease_ms if _is_num(lease_ms) else lease_ms
-        for opt, val in (
-            ("timeout_ms", timeout_ms),
-            ("lease_ms", lease_ms),
-            ("callback_lease_ms", callback_lease_ms),
-        ):
-            if not _is_num(val) or not 0 < val <= MAX_TIMEOUT_MS:
-                raise ConfigError(f"{opt} must be a number in (0, {MAX_TIMEOUT_MS:.0f}]")
+            callback_lease_ms = 2 * lease_ms  # an unrenewed claim, like a dispatch
+        _check_ms("callback_lease_ms", callback_lease_ms)
         if not isinstance(keep_result_ms, int | float) or not 0 <= keep_result_ms < math.inf:
             raise ConfigError("keep_result_ms must be a finite number >= 0")
         if isinstance(dlq_max_len, bool) or not isinstance(dlq_max_len, int) or dlq_max_len < 1:
@@ -395,21 +391,14 @@ class Workpool:
             raise ConfigError("use either run_at or run_after, not both")
         due = ""
         for opt, val in (("run_at", run_at), ("run_after", run_after)):
-            if val is not None and (
-                isinstance(val, bool) or not isinstance(val, int | float) or not math.isfinite(val)
-            ):
+            if val is not None and not _finite(val):
                 raise ConfigError(f"{opt} must be a finite number of ms")
         if run_at is not None:
             due = codec.fmt_num(run_at)
         elif run_after is not None:
             due = "+" + codec.fmt_num(max(0.0, float(run_after)))
         tmo = self.timeout_ms if timeout_ms is None else timeout_ms
-        if (
-            isinstance(tmo, bool)
-            or not isinstance(tmo, int | float)
-            or not 0 < tmo <= MAX_TIMEOUT_MS
-        ):
-            raise ConfigError(f"timeout_ms must be a number in (0, {MAX_TIMEOUT_MS:.0f}]")
+        _check_ms("timeout_ms", tmo)
         retry_s = self._retry_json(kind, retry, retry_behavior)
         ctx_s = ""
         if oc_name:
@@ -529,11 +518,7 @@ class Workpool:
         in pages of ``limit``; returns how many were canceled or flagged."""
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise ConfigError("limit must be a positive int")
-        if before is not None and (
-            isinstance(before, bool)
-            or not isinstance(before, int | float)
-            or not math.isfinite(before)
-        ):
+        if before is not None and not _finite(before):
             raise ConfigError(f"before must be a finite number of ms, got {before!r}")
         before_s = "" if before is None else codec.fmt_num(before)
         if self._cancel_level():
@@ -759,8 +744,14 @@ class Workpool:
         return register
 
 
-def _is_num(x: Any) -> bool:
-    return isinstance(x, int | float) and not isinstance(x, bool)
+def _finite(x: Any) -> bool:
+    """A finite int or float (not a bool: ``False`` is not 0 ms)."""
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _check_ms(opt: str, val: Any) -> None:
+    if not _finite(val) or not 0 < val <= MAX_TIMEOUT_MS:
+        raise ConfigError(f"{opt} must be a number in (0, {MAX_TIMEOUT_MS:.0f}]")
 
 
 def _check_ids(ids: Sequence[str]) -> list[str]:

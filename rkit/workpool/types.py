@@ -303,31 +303,28 @@ def _log_events(
     attempt this process just reported) is attached to that attempt's failure event
     as ``exc_info``, so handlers print its traceback."""
     for raw in lines:
-        try:
-            ev = json.loads(_s(raw))
-        except ValueError:  # pragma: no cover - scripts only emit JSON
-            log.warning("unreadable workpool event: %r", raw)
-            continue
+        ev = json.loads(_s(raw))  # the scripts emit JSON objects only
         level = _PY_LEVEL.get(ev.get("level", "INFO"), logging.INFO)
         failure = ev.get("event") == "completed" and ev.get("status") in ("retrying", "failed")
         log.log(
             level,
             _event_message(ev),
-            exc_info=exc if failure and exc is not None else None,
+            exc_info=exc if failure else None,
             extra={(f"rkit_{k}" if k in _RESERVED else k): v for k, v in ev.items()},
         )
 
 
+_HEAD = ("component", "pool", "event", "level", "work_id")
+_FIRST = {"status": 0, "attempts": 1, "attempt": 1, "fn_name": 2, "error": 9}
+
+
 def _event_message(ev: dict[str, Any]) -> str:
-    """``"<component> <pool>: <event> <work_id> k=v ... error=..."``: readable and
-    greppable; the same values are the record's attributes."""
+    """``"<component> <pool>: <event> <work_id> status=... attempts=... fn_name=...
+    (other fields by name) error=..."``: readable and greppable, in a fixed order; the
+    same values are the record's attributes."""
     head = f"{ev.get('component')} {ev.get('pool')}: {ev.get('event')}"
     if "work_id" in ev:
         head += f" {ev['work_id']}"
-    skip = ("component", "pool", "event", "level", "work_id", "error")
-    parts = [
-        f"{k}={json.dumps(v) if isinstance(v, str) else v}" for k, v in ev.items() if k not in skip
-    ]
-    if "error" in ev:
-        parts.append(f"error={json.dumps(ev['error'], ensure_ascii=False)}")
+    keys = sorted((k for k in ev if k not in _HEAD), key=lambda k: (_FIRST.get(k, 5), k))
+    parts = [f"{k}={json.dumps(ev[k], ensure_ascii=False)}" for k in keys]
     return " ".join([head, *parts])
