@@ -162,7 +162,14 @@ def retrier_router(app: App) -> APIRouter:
 
     @r.post("/{ns}/runs/{run_id}/cancel")
     async def cancel(ns: str, run_id: str) -> dict[str, bool]:
-        return {"canceled": await _retrier(app, ns).cancel(run_id)}
+        retrier = _retrier(app, ns)
+        if await retrier.cancel(run_id):
+            return {"canceled": True}
+        try:
+            await retrier.details(run_id)  # completed already, or unknown (404)
+        except RunNotFound as exc:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from None
+        return {"canceled": False}
 
     @r.delete("/{ns}/runs/{run_id}")
     async def cleanup(ns: str, run_id: str) -> dict[str, bool]:

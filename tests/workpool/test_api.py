@@ -81,6 +81,10 @@ async def test_retrier_routes(app: App, client: httpx.AsyncClient) -> None:
     assert (await client.delete(f"/retriers/default/runs/{later}", headers=AUTH)).status_code == 409
     c = await client.post(f"/retriers/default/runs/{later}/cancel", headers=AUTH)
     assert c.json() == {"canceled": True}
+    c = await client.post(f"/retriers/default/runs/{later}/cancel", headers=AUTH)
+    assert c.json() == {"canceled": False}  # completed (canceled) already
+    c = await client.post("/retriers/default/runs/nope/cancel", headers=AUTH)
+    assert c.status_code == 404  # unknown: not found, not "not canceled"
     assert (await client.delete(f"/retriers/default/runs/{later}", headers=AUTH)).json() == {
         "deleted": True
     }
