@@ -152,5 +152,24 @@ def child_pythonpath(*dirs: object) -> str:
     return os.pathsep.join([*map(str, dirs), ROOT])
 
 
+_LOGS: dict[int, str] = {}
+
+
+def spawn(cmd: list[str], cwd: object, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """A subprocess (an ``rkit worker``) whose stderr goes to a file in ``cwd``: a pipe
+    nobody drains fills at 64 KiB and then blocks the process at its next log line
+    (a worker logs every failed attempt with its traceback). :func:`stderr_of` reads it."""
+    with tempfile.NamedTemporaryFile(dir=str(cwd), prefix="stderr-", delete=False) as log:
+        proc = subprocess.Popen(cmd, cwd=str(cwd), env=env, stdout=subprocess.DEVNULL, stderr=log)
+    _LOGS[proc.pid] = log.name
+    return proc
+
+
+def stderr_of(proc: subprocess.Popen[bytes], tail: int = 3000) -> str:
+    """The last ``tail`` characters a :func:`spawn`-ed process wrote to stderr."""
+    with open(_LOGS[proc.pid], "rb") as f:
+        return f.read().decode(errors="replace")[-tail:]
+
+
 def in_ci() -> bool:
     return os.environ.get("CI", "").lower() in ("1", "true", "yes")

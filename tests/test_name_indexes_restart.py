@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -27,7 +26,7 @@ from rkit.action_cache import ActionCache, cache_names, remove_all
 from rkit.aggregate import aggregate_names
 from rkit.workpool import pool_names
 
-from ._servers import Server, child_pythonpath, start_server, stop_server
+from ._servers import Server, child_pythonpath, spawn, start_server, stderr_of, stop_server
 from .conftest import _need_redis_server
 from .workpool.test_processes import stop_workers
 
@@ -83,9 +82,7 @@ def test_restart_without_persistence_under_a_running_worker(
     (tmp_path / "rssvc.py").write_text(SERVICE)
     env = {**os.environ, "RKIT_REDIS_URL": url, "PYTHONPATH": child_pythonpath(tmp_path)}
     cmd = [sys.executable, "-m", "rkit.cli", "worker", "rssvc:app"]
-    worker = subprocess.Popen(
-        cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
+    worker = spawn(cmd, tmp_path, env)
     loop = asyncio.new_event_loop()
     client = App(url, namespace="rs")  # one process across the restart
     for name in ("job", "done"):
@@ -132,7 +129,7 @@ def test_restart_without_persistence_under_a_running_worker(
         )
         print(f"\npool listed again {took:.2f} s after the restart (by the running worker)")
         assert loop.run_until_complete(admin_get("/workpools/rs")) == 200
-        assert worker.poll() is None, worker.stderr.read().decode()[-3000:]  # type: ignore[union-attr]
+        assert worker.poll() is None, stderr_of(worker)
 
         after = loop.run_until_complete(write(2))  # the same client, names registered before
         wait_for("work enqueued after the restart", lambda: r.sismember("rs:done", after), 30)
@@ -141,9 +138,7 @@ def test_restart_without_persistence_under_a_running_worker(
         assert loop.run_until_complete(admin_get(f"/workpools/rs/work/{before}")) == 404
         assert loop.run_until_complete(remove_all(client)) == 1  # found through the index
     except BaseException:
-        if worker.poll() is None:
-            worker.terminate()
-        print(worker.stderr.read().decode()[-5000:])  # type: ignore[union-attr]
+        print(stderr_of(worker))
         raise
     finally:
         stop_workers([worker])

@@ -21,7 +21,7 @@ import redis as sync_redis
 
 from rkit import App, Workpool
 
-from .._servers import child_pythonpath
+from .._servers import child_pythonpath, spawn, stderr_of
 
 pytestmark = pytest.mark.slow
 
@@ -113,10 +113,7 @@ def service(tmp_path: Path, redis_url: str) -> Iterator[tuple[Path, dict[str, st
 
 def start_workers(n: int, cwd: Path, env: dict[str, str]) -> list[subprocess.Popen[bytes]]:
     cmd = [sys.executable, "-m", "rkit.cli", "worker", "mpsvc:app", "--max-jobs", "10"]
-    return [
-        subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        for _ in range(n)
-    ]
+    return [spawn(cmd, cwd, env) for _ in range(n)]
 
 
 def stop_workers(procs: list[subprocess.Popen[bytes]]) -> None:
@@ -384,8 +381,7 @@ def sigterm_busy_worker(
     except subprocess.TimeoutExpired:  # pragma: no cover - the assertion below reports it
         victim.kill()
         rc = -1
-    _, err = victim.communicate()
-    return at, rc, err.decode(errors="replace")[-3000:]
+    return at, rc, stderr_of(victim)
 
 
 def sigterm_mid_run(
