@@ -7,6 +7,7 @@ bounded (the last frames are kept), and shown by ``item()``, the retrier's
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import traceback
 from collections.abc import AsyncIterator
@@ -17,7 +18,7 @@ from rkit.api import create_api
 
 from rkit import App
 from rkit.retrier import ActionRetrier
-from rkit.testing import run_until_idle
+from rkit.testing import background_worker, run_until_idle
 from rkit.workpool import MAX_TRACEBACK_BYTES, RetryBehavior, format_traceback
 
 from .test_scenarios import Env, _lose_running_attempt, fields, pool, settle
@@ -91,8 +92,6 @@ async def test_a_failure_without_traceback_clears_the_previous_one(app: App, env
         calls.append(1)
         if len(calls) == 1:
             raise ValueError("first")
-        import asyncio
-
         await asyncio.sleep(5)
 
     p = pool(app, keep_result_ms=60_000)
@@ -132,10 +131,6 @@ def test_traceback_is_bounded_keeping_the_last_frames() -> None:
 async def test_lost_attempt_final_failure_is_an_error(
     app: App, env: Env, caplog: pytest.LogCaptureFixture
 ) -> None:
-    import asyncio
-
-    from rkit.testing import background_worker
-
     caplog.set_level(logging.DEBUG, "rkit.workpool")
     p = pool(app)
     gate = asyncio.Event()
