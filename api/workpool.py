@@ -13,19 +13,19 @@ from pydantic import BaseModel, ConfigDict, Field
 from rkit import App, ConfigError
 from rkit.errors import RunNotCompleted, RunNotFound
 from rkit.retrier import ActionRetrier
-from rkit.workpool import Workpool, pool_names
+from rkit.workpool import Workpool, check_work_id, pool_names, result_of
 
 from .validation import Name
 
 
 class ConfigBody(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True)  # true is not 1
     max_parallelism: int | None = Field(default=None, ge=0, le=2**53)
     log_level: Literal["DEBUG", "TRACE", "INFO", "REPORT", "WARN", "ERROR"] | None = None
 
 
 class CancelAllBody(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True)  # false is not 0
     limit: int = Field(default=64, ge=1, le=10_000)
     before: float | None = Field(default=None, allow_inf_nan=False)
 
@@ -38,6 +38,19 @@ async def _known(app: App, name: str) -> Workpool:
     if name not in await pool_names(app):
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no workpool named {name!r}")
     return _pool(app, name)
+
+
+def _work_id(work_id: str) -> str:
+    try:
+        return check_work_id(work_id)
+    except ConfigError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=str(exc)) from None
+
+
+def _no_work(pool: str, work_id: str) -> HTTPException:
+    return HTTPException(
+        status.HTTP_404_NOT_FOUND, detail=f"no work {work_id!r} in workpool {pool!r}"
+    )
 
 
 async def _summary(pool: Workpool) -> dict[str, Any]:
@@ -81,23 +94,28 @@ def router(app: App) -> APIRouter:
     @r.get("/{pool}/work/{work_id}")
     async def work(pool: Name, work_id: Name) -> dict[str, Any]:
         p = await _known(app, pool)
-        out: dict[str, Any] = {"work_id": work_id, "status": (await p.status(work_id)).to_dict()}
-        h = await p.item(work_id)
-        if h:
-            out["attempts"] = int(h.get("attempts", 0))
-            out["fn_name"] = h.get("label")
-            out["due"] = float(h["due"]) if h.get("due") else None
-            out["last_error"] = h.get("last_error")
-        result = await p.get_result(work_id)
-        if result is not None:
-            out["result"] = result.to_dict()
+        h = await p.item(_work_id(work_id))
+        if not h:
+            raise _no_work(pool, work_id)
+        out: dict[str, Any] = {"work_id": work_id, "status": p.status_of(h).to_dict()}
+        out["attempts"] = int(h.get("attempts", 0))
+        out["fn_name"] = h.get("label")
+        out["due"] = float(h["due"]) if h.get("due") else None
+        out["last_error"] = h.get("last_error")
+        out["traceback"] = h.get("traceback")  # of the last failure, at most 8 KiB
+        if h.get("state") == "finished":
+            out["result"] = result_of(
+                h.get("result_kind", ""), h.get("result", ""), h.get("error", "")
+            ).to_dict()
         return out
 
     @r.post("/{pool}/work/{work_id}/cancel")
     async def cancel(pool: Name, work_id: Name) -> dict[str, str]:
         p = await _known(app, pool)
-        reply = await p.cancel_many([work_id])
-        return {"work_id": work_id, "outcome": reply[0].lower()}
+        outcome = await p.cancel(_work_id(work_id))
+        if outcome == "NOT_FOUND":
+            raise _no_work(pool, work_id)
+        return {"work_id": work_id, "outcome": outcome.lower()}
 
     @r.post("/{pool}/cancel-all")
     async def cancel_all(pool: Name, body: CancelAllBody | None = None) -> dict[str, int]:
@@ -146,7 +164,14 @@ def retrier_router(app: App) -> APIRouter:
 
     @r.post("/{ns}/runs/{run_id}/cancel")
     async def cancel(ns: Name, run_id: Name) -> dict[str, bool]:
-        return {"canceled": await _retrier(app, ns).cancel(run_id)}
+        retrier = _retrier(app, ns)
+        if await retrier.cancel(run_id):
+            return {"canceled": True}
+        try:
+            await retrier.details(run_id)  # completed already, or unknown (404)
+        except RunNotFound as exc:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from None
+        return {"canceled": False}
 
     @r.delete("/{ns}/runs/{run_id}")
     async def cleanup(ns: Name, run_id: Name) -> dict[str, bool]:

@@ -23,7 +23,9 @@ from arq.constants import in_progress_key_prefix, job_key_prefix, result_key_pre
 from arq.cron import cron
 from arq.jobs import Job, JobStatus
 from arq.worker import Worker, func
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import scripts
 from .app import use_transport
@@ -274,7 +276,27 @@ def redis_settings(url: str) -> RedisSettings:
     return RedisSettings.from_dsn(url)
 
 
+QUEUE_RETRY_S = 0.5
+"""Pause before polling again when the queue Redis cannot be reached."""
+
+
+class _Worker(Worker):
+    """arq's worker, kept alive through a queue Redis outage (a restart, a failover):
+    a poll round that cannot reach Redis is logged and tried again after a pause,
+    where arq's own loop would let the error end the worker. Commands are never
+    re-sent (arq's pipelines are not all idempotent); the next round reconnects."""
+
+    async def _poll_iteration(self) -> None:
+        try:
+            await super()._poll_iteration()
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            logger.warning(
+                "queue Redis unreachable (%s); polling again in %.1f s", exc, QUEUE_RETRY_S
+            )
+            await asyncio.sleep(QUEUE_RETRY_S)
+
+
 async def create_worker(app: App, *, services: bool = True, **overrides: Any) -> Worker:
     """An arq ``Worker`` bound to ``app`` (its queue connection created here)."""
     pool = await app.queue_pool()
-    return Worker(redis_pool=pool, **worker_settings(app, services=services, **overrides))
+    return _Worker(redis_pool=pool, **worker_settings(app, services=services, **overrides))

@@ -296,8 +296,10 @@ class _Store:
                 str(PURGE_AS_YOU_GO),
             ),
         )
-        if len(res) > 2:  # expired entries of other args: purge them as we go
-            await self._purge_members(now, res[2:])
+        if res[2] == "1":  # the name's first entry since its index was empty or lost
+            await _register(self.app, self.name, again=True)
+        if len(res) > 3:  # expired entries of other args: purge them as we go
+            await self._purge_members(now, res[3:])
         return PutResult(res[0] == "1", res[1] == "1")
 
     async def _purge_members(self, now: str, members: Sequence[str]) -> int:
@@ -444,9 +446,13 @@ def _names_key(app: App) -> str:
     return app.keys.tag("ac") + ":names"
 
 
-async def _register(app: App, name: str) -> None:
+async def _register(app: App, name: str, *, again: bool = False) -> None:
+    """List ``name`` in the namespace's name index: once per process before its first
+    write, and ``again`` when a write found the name's entry index empty (first
+    entry, or Redis lost its data since). The index is in another Cluster slot than
+    the entries, so this is a second, idempotent command (SADD), not part of put."""
     registered: set[str] = app.components.state("action_cache:registered", set)
-    if name not in registered:
+    if again or name not in registered:
         await app.redis.sadd(_names_key(app), name)
         registered.add(name)
 

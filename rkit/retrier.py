@@ -117,6 +117,9 @@ class RunDetails:
     created_at: float
     completed_at: float | None
     fn_name: str = ""
+    traceback: str | None = None
+    """The last failed execution's traceback (at most 8 KiB, last frames kept), when
+    it raised; ``None`` for failures without one (timeout, lost worker)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -127,6 +130,7 @@ class RunDetails:
             "num_failures": self.num_failures,
             "next_start_ms": self.next_start_ms,
             "last_error": self.last_error,
+            "traceback": self.traceback,
             "result": self.result.to_dict() if self.result else None,
             "created_at": self.created_at,
             "completed_at": self.completed_at,
@@ -226,6 +230,7 @@ class ActionRetrier:
         max_backoff_ms: float | None = None,
         timeout_ms: float = 600_000,
         lease_ms: float = 5_000,
+        callback_lease_ms: float | None = None,
         retention_ms: float = 7 * DAY,
         max_result_bytes: int = 16 * 2**20,
         on_complete_retry: RetryBehavior = DEFAULT_ON_COMPLETE_RETRY,
@@ -256,6 +261,7 @@ class ActionRetrier:
             log_level=self.log_level,
             timeout_ms=timeout_ms,
             lease_ms=lease_ms,
+            callback_lease_ms=callback_lease_ms,
             keep_result_ms=retention_ms,
             on_complete_retry=on_complete_retry,
             dlq_max_len=dlq_max_len,
@@ -442,6 +448,7 @@ class ActionRetrier:
             num_failures=failures,
             next_start_ms=num_or_none(h.get("due")) if state == "pending" else None,
             last_error=h.get("last_error"),
+            traceback=h.get("traceback"),
             result=result,
             created_at=float(h.get("enqueued_at", 0)),
             completed_at=num_or_none(h.get("finished_at")),

@@ -48,11 +48,14 @@ def _wait_ping(port: int, proc: subprocess.Popen[bytes], timeout: float = 10.0) 
     raise RuntimeError(f"redis-server on port {port} did not answer PING")
 
 
-def start_server(*extra: str) -> Server:
+def start_server(*extra: str, port: int | None = None) -> Server:
+    """A redis-server without persistence on a free port (or ``port``: e.g. to
+    restart one, empty, where its clients expect it)."""
     exe = redis_server_path()
     assert exe, "redis-server not on PATH"
+    want = port
     for _attempt in range(5):
-        port = free_port()
+        port = want or free_port()
         workdir = tempfile.mkdtemp(prefix=f"rkit-redis-{port}-")
         cmd = [
             exe,
@@ -138,6 +141,34 @@ def start_cluster(n: int = 3) -> Cluster:
 def stop_cluster(cluster: Cluster) -> None:
     for s in cluster.nodes:
         stop_server(s)
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def child_pythonpath(*dirs: object) -> str:
+    """PYTHONPATH for a subprocess (``rkit worker``): ``dirs`` (its service module)
+    and this checkout, so the child runs the rkit under test, not another install."""
+    return os.pathsep.join([*map(str, dirs), ROOT])
+
+
+_LOGS: dict[int, str] = {}
+
+
+def spawn(cmd: list[str], cwd: object, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """A subprocess (an ``rkit worker``) whose stderr goes to a file in ``cwd``: a pipe
+    nobody drains fills at 64 KiB and then blocks the process at its next log line
+    (a worker logs every failed attempt with its traceback). :func:`stderr_of` reads it."""
+    with tempfile.NamedTemporaryFile(dir=str(cwd), prefix="stderr-", delete=False) as log:
+        proc = subprocess.Popen(cmd, cwd=str(cwd), env=env, stdout=subprocess.DEVNULL, stderr=log)
+    _LOGS[proc.pid] = log.name
+    return proc
+
+
+def stderr_of(proc: subprocess.Popen[bytes], tail: int = 3000) -> str:
+    """The last ``tail`` characters a :func:`spawn`-ed process wrote to stderr."""
+    with open(_LOGS[proc.pid], "rb") as f:
+        return f.read().decode(errors="replace")[-tail:]
 
 
 def in_ci() -> bool:

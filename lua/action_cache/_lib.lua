@@ -16,9 +16,10 @@ end
 -- `skip`, the entry just written). Returns `out`.
 local function ac_expired(out, exp, now, k, skip)
   if not k or k < 1 then return out end
+  local base = #out
   local due = redis.call("ZRANGEBYSCORE", exp, "-inf", rk_fmt(now), "LIMIT", 0, k + 1)
   for _, m in ipairs(due) do
-    if m ~= skip and #out < k + 2 then out[#out + 1] = m end
+    if m ~= skip and #out < base + k then out[#out + 1] = m end
   end
   return out
 end

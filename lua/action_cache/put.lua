@@ -3,9 +3,11 @@
 -- KEYS[1] entry hash, KEYS[2] idx zset (created-at), KEYS[3] exp zset (expires-at)
 -- ARGV: now|"", ttl|"", expired id|"", new id, value, canonical args, gc_grace_ms, member,
 --   k (purge as it goes: how many expired members of other entries to report)
--- Reply: {cache_hit, replaced} as "0"/"1", then up to k members whose write-time TTL
--- has passed (the caller purges them with purge.lua, which declares their keys): each
--- fill removes up to k expired entries, so they cannot pile up faster than k x fills.
+-- Reply: {cache_hit, replaced, first} as "0"/"1" (first: the idx was empty -- the name's
+-- first entry, or Redis lost its data: the client lists the name again), then up to k
+-- members whose write-time TTL has passed (the caller purges them with purge.lua,
+-- which declares their keys): each fill removes up to k expired entries, so they
+-- cannot pile up faster than k x fills.
 local now = rk_now(ARGV[1])
 local ttl = rk_optnum(ARGV[2])
 local member = ARGV[8]
@@ -17,7 +19,7 @@ if existed then
     and r[2] ~= ARGV[3]
     and r[1] == ARGV[6]
     and ac_fresh(tonumber(r[3]), rk_optnum(r[4]), now, nil)
-  if reusable then return ac_expired({"1", "0"}, KEYS[3], now, tonumber(ARGV[9]), member) end
+  if reusable then return ac_expired({"1", "0", "0"}, KEYS[3], now, tonumber(ARGV[9]), member) end
   redis.call("DEL", KEYS[1])
 end
 local fields = {"v", ARGV[5], "a", ARGV[6], "id", ARGV[4], "c", rk_fmt(now)}
@@ -26,6 +28,7 @@ if ttl ~= nil then
   fields[#fields + 1] = rk_fmt(now + ttl)
 end
 redis.call("HSET", KEYS[1], unpack(fields))
+local first = redis.call("EXISTS", KEYS[2]) == 0
 redis.call("ZADD", KEYS[2], rk_fmt(now), member)
 if ttl ~= nil then
   redis.call("ZADD", KEYS[3], rk_fmt(now + ttl), member)
@@ -36,4 +39,5 @@ if ttl ~= nil then
 else
   redis.call("ZREM", KEYS[3], member)
 end
-return ac_expired({"0", existed and "1" or "0"}, KEYS[3], now, tonumber(ARGV[9]), member)
+return ac_expired({"0", existed and "1" or "0", first and "1" or "0"}, KEYS[3], now,
+  tonumber(ARGV[9]), member)

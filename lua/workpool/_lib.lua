@@ -47,6 +47,19 @@ local function emit(level, event, fields)
   EV[#EV + 1] = line
 end
 
+-- at most n bytes of s, cut at a UTF-8 character boundary (event fields stay valid
+-- UTF-8 however long an error message is)
+local function clip(s, n)
+  if #s <= n then
+    return s
+  end
+  local i = n
+  while i > 0 and string.byte(s, i + 1) >= 128 and string.byte(s, i + 1) < 192 do
+    i = i - 1
+  end
+  return string.sub(s, 1, i) .. "..."
+end
+
 local function count(name)
   redis.call("HINCRBY", K_STATS, name, 1)
   redis.call("HINCRBY", K_STATS, "r_" .. name, 1)
@@ -81,6 +94,10 @@ local function config_error(maxp, level)
   return nil
 end
 
+-- 1 once a script has (re)created the pool's config record: the client then lists
+-- the pool in the namespace's pool index (another Cluster slot: a second command)
+local CREATED = 0
+
 -- store validated config ("" = keep) and mark the pool as created
 local function write_config(maxp, level)
   if maxp ~= "" then
@@ -90,7 +107,9 @@ local function write_config(maxp, level)
     redis.call("HSET", K_CFG, "log_level", level)
     _level = nil
   end
-  redis.call("HSETNX", K_CFG, "created_at", rk_fmt(NOW))
+  if redis.call("HSETNX", K_CFG, "created_at", rk_fmt(NOW)) == 1 then
+    CREATED = 1
+  end
 end
 
 -- cancel's config write (spec §3.1: only a class-level log level, "" = none);
@@ -250,9 +269,14 @@ local function finalize(id, wk, kind, payload, fast)
   end
   count("completed")
   redis.call("ZREM", K_LIVE, id)
-  emit("INFO", "completed", {work_id = id, fn_name = redis.call("HGET", wk, "label"),
-    completed_at = ms(NOW), attempts = tonumber(redis.call("HGET", wk, "attempts")),
-    status = kind})
+  local ev = {work_id = id, fn_name = redis.call("HGET", wk, "label"), completed_at = ms(NOW),
+    attempts = tonumber(redis.call("HGET", wk, "attempts")), status = kind}
+  if kind == "failed" then
+    ev.error = clip(payload, 2000)
+    emit("ERROR", "completed", ev) -- a final failure
+  else
+    emit("INFO", "completed", ev)
+  end
   if oc and oc ~= "" then
     if fast then
       redis.call("ZADD", K_OUTBOX, rk_fmt(NOW + O.oc_lease_ms), id)
@@ -268,8 +292,9 @@ local function finalize(id, wk, kind, payload, fast)
 end
 
 -- one attempt has ended (reported, or declared lost): count it, free its slot, and
--- either schedule a retry (backing-off work holds no slot) or finish.
-local function finish_attempt(id, wk, kind, payload, non_retryable, rand, fast)
+-- either schedule a retry (backing-off work holds no slot) or finish. A failure's
+-- traceback (tb, bounded by the caller; "" = none) is kept as the item's last one.
+local function finish_attempt(id, wk, kind, payload, non_retryable, rand, fast, tb)
   local attempts = redis.call("HINCRBY", wk, "attempts", 1)
   redis.call("ZREM", K_RUNNING, id)
   redis.call("HSET", wk, "token_done", redis.call("HGET", wk, "token"))
@@ -280,6 +305,11 @@ local function finish_attempt(id, wk, kind, payload, non_retryable, rand, fast)
   end
   if kind == "failed" then
     redis.call("HSET", wk, "last_error", payload)
+    if tb ~= "" then
+      redis.call("HSET", wk, "traceback", tb)
+    else
+      redis.call("HDEL", wk, "traceback") -- it belonged to an earlier error
+    end
   end
   local retryable = kind == "failed" and non_retryable ~= "1" and retry ~= nil
     and retry.max_attempts > 0 and attempts < retry.max_attempts
@@ -295,8 +325,9 @@ local function finish_attempt(id, wk, kind, payload, non_retryable, rand, fast)
     add_pending(id, wk, due)
     count("retries")
     count("completed")
-    emit("INFO", "completed", {work_id = id, fn_name = redis.call("HGET", wk, "label"),
-      completed_at = ms(NOW), attempts = attempts, status = "retrying", retry_at = ms(due)})
+    emit("WARN", "completed", {work_id = id, fn_name = redis.call("HGET", wk, "label"),
+      completed_at = ms(NOW), attempts = attempts, status = "retrying", retry_at = ms(due),
+      error = clip(payload, 2000)})
     return {"RETRY", rk_fmt(due), rk_fmt(due - NOW)}
   end
   return finalize(id, wk, kind, payload, fast)
@@ -309,10 +340,14 @@ end
 
 -- cancel one item. mode "flag": running work keeps going but gets no further
 -- attempts; "finish": running work is finished as canceled at once (its later
--- report is stale). Returns "CANCELED" | "FLAGGED" | "NOOP".
+-- report is stale). Returns "CANCELED" | "FLAGGED" | "NOOP" | "NOT_FOUND" (no
+-- record: never enqueued, past its retention, or lost).
 local function cancel_one(id, mode)
   local wk = wkey(id)
-  local st = redis.call("HMGET", wk, "state", "canceled", "pmember")
+  local st = redis.call("HMGET", wk, "state", "canceled", "pmember", "expires_at")
+  if not st[1] or (st[4] and tonumber(st[4]) <= NOW) then
+    return "NOT_FOUND"
+  end
   if st[1] == "pending" then
     redis.call("ZREM", K_PENDING, st[3])
     finalize(id, wk, "canceled", "", false)

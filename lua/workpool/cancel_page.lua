@@ -1,7 +1,8 @@
 -- cancel_page: cancel one page of live work, newest first, enqueued at or before
 -- `before`. ARGV: now, opts, mode, class-level log_level|"" (written, spec §3.1),
 -- before|"", offset, limit.
--- Reply: {acted (canceled or flagged), seen, kept (still live: flagged/no-op), events}
+-- Reply: {acted (canceled or flagged), seen, kept (still live: flagged/no-op), events,
+-- created}
 local bad = write_log_level(ARGV[4])
 if bad then
   return redis.error_reply(bad)
@@ -22,4 +23,4 @@ for _, id in ipairs(ids) do
     kept = kept + 1
   end
 end
-return {acted, #ids, kept, EV}
+return {acted, #ids, kept, EV, CREATED}

@@ -1,7 +1,8 @@
 -- complete: the fenced report of one attempt, then dispatch into the freed slot.
 -- ARGV: now, opts, id, token, kind, payload, non_retryable, rand, chain_worker|"",
--- claim_limit. Reply: {outcome, claimed, events}; outcome {"STALE"} | {"RETRY", due}
--- | {"DONE"} | {"DONE", on_complete, context} (the caller delivers the callback now)
+-- claim_limit, traceback|"" (of a failure, bounded by the caller).
+-- Reply: {outcome, claimed, events}; outcome {"STALE"} | {"RETRY", due, delay}
+-- | {"DONE"} | {"DONE", on_complete, context, kind} (the caller delivers the callback now)
 local id, token = ARGV[3], ARGV[4]
 local wk = wkey(id)
 local st = redis.call("HMGET", wk, "state", "token")
@@ -9,7 +10,8 @@ if (st[1] ~= "running" and st[1] ~= "dispatched") or st[2] ~= token then
   emit("WARN", "stale_report", {work_id = id, token = token, state = st[1] or "missing"})
   return {{"STALE"}, {}, EV}
 end
-local outcome = finish_attempt(id, wk, ARGV[5], ARGV[6], ARGV[7], tonumber(ARGV[8]), true)
+local outcome = finish_attempt(id, wk, ARGV[5], ARGV[6], ARGV[7], tonumber(ARGV[8]), true,
+  ARGV[11])
 local chain = ARGV[9]
 if chain == "" then
   chain = nil

@@ -2,7 +2,7 @@
 -- then dispatch into free slots. ARGV: now, opts, max_parallelism|"", log_level|"",
 -- claim_limit, n, then per item: id, due ("" now | "+ms" | absolute ms), fn, label,
 -- kind, args, retry, on_complete, context, timeout_ms, log_level ("" = the pool's).
--- Reply: {claimed, events}
+-- Reply: {claimed, events, created (1: the pool's config record was (re)created)}
 local maxp, level = ARGV[3], ARGV[4]
 local n = tonumber(ARGV[6])
 local bad = config_error(maxp, level)
@@ -45,4 +45,4 @@ for i = 0, n - 1 do
   emit("INFO", "enqueued", {work_id = id, fn_name = ARGV[b + 3], run_at = ms(due),
     enqueued_at = ms(NOW)})
 end
-return {dispatch(tonumber(ARGV[5]), nil), EV}
+return {dispatch(tonumber(ARGV[5]), nil), EV, CREATED}

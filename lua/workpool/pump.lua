@@ -30,7 +30,7 @@ for _, id in ipairs(expired) do
     redis.call("HINCRBY", K_STATS, "lost", 1)
     emit("WARN", "lost", {work_id = id, fn_name = st[3], attempt = tonumber(st[4]),
       worker = st[5], lost_at = ms(NOW)})
-    finish_attempt(id, wk, "failed", O.lost_error, "0", rand(), false)
+    finish_attempt(id, wk, "failed", O.lost_error, "0", rand(), false, "")
   else
     redis.call("ZREM", K_RUNNING, id) -- a slot without live work: free it
   end

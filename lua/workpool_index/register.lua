@@ -1,2 +1,3 @@
--- register: add a pool name to the namespace's pool index. KEYS[1] the index set.
-return redis.call("SADD", KEYS[1], ARGV[1])
+-- register: add pool names to the namespace's pool index (idempotent).
+-- KEYS[1] the index set; ARGV the names. Reply: how many were not listed.
+return redis.call("SADD", KEYS[1], unpack(ARGV))

@@ -157,10 +157,14 @@ class Aggregate(Generic[K]):
             raise cls(f"aggregate {self.name!r}: {msg}") from None
 
     async def _register(self, tree: _Tree, reply: Any) -> None:
-        """After a write that created ``tree``: list it (best effort, idempotent)."""
-        if int(reply) != 2 and tree.member in self._registered:
+        """After a write: list the aggregate's name and the tree's namespace, once per
+        process and again whenever the write created the tree (reply 2: first write,
+        or Redis lost its data since). The name index is in another Cluster slot, so
+        these are further idempotent commands, not part of the write's script."""
+        created = int(reply) == 2
+        if not created and tree.member in self._registered:
             return
-        if self.name not in self._registered:
+        if created or self.name not in self._registered:
             await self.app.redis.sadd(_names_key(self.app), self.name)
             self._registered.put(self.name, True, str_bytes(self.name))
         await SCRIPTS["register_ns"](

@@ -37,8 +37,10 @@ Design:
   script (the id enters ``outbox``). The worker that completed delivers it right
   away and acknowledges; a crash or a raising handler leaves it in ``outbox``
   where the pump redelivers with backoff (``on_complete_retry``) and finally
-  dead-letters it. The work itself never re-runs for a callback. Delivery is
-  at least once; handlers are idempotent by ``work_id`` (exactly once in effect).
+  dead-letters it; a claimed delivery that is never reported (its worker died) is
+  redelivered ``callback_lease_ms`` (default 2 x lease) after the claim. The work
+  itself never re-runs for a callback. Delivery is at least once; handlers are
+  idempotent by ``work_id`` (exactly once in effect).
 * **Retention** (bounded memory): finished work is deleted once its callback is
   acknowledged, or kept ``keep_result_ms`` (logical expiry in the hash + relative
   PEXPIRE + the ``done`` index swept by :meth:`Workpool.expire`). A dead-lettered
@@ -69,13 +71,16 @@ from .types import (
     JOB_FUNCTION,
     LOG_LEVELS,
     MAX_TIMEOUT_MS,
+    MAX_TRACEBACK_BYTES,
     AsDict,
     Canceled,
+    CancelOutcome,
     DeadLetter,
     Diagnostics,
     Failed,
     Finished,
     LogLevel,
+    NotFound,
     OnCompleteArgs,
     Pending,
     PoolConfig,
@@ -89,7 +94,9 @@ from .types import (
     WorkId,
     WorkKind,
     check_parallelism,
+    check_work_id,
     error_text,
+    format_traceback,
     num_or_none,
     result_of,
 )
@@ -104,8 +111,10 @@ __all__ = [
     "JOB_FUNCTION",
     "LOG_LEVELS",
     "MAX_TIMEOUT_MS",
+    "MAX_TRACEBACK_BYTES",
     "WORKPOOL",
     "AsDict",
+    "CancelOutcome",
     "Canceled",
     "DeadLetter",
     "Diagnostics",
@@ -113,6 +122,7 @@ __all__ = [
     "Finished",
     "LogLevel",
     "NonRetryableError",
+    "NotFound",
     "OnCompleteArgs",
     "Pending",
     "PoolConfig",
@@ -130,7 +140,9 @@ __all__ = [
     "Workpool",
     "_runtime",
     "check_parallelism",
+    "check_work_id",
     "error_text",
+    "format_traceback",
     "is_non_retryable_error",
     "num_or_none",
     "pool_names",

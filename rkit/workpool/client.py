@@ -20,7 +20,7 @@ from ..errors import ActionNotFound, ConfigError, FunctionNotRegistered, Payload
 from ..registry import Job, Service
 from .executor import deliver, run_dispatched
 from .kinds import WORKPOOL, PoolKind, RunsOnWorkpool
-from .runtime import _runtime, index_key
+from .runtime import _runtime, register_pools
 from .types import (
     _POOL_RE,
     BATCH_BYTES,
@@ -33,10 +33,12 @@ from .types import (
     DLQ_RETENTION_MS,
     JOB_FUNCTION,
     MAX_TIMEOUT_MS,
+    CancelOutcome,
     DeadLetter,
     Diagnostics,
     Finished,
     LogLevel,
+    NotFound,
     OnCompleteArgs,
     Pending,
     PoolConfig,
@@ -56,6 +58,7 @@ from .types import (
     _s,
     _script_error,
     check_parallelism,
+    check_work_id,
     num_or_none,
     result_of,
 )
@@ -74,7 +77,14 @@ class Workpool:
     pool through its name and stored config. ``kind`` is for components that run on
     a pool of their own kind (see :class:`PoolKind`). ``register=False`` gives a
     handle for reading and controlling a pool this App does not run (admin views):
-    not registered, not pumped; :meth:`view` picks the registered one if any."""
+    not registered, not pumped; :meth:`view` picks the registered one if any.
+
+    ``callback_lease_ms`` (default ``2 * lease_ms``) is how long a claimed
+    ``on_complete`` delivery is hidden from redelivery: a worker that dies inside a
+    handler has it redelivered that long after the claim. Claims are not renewed, so a
+    handler running longer than this may be delivered again while it still runs
+    (delivery is at least once: key the handler's effect on ``work_id``); raise it
+    for slow handlers, at the price of a slower redelivery after a crash."""
 
     def __init__(
         self,
@@ -87,6 +97,7 @@ class Workpool:
         default_retry_behavior: RetryBehavior | None = None,
         timeout_ms: float = 600_000,
         lease_ms: float = 5_000,
+        callback_lease_ms: float | None = None,
         keep_result_ms: float = 0,
         on_complete_retry: RetryBehavior = DEFAULT_ON_COMPLETE_RETRY,
         dlq_max_len: int = DLQ_MAX_LEN,
@@ -104,9 +115,11 @@ class Workpool:
         if max_parallelism is not None:
             check_parallelism(max_parallelism, parallelism_limit)
         _check_log_level(log_level)
-        for opt, val in (("timeout_ms", timeout_ms), ("lease_ms", lease_ms)):
-            if not isinstance(val, int | float) or not 0 < val <= MAX_TIMEOUT_MS:
-                raise ConfigError(f"{opt} must be a number in (0, {MAX_TIMEOUT_MS:.0f}]")
+        _check_ms("timeout_ms", timeout_ms)
+        _check_ms("lease_ms", lease_ms)
+        if callback_lease_ms is None:
+            callback_lease_ms = 2 * lease_ms  # an unrenewed claim, like a dispatch
+        _check_ms("callback_lease_ms", callback_lease_ms)
         if not isinstance(keep_result_ms, int | float) or not 0 <= keep_result_ms < math.inf:
             raise ConfigError("keep_result_ms must be a finite number >= 0")
         if isinstance(dlq_max_len, bool) or not isinstance(dlq_max_len, int) or dlq_max_len < 1:
@@ -122,6 +135,7 @@ class Workpool:
         self.default_retry_behavior = default_retry_behavior
         self.timeout_ms = float(timeout_ms)
         self.lease_ms = float(lease_ms)
+        self.callback_lease_ms = float(callback_lease_ms)
         self.keep_result_ms = float(keep_result_ms)
         self.on_complete_retry = on_complete_retry
         self.dlq_max_len = dlq_max_len
@@ -155,7 +169,7 @@ class Workpool:
                 "pool": name,
                 "lease_ms": self.lease_ms,
                 "dispatch_lease_ms": 2 * self.lease_ms,
-                "oc_lease_ms": 30_000,
+                "oc_lease_ms": self.callback_lease_ms,
                 "keep_result_ms": self.keep_result_ms,
                 "default_max_parallelism": self.kind.default_max_parallelism,
                 "default_log_level": "REPORT",
@@ -224,15 +238,21 @@ class Workpool:
                 raise err from None
             raise
 
-    async def _register(self) -> None:
-        if not self._registered and self.kind.kind == "workpool":
-            await scripts.load("workpool_index", "register")(
-                self.app.redis, [index_key(self.app)], [self.name]
-            )
-            self._registered = True
+    async def _register(self, created: Any = None) -> None:
+        """List the pool in the namespace's pool index: once per process before its
+        first write (no argument), and again whenever a write reports that it
+        (re)created the pool's config record (``created`` = 1: the first write, or
+        Redis lost its data since). The index is in another Cluster slot than the
+        pool's keys, so no script writes both: this is a second, idempotent command
+        (a crash in between is healed by the workers' discovery round)."""
+        skip = self._registered if created is None else not int(created)
+        if skip or self.kind.kind != "workpool":
+            return
+        await register_pools(self.app, [self.name])
+        self._registered = True
 
-    def _log(self, lines: Sequence[Any]) -> None:
-        _log_events(lines, self._logger)
+    def _log(self, lines: Sequence[Any], exc: BaseException | None = None) -> None:
+        _log_events(lines, self._logger, exc)
 
     def job_id(self, work_id: str, token: str) -> str:
         return f"{self._job_tag}:{work_id}:{token}"
@@ -371,21 +391,14 @@ class Workpool:
             raise ConfigError("use either run_at or run_after, not both")
         due = ""
         for opt, val in (("run_at", run_at), ("run_after", run_after)):
-            if val is not None and (
-                isinstance(val, bool) or not isinstance(val, int | float) or not math.isfinite(val)
-            ):
+            if val is not None and not _finite(val):
                 raise ConfigError(f"{opt} must be a finite number of ms")
         if run_at is not None:
             due = codec.fmt_num(run_at)
         elif run_after is not None:
             due = "+" + codec.fmt_num(max(0.0, float(run_after)))
         tmo = self.timeout_ms if timeout_ms is None else timeout_ms
-        if (
-            isinstance(tmo, bool)
-            or not isinstance(tmo, int | float)
-            or not 0 < tmo <= MAX_TIMEOUT_MS
-        ):
-            raise ConfigError(f"timeout_ms must be a number in (0, {MAX_TIMEOUT_MS:.0f}]")
+        _check_ms("timeout_ms", tmo)
         retry_s = self._retry_json(kind, retry, retry_behavior)
         ctx_s = ""
         if oc_name:
@@ -425,10 +438,7 @@ class Workpool:
             ids = [self.id_factory() for _ in encoded]
         elif isinstance(ids, str) or len(ids) != len(encoded):
             raise ConfigError("ids must be a sequence of one work id per item")
-        ids = list(ids)
-        for wid in ids:
-            if not isinstance(wid, str) or not wid or len(wid) > 256:
-                raise ConfigError("work ids must be non-empty strings of at most 256 chars")
+        ids = [check_work_id(wid) for wid in ids]
         maxp = "" if self.max_parallelism is None else str(self.max_parallelism)
         level = self.log_level or ""
         tmo_s = codec.fmt_num(tmo)
@@ -445,9 +455,12 @@ class Workpool:
                 chunk += [ids[j], due, fn_name, label, kind, encoded[j], retry_s, oc_name]
                 chunk += [ctx_s, tmo_s, item_log_level or ""]
                 j += 1
-            reply = await self._call("enqueue", maxp, level, CLAIM_LIMIT, j - i, *chunk)
-            self._log(reply[1])
-            await self._announce([(_s(c[0]), _s(c[2])) for c in reply[0]])
+            claimed, events, created = await self._call(
+                "enqueue", maxp, level, CLAIM_LIMIT, j - i, *chunk
+            )
+            self._log(events)
+            await self._register(created)
+            await self._announce([(_s(c[0]), _s(c[2])) for c in claimed])
             i = j
         return [WorkId(w) for w in ids]
 
@@ -469,31 +482,35 @@ class Workpool:
 
     # -- control ------------------------------------------------------------------------
 
-    async def cancel(self, work_id: str) -> None:
+    async def cancel(self, work_id: str) -> CancelOutcome:
         """Pending or backing-off work never (re)starts and its callback gets
-        ``Canceled()``; running work finishes but gets no further attempts.
-        Unknown, finished or already-canceled work: a no-op. A class-level
-        ``log_level`` is written to the stored config (``max_parallelism`` is not)."""
-        await self.cancel_many([work_id])
+        ``Canceled()`` (``"CANCELED"``); running work finishes but gets no further
+        attempts (``"FLAGGED"``). Finished or already-flagged work: ``"NOOP"``; an id
+        the pool has no record of: ``"NOT_FOUND"``. A class-level ``log_level`` is
+        written to the stored config (``max_parallelism`` is not)."""
+        return (await self.cancel_many([work_id]))[0]
 
     def _cancel_level(self) -> str:
         """The class-level log level, which cancel writes to the stored config (spec
         §3.1: enqueue writes both class-level values, cancel only the log level)."""
         return (self.log_level or "") if self.kind.cancel_writes_log_level else ""
 
-    async def cancel_many(self, ids: Sequence[str]) -> list[str]:
-        """Cancel each id (see :meth:`cancel`); per id ``"CANCELED"`` (ended now),
-        ``"FLAGGED"`` (running: no further attempts) or ``"NOOP"``."""
+    async def cancel_many(self, ids: Sequence[str]) -> list[CancelOutcome]:
+        """Cancel each id (see :meth:`cancel`); the outcome per id, in input order."""
+        ids = _check_ids(ids)
         if not ids:
             return []
         if self._cancel_level():
             await self._register()
-        reply = await self._call("cancel", self.kind.cancel_mode, self._cancel_level(), *ids)
-        self._log(reply[1])
-        out = [_s(r) for r in reply[0]]
+        replies, events, created = await self._call(
+            "cancel", self.kind.cancel_mode, self._cancel_level(), *ids
+        )
+        self._log(events)
+        await self._register(created)
+        out: list[CancelOutcome] = [_s(r) for r in replies]  # type: ignore[misc]
         for wid, r in zip(ids, out, strict=True):
-            if r == "NOOP":
-                logger.debug("cancel of %s in pool %s: nothing to cancel", wid, self.name)
+            if r in ("NOOP", "NOT_FOUND"):
+                logger.debug("cancel of %s in pool %s: %s", wid, self.name, r)
         return out
 
     async def cancel_all(self, *, limit: int = 64, before: float | None = None) -> int:
@@ -501,12 +518,14 @@ class Workpool:
         in pages of ``limit``; returns how many were canceled or flagged."""
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise ConfigError("limit must be a positive int")
+        if before is not None and not _finite(before):
+            raise ConfigError(f"before must be a finite number of ms, got {before!r}")
         before_s = "" if before is None else codec.fmt_num(before)
         if self._cancel_level():
             await self._register()
         total, offset = 0, 0
         while True:
-            acted, seen, kept, events = await self._call(
+            acted, seen, kept, events, created = await self._call(
                 "cancel_page",
                 self.kind.cancel_mode,
                 self._cancel_level(),
@@ -515,6 +534,7 @@ class Workpool:
                 limit,
             )
             self._log(events)
+            await self._register(created)
             total += int(acted)
             offset += int(kept)
             if int(seen) < limit:
@@ -528,42 +548,50 @@ class Workpool:
             check_parallelism(max_parallelism, self.parallelism_limit)
         _check_log_level(log_level)
         await self._register()
-        m, lvl = await self._call(
+        m, lvl, claimed, events, created = await self._call(
             "config",
             "" if max_parallelism is None else str(max_parallelism),
             log_level or "",
+            CLAIM_LIMIT,
         )
-        if max_parallelism:
-            await self.pump(callback_limit=0)  # start what the new cap allows
+        self._log(events)
+        await self._register(created)
+        await self._announce([(_s(c[0]), _s(c[2])) for c in claimed])  # what the cap allows
         return PoolConfig(int(m), _s(lvl))
 
     async def get_config(self) -> PoolConfig:
-        m, lvl = await self._call("config", "", "")
+        m, lvl, _, _, _ = await self._call("config", "", "", 0)
         return PoolConfig(int(m), _s(lvl))
 
     # -- reads ------------------------------------------------------------------------
 
     async def _get(self, ids: Sequence[str]) -> tuple[float, list[dict[str, str]]]:
-        reply = await self._call("get", *ids)
+        reply = await self._call("get", *_check_ids(ids))
         return float(reply[0]), [_fields(h) for h in reply[1:]]
 
     async def status(self, work_id: str) -> Status:
+        """``Pending`` / ``Running`` (with the attempts made so far), ``Finished()``
+        while the pool keeps the item, ``NotFound()`` when it has no record of it."""
         return (await self.status_batch([work_id]))[0]
 
     async def status_batch(self, work_ids: Sequence[str]) -> list[Status]:
+        """:meth:`status` of each id, in input order (one consistent read)."""
         if not work_ids:
             return []
-        _, rows = await self._get(list(work_ids))
-        return [self._status_of(h) for h in rows]
+        _, rows = await self._get(work_ids)
+        return [self.status_of(h) for h in rows]
 
     @staticmethod
-    def _status_of(h: Mapping[str, str]) -> Status:
+    def status_of(h: Mapping[str, str]) -> Status:
+        """The status an item hash (as :meth:`item` returns it, ``{}`` = gone) reads as."""
         state = h.get("state")
         if state == "pending":
             return Pending(int(h["attempts"]))
         if state in ("dispatched", "running"):
             return Running(int(h["attempts"]))
-        return Finished()
+        if state == "finished":
+            return Finished()
+        return NotFound()
 
     async def item(self, work_id: str) -> dict[str, Any] | None:
         """The raw work hash (admin/debugging), or ``None`` when gone."""
@@ -627,13 +655,13 @@ class Workpool:
 
     async def replay_dead_letter(self, work_id: str) -> bool:
         """Give a dead-lettered callback a fresh budget; the pump redelivers it."""
-        return bool(await self._call("replay", work_id))
+        return bool(await self._call("replay", check_work_id(work_id)))
 
     async def delete(
         self, work_id: str
     ) -> Literal["OK", "NOT_FOUND", "NOT_COMPLETED", "CALLBACK_PENDING"]:
         """Delete one finished item now, unless its ``on_complete`` is still owed."""
-        reply = _s(await self._call("delete", work_id))
+        reply = _s(await self._call("delete", check_work_id(work_id)))
         return reply  # type: ignore[return-value]
 
     async def diagnostics(self) -> Diagnostics:
@@ -716,6 +744,22 @@ class Workpool:
         return register
 
 
+def _finite(x: Any) -> bool:
+    """A finite int or float (not a bool: ``False`` is not 0 ms)."""
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _check_ms(opt: str, val: Any) -> None:
+    if not _finite(val) or not 0 < val <= MAX_TIMEOUT_MS:
+        raise ConfigError(f"{opt} must be a number in (0, {MAX_TIMEOUT_MS:.0f}]")
+
+
+def _check_ids(ids: Sequence[str]) -> list[str]:
+    if isinstance(ids, str | bytes):
+        raise ConfigError("ids must be a sequence of work ids, not one string")
+    return [check_work_id(wid) for wid in ids]
+
+
 def _signature(fn: Callable[..., Any]) -> inspect.Signature | None:
     try:
         return inspect.signature(fn)
@@ -753,11 +797,10 @@ async def _fail_unrunnable(pool: Workpool, work_id: str, token: str, error: str)
     reply = await pool._call("begin", work_id, token, _runtime(pool.app).worker_id)
     if _s(reply[0]) != "OK":
         return
-    logger.error("cannot run work %s: %s", work_id, error)
     reply = await pool._call(
-        "complete", work_id, token, "failed", error, "1", repr(pool.rng()), "", 0
+        "complete", work_id, token, "failed", error, "1", repr(pool.rng()), "", 0, ""
     )
-    pool._log(reply[2])
+    pool._log(reply[2])  # the final failure is an ERROR event
 
 
 # one job = one attempt, fenced by its token: the transport's retries and results are

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
@@ -25,6 +26,7 @@ from .types import (
     WorkId,
     _s,
     error_text,
+    format_traceback,
 )
 
 if TYPE_CHECKING:
@@ -73,21 +75,21 @@ async def _run_chain(
         outcome = await execute(pool, wid, tok, fn_name, args_s, float(tmo))
         if outcome is None:
             return  # fenced: the lease was lost, the reaper accounts for it
-        kind, payload, non_retryable, value = outcome
         chain = rt.worker_id if time.monotonic() - t0 < CHAIN_SECONDS else ""
         reply = await pool._call(
             "complete",
             wid,
             tok,
-            kind,
-            payload,
-            "1" if non_retryable else "0",
+            outcome.kind,
+            outcome.payload,
+            "1" if outcome.non_retryable else "0",
             repr(pool.rng()),
             chain,
             CLAIM_LIMIT,
+            "" if outcome.error is None else format_traceback(outcome.error),
         )
         result, claimed, events = reply
-        pool._log(events)
+        pool._log(events, outcome.error)  # a failure's event carries its traceback
         head = _s(result[0])
         if head == "STALE":
             logger.warning(
@@ -106,9 +108,9 @@ async def _run_chain(
         if head == "DONE" and len(result) == 4:
             final = _s(result[3])  # canceled when a cancel stopped the retry
             res: RunResult = (
-                Success(value)
+                Success(outcome.value)
                 if final == "success"
-                else Failed(payload)
+                else Failed(outcome.payload)
                 if final == "failed"
                 else Canceled()
             )
@@ -120,23 +122,40 @@ async def _run_chain(
             task.add_done_callback(callbacks.discard)
 
 
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How one attempt ended: ``kind`` "success" (``payload`` = the JSON of
+    ``value``) or "failed" (``payload`` = the error text, ``error`` = the exception
+    when one was raised)."""
+
+    kind: str
+    payload: str
+    non_retryable: bool = False
+    value: Any = None
+    error: BaseException | None = None
+
+
+def _failed(exc: BaseException) -> Outcome:
+    return Outcome("failed", error_text(exc), is_non_retryable_error(exc), error=exc)
+
+
 async def execute(
     pool: Workpool, work_id: str, token: str, fn_name: str, args_s: str, tmo_ms: float
-) -> tuple[str, str, bool, Any] | None:
-    """Run one attempt. Returns (kind, payload, non_retryable, value), or ``None``
-    when the attempt was fenced off (lease lost) and must not report."""
+) -> Outcome | None:
+    """Run one attempt. Returns its :class:`Outcome`, or ``None`` when the attempt
+    was fenced off (lease lost) and must not report."""
     action = pool.app.actions.get(fn_name)
     if action is None:
-        return ("failed", f"No action registered under the name {fn_name!r}.", True, None)
+        return Outcome("failed", f"No action registered under the name {fn_name!r}.", True)
     try:
         args = codec.loads(args_s)
     except ValueError as exc:  # pragma: no cover - enqueue only stores JSON
-        return ("failed", f"bad arguments: {exc}", True, None)
+        return Outcome("failed", f"bad arguments: {exc}", True)
     rt = _runtime(pool.app)
     try:  # a call that cannot even start (bad keywords) is this attempt's failure
         coro = action.fn(**args)
     except Exception as exc:
-        return ("failed", error_text(exc), is_non_retryable_error(exc), None)
+        return _failed(exc)
     task = asyncio.ensure_future(coro)
     lease = rt.track(pool, work_id, token, task)
     try:
@@ -153,25 +172,25 @@ async def execute(
         await asyncio.gather(task, return_exceptions=True)
         if lease.fenced:
             return None
-        return ("failed", f"Timed out after {tmo_ms:.0f} ms", False, None)
+        return Outcome("failed", f"Timed out after {tmo_ms:.0f} ms")
     if lease.fenced:
         return None
     if task.cancelled():
-        return ("failed", "Canceled while running", False, None)
+        return Outcome("failed", "Canceled while running")
     error = task.exception()
     if error is not None:
-        return ("failed", error_text(error), is_non_retryable_error(error), None)
+        return _failed(error)
     value = task.result()
     try:
         payload = codec.dumps(value)
     except SerializationError as e:
         msg = f"Return value is not JSON-serializable: {e}"
-        return ("failed", msg, not pool.kind.bad_result_retryable, None)
+        return Outcome("failed", msg, not pool.kind.bad_result_retryable)
     size = len(payload.encode("utf-8"))
     if size > pool.max_result_bytes:
         msg = f"Return value too large: {size} bytes (max: {pool.max_result_bytes} bytes)"
-        return ("failed", msg, not pool.kind.bad_result_retryable, None)
-    return ("success", payload, False, value)
+        return Outcome("failed", msg, not pool.kind.bad_result_retryable)
+    return Outcome("success", payload, value=value)
 
 
 async def release(pool: Workpool, work_id: str, token: str) -> None:
@@ -195,12 +214,20 @@ async def deliver(
     except asyncio.CancelledError:
         raise
     except Exception as exc:
-        logger.warning(
+        pool._logger.warning(
             "on_complete %s for work %s of pool %s raised: %s",
             oc_name,
             work_id,
             pool.name,
             error_text(exc),
+            exc_info=exc,
+            extra={
+                "component": pool.kind.kind,
+                "pool": pool.name,
+                "work_id": work_id,
+                "on_complete": oc_name,
+                "error": error_text(exc),
+            },
         )
         _status, events = await pool._call("oc_fail", work_id, error_text(exc), repr(pool.rng()))
         pool._log(events)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
 
+from .. import scripts
 from .types import _s
 
 if TYPE_CHECKING:
@@ -156,10 +157,17 @@ class _Runtime:
 
     async def _discover(self) -> None:
         """Pump every pool of the namespace's pool index, also those this process
-        never constructed (built by the registered factory of the kind)."""
-        for name in await pool_names(self.app):
+        never constructed (built by the registered factory of the kind), and list
+        again the pools this process runs that the index lacks (Redis lost its data:
+        an admin read or ``remove``-style sweep over the index would miss them)."""
+        names = set(await pool_names(self.app))
+        for name in names:
             if ("workpool", name) not in self.attached:
                 self.app.components.get_or_create("workpool", name)
+        missing = [n for k, n in self.attached if k == "workpool" and n not in names]
+        if missing:
+            logger.info("listing pools in the pool index: %s", ", ".join(sorted(missing)))
+            await register_pools(self.app, missing)
 
     async def expire_all(self) -> int:
         """The retention sweep of every pool: finished work past its retention (even
@@ -219,3 +227,8 @@ async def pool_names(app: App) -> list[str]:
 
 def index_key(app: App) -> str:
     return app.keys.tag("workpool") + ":pools"
+
+
+async def register_pools(app: App, names: list[str]) -> None:
+    """Add pool names to the namespace's pool index (idempotent)."""
+    await scripts.load("workpool_index", "register")(app.redis, [index_key(app)], names)

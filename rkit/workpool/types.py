@@ -8,6 +8,7 @@ import logging
 import re
 import secrets
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, NewType
@@ -51,6 +52,7 @@ DLQ_RETENTION_MS = 7 * DAY
 CHAIN_SECONDS = 60.0
 """A worker keeps running freed-slot continuations inside one arq job this long."""
 JOB_FUNCTION = "rkit_wp_run"
+MAX_ID_LEN = 256
 
 
 class RetryBehavior(BaseModel):
@@ -126,10 +128,25 @@ class Running(AsDict):
 
 @dataclass(frozen=True, slots=True)
 class Finished(AsDict):
+    """Finished, and the pool still keeps the item (its callback is owed, or
+    ``keep_result_ms`` has not passed)."""
+
     state: Literal["finished"] = "finished"
 
 
-Status = Pending | Running | Finished
+@dataclass(frozen=True, slots=True)
+class NotFound(AsDict):
+    """The pool has no record of the id: never enqueued here, or forgotten (finished
+    and past ``keep_result_ms`` -- with the default 0, as soon as it finished and its
+    callback was acknowledged), or lost with Redis's data."""
+
+    state: Literal["not_found"] = "not_found"
+
+
+Status = Pending | Running | Finished | NotFound
+CancelOutcome = Literal["CANCELED", "FLAGGED", "NOOP", "NOT_FOUND"]
+"""What a cancel did to one id: ended it now, flagged running work (no further
+attempts), nothing (already finished or flagged), or no record of the id."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +214,15 @@ def _default_id() -> str:
     return f"{int(time.time() * 1000):011x}{secrets.token_hex(7)}"
 
 
+def check_work_id(work_id: Any) -> str:
+    """A work id as the scripts take it (``ConfigError`` before Redis is touched)."""
+    if not isinstance(work_id, str) or not work_id or len(work_id) > MAX_ID_LEN:
+        raise ConfigError(
+            f"work id must be a non-empty str of at most {MAX_ID_LEN} chars, got {work_id!r:.80}"
+        )
+    return work_id
+
+
 def error_text(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
@@ -242,12 +268,63 @@ def _script_error(exc: ResponseError) -> ConfigError | None:
     return None
 
 
-def _log_events(lines: Sequence[Any], log: logging.Logger = logger) -> None:
+MAX_TRACEBACK_BYTES = 8192
+"""A failed attempt's traceback is stored with its work item up to this many bytes
+(UTF-8); a longer one keeps its last frames and the exception line."""
+
+
+def format_traceback(exc: BaseException, limit: int = MAX_TRACEBACK_BYTES) -> str:
+    """``exc``'s traceback as text, at most ``limit`` bytes: when longer, the start is
+    dropped at a line boundary (the innermost frames and the exception stay)."""
+    text = "".join(traceback.format_exception(exc))
+    raw = text.encode("utf-8")
+    if len(raw) <= limit:
+        return text
+    marker = "... {} bytes of earlier traceback omitted ...\n"
+    room = limit - len(marker.format(len(raw)).encode())
+    tail = raw[len(raw) - room :]
+    cut = tail.find(b"\n")
+    if 0 <= cut < len(tail) - 1:
+        tail = tail[cut + 1 :]  # start at a whole line
+    kept = tail.decode("utf-8", errors="ignore")
+    return marker.format(len(raw) - len(kept.encode())) + kept
+
+
+_RESERVED = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+
+def _log_events(
+    lines: Sequence[Any],
+    log: logging.Logger = logger,
+    exc: BaseException | None = None,
+) -> None:
+    """Log the scripts' events (JSON lines) as records with a readable message and
+    the event's fields as record attributes (``extra``); ``exc`` (the exception of the
+    attempt this process just reported) is attached to that attempt's failure event
+    as ``exc_info``, so handlers print its traceback."""
     for raw in lines:
-        line = _s(raw)
-        level = "INFO"
-        try:
-            level = json.loads(line).get("level", "INFO")
-        except ValueError:  # pragma: no cover - scripts only emit JSON
-            pass
-        log.log(_PY_LEVEL.get(level, logging.INFO), line)
+        ev = json.loads(_s(raw))  # the scripts emit JSON objects only
+        level = _PY_LEVEL.get(ev.get("level", "INFO"), logging.INFO)
+        failure = ev.get("event") == "completed" and ev.get("status") in ("retrying", "failed")
+        log.log(
+            level,
+            _event_message(ev),
+            exc_info=exc if failure else None,
+            extra={(f"rkit_{k}" if k in _RESERVED else k): v for k, v in ev.items()},
+        )
+
+
+_HEAD = ("component", "pool", "event", "level", "work_id")
+_FIRST = {"status": 0, "attempts": 1, "attempt": 1, "fn_name": 2, "error": 9}
+
+
+def _event_message(ev: dict[str, Any]) -> str:
+    """``"<component> <pool>: <event> <work_id> status=... attempts=... fn_name=...
+    (other fields by name) error=..."``: readable and greppable, in a fixed order; the
+    same values are the record's attributes."""
+    head = f"{ev.get('component')} {ev.get('pool')}: {ev.get('event')}"
+    if "work_id" in ev:
+        head += f" {ev['work_id']}"
+    keys = sorted((k for k in ev if k not in _HEAD), key=lambda k: (_FIRST.get(k, 5), k))
+    parts = [f"{k}={json.dumps(ev[k], ensure_ascii=False)}" for k in keys]
+    return " ".join([head, *parts])

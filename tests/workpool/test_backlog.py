@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
 import sys
 import threading
 import time
@@ -26,6 +25,7 @@ from rkit import App, Workpool
 from rkit.cli import start_embedded_redis
 from rkit.retrier import ActionRetrier
 
+from .._servers import child_pythonpath, spawn
 from .test_processes import stop_workers
 
 pytestmark = pytest.mark.slow
@@ -94,7 +94,7 @@ def run_backlog(url: str, cwd: Path, n: int, lease_ms: float, bound_s: float) ->
     env = {
         **os.environ,
         "RKIT_REDIS_URL": url,
-        "PYTHONPATH": str(cwd),
+        "PYTHONPATH": child_pythonpath(cwd),
         "BL_LEASE_MS": str(lease_ms),
     }
     r = sync_redis.Redis.from_url(url, decode_responses=True)
@@ -104,10 +104,7 @@ def run_backlog(url: str, cwd: Path, n: int, lease_ms: float, bound_s: float) ->
     excess: list[int] = []
     peak_queue = 0
     cmd = [sys.executable, "-m", "rkit.cli", "worker", "blsvc:app", "--max-jobs", str(MAX_JOBS)]
-    procs = [
-        subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        for _ in range(WORKERS)
-    ]
+    procs = [spawn(cmd, cwd, env) for _ in range(WORKERS)]
     t0 = time.monotonic()
     try:
         asyncio.run(enqueue(url, n, n, lease_ms))

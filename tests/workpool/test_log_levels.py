@@ -5,7 +5,6 @@ log level), and the retrier's per-run ``log_level`` gates that run's events
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -15,6 +14,8 @@ from rkit import App
 from rkit.retrier import ActionRetrier
 from rkit.testing import run_until_idle
 from rkit.workpool import Workpool, pool_names
+
+from .test_scenarios import events
 
 
 @pytest.fixture
@@ -50,14 +51,6 @@ async def test_cancel_without_class_level_writes_nothing(app: App, actions: None
     assert await pool_names(app) == ["q"]  # the pool it created a config for is listed
 
 
-def events(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
-    return [
-        json.loads(r.getMessage())
-        for r in caplog.records
-        if r.name == "rkit.retrier" and r.getMessage().startswith("{")
-    ]
-
-
 async def run_two(
     app: App, caplog: pytest.LogCaptureFixture, namespace_level: str, run_level: str
 ) -> tuple[ActionRetrier, str, str, set[tuple[str, str]]]:
@@ -68,7 +61,7 @@ async def run_two(
     own = await r.run("add", {"x": 1}, log_level=run_level)  # type: ignore[arg-type]
     other = await r.run("add", {"x": 2})
     await run_until_idle(app)
-    return r, own, other, {(e["work_id"], e["event"]) for e in events(caplog)}
+    return r, own, other, {(e["work_id"], e["event"]) for e in events(caplog, "rkit.retrier")}
 
 
 async def test_retrier_per_run_log_level_applies(

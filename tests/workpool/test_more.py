@@ -20,6 +20,7 @@ from rkit.testing import background_worker, run_until_idle
 from rkit.workpool import (
     Failed,
     Finished,
+    NotFound,
     OnCompleteArgs,
     Pending,
     RetryBehavior,
@@ -166,7 +167,7 @@ async def test_cancel_all_before(app: App, env: Env) -> None:
     app.clock.advance(1_000)  # type: ignore[attr-defined]
     new = await p.enqueue("add", {"x": 2})
     assert await p.cancel_all(before=(app.clock.now_ms() or 0) - 500) == 1
-    assert await p.status_batch([old, new]) == [Finished(), Pending(0)]
+    assert await p.status_batch([old, new]) == [NotFound(), Pending(0)]  # old: forgotten
     assert await p.status_batch([]) == []
 
 
@@ -240,4 +241,4 @@ async def test_worker_self_fences_when_it_cannot_renew(
         assert (await p.item(wid))["state"] == "running"  # type: ignore[index]
     app.clock.advance(401)  # type: ignore[attr-defined]
     await p.pump()  # the reaper accounts for the abandoned attempt
-    assert await p.status(wid) == Finished()
+    assert await p.status(wid) == NotFound()  # failed (no retry) and forgotten

@@ -21,6 +21,8 @@ import redis as sync_redis
 
 from rkit import App, Workpool
 
+from .._servers import child_pythonpath, spawn, stderr_of
+
 pytestmark = pytest.mark.slow
 
 SERVICE = """
@@ -67,6 +69,14 @@ async def done(args: OnCompleteArgs) -> None:
     await app.redis.eval(EFFECT, 3, "mp:marker:", "mp:effects", "mp:oc_calls", args.work_id)
 
 
+@app.action(name="hangs_first_time")
+async def hangs_first_time(args: OnCompleteArgs) -> None:
+    n = await app.redis.rpush(f"mp:cb_starts:{args.work_id}", f"{time.time()!r} {os.getpid()}")
+    if n == 1:
+        await asyncio.sleep(60)  # the first delivery's worker is killed in here
+    await app.redis.eval(EFFECT, 3, "mp:marker:", "mp:effects", "mp:oc_calls", args.work_id)
+
+
 @app.action(name="fails_once")
 async def fails_once(i: int) -> int:
     if await app.redis.hincrby("mp:execs", str(i), 1) == 1:
@@ -97,16 +107,13 @@ async def run_done(run_id: str, result: object, context: object) -> None:
 @pytest.fixture
 def service(tmp_path: Path, redis_url: str) -> Iterator[tuple[Path, dict[str, str]]]:
     (tmp_path / "mpsvc.py").write_text(SERVICE)
-    env = {**os.environ, "RKIT_REDIS_URL": redis_url, "PYTHONPATH": str(tmp_path)}
+    env = {**os.environ, "RKIT_REDIS_URL": redis_url, "PYTHONPATH": child_pythonpath(tmp_path)}
     yield tmp_path, env
 
 
 def start_workers(n: int, cwd: Path, env: dict[str, str]) -> list[subprocess.Popen[bytes]]:
     cmd = [sys.executable, "-m", "rkit.cli", "worker", "mpsvc:app", "--max-jobs", "10"]
-    return [
-        subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        for _ in range(n)
-    ]
+    return [spawn(cmd, cwd, env) for _ in range(n)]
 
 
 def stop_workers(procs: list[subprocess.Popen[bytes]]) -> None:
@@ -256,6 +263,52 @@ def test_sigkill_mid_run_recovers_every_job(
     assert pool_running(r) == 0
 
 
+def test_sigkill_inside_on_complete_redelivers_after_the_callback_lease(
+    service: tuple[Path, dict[str, str]], redis_url: str
+) -> None:
+    """A worker killed while its ``on_complete`` handler runs: the callback is
+    redelivered by another worker once its claim lease runs out -- ``callback_lease_ms``,
+    by default 2 x the pool's lease (5 s), so about 10 s after the claim; it was a
+    fixed 30 s. The work itself does not run again; the effect happens once."""
+    cwd, env = service
+    r = sync_redis.Redis.from_url(redis_url, decode_responses=True)
+    procs = start_workers(2, cwd, env)
+
+    async def one() -> str:
+        app = client_app(redis_url, "job", "hangs_first_time")
+        try:
+            pool = Workpool(app, "mp", max_parallelism=5)
+            return await pool.enqueue("job", {"i": 0}, on_complete="hangs_first_time")
+        finally:
+            await app.aclose()
+
+    try:
+        wid = asyncio.run(one())
+        starts = f"mp:cb_starts:{wid}"
+        end = time.time() + 30
+        while not r.llen(starts):
+            assert time.time() < end, "the callback was never delivered"
+            time.sleep(0.01)
+        claimed_at, pid = r.lindex(starts, 0).split()  # type: ignore[union-attr]
+        victim = next(p for p in procs if p.pid == int(pid))
+        killed_at = time.time()
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
+        wait_effects(r, 1, timeout=45)
+    finally:
+        stop_workers(procs)
+    again = float(r.lindex(starts, 1).split()[0])  # type: ignore[union-attr]
+    after_claim, after_kill = again - float(claimed_at), again - killed_at
+    print(
+        f"\ncallback redelivery after SIGKILL inside on_complete: {after_kill:.2f} s after "
+        f"the kill, {after_claim:.2f} s after the first delivery began (lease 5 s, "
+        f"callback lease 10 s)"
+    )
+    assert r.llen(starts) == 2 and r.llen("mp:starts:0") == 1  # the work ran once
+    assert 9.0 < after_claim < 13.0  # the claim lease (10 s) plus at most a pump round
+    assert set(r.hgetall("mp:effects").values()) == {"1"}
+
+
 async def start_runs(
     redis_url: str, n: int, fn: str = "fails_once", args: dict[str, Any] | None = None, **opts: Any
 ) -> list[str]:
@@ -328,8 +381,7 @@ def sigterm_busy_worker(
     except subprocess.TimeoutExpired:  # pragma: no cover - the assertion below reports it
         victim.kill()
         rc = -1
-    _, err = victim.communicate()
-    return at, rc, err.decode(errors="replace")[-3000:]
+    return at, rc, stderr_of(victim)
 
 
 def sigterm_mid_run(
