@@ -44,7 +44,7 @@ def _work_id(work_id: str) -> str:
     try:
         return check_work_id(work_id)
     except ConfigError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=str(exc)) from None
+        raise HTTPException(422, detail=str(exc)) from None
 
 
 def _no_work(pool: str, work_id: str) -> HTTPException:
@@ -78,7 +78,7 @@ def router(app: App) -> APIRouter:
         try:
             cfg = await p.set_config(max_parallelism=body.max_parallelism, log_level=body.log_level)
         except ConfigError as exc:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=str(exc)) from None
+            raise HTTPException(422, detail=str(exc)) from None
         return asdict(cfg)
 
     @r.get("/{pool}/running")
@@ -140,7 +140,7 @@ def _retrier(app: App, ns: str) -> ActionRetrier:
     try:
         return ActionRetrier.view(app, ns)  # never registers or pumps a retrier
     except ConfigError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=str(exc)) from None
+        raise HTTPException(422, detail=str(exc)) from None
 
 
 def retrier_router(app: App) -> APIRouter:
