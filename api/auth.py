@@ -11,7 +11,11 @@ ENV_TOKEN = "RKIT_ADMIN_TOKEN"
 
 
 def resolve_token(admin_token: str | None) -> str | None:
+    """The configured token (argument, else ``RKIT_ADMIN_TOKEN``) without surrounding
+    white space — a token read from a file usually ends in a newline, and a header
+    can never carry it — or ``None`` when none is configured."""
     token = admin_token if admin_token is not None else os.environ.get(ENV_TOKEN)
+    token = (token or "").strip()
     return token or None
 
 
