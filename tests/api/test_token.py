@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from rkit.api import create_api
 
 from rkit import App
-from rkit.api import create_api
 
 
 async def status_with(api: object, header: str | None) -> int:
