@@ -27,7 +27,7 @@ from .errors import (
     RateLimitNotDefined,
     is_rate_limit_error,
 )
-from .keys import encode
+from .keys import check_part, encode
 
 if TYPE_CHECKING:
     from .app import App
@@ -368,7 +368,7 @@ class RateLimiter:
         self.spread_shards = bool(spread_shards)
         self._shard_cfgs: dict[int, tuple[Any, Any]] = {}
         self._stem = app.keys.tag("rl", hash_tag) + ":" if hash_tag is not None else None
-        self._key_cached = lru_cache(maxsize=16384)(self._key_uncached)
+        self._key_cached = lru_cache(maxsize=4096)(self._key_uncached)
         self._eval = scripts.load("rate_limit", "eval")  # one shard: the fast path
         self._eval_sharded = scripts.load("rate_limit", "eval_sharded")
         self._credit = scripts.load("rate_limit", "credit")
@@ -391,6 +391,7 @@ class RateLimiter:
 
     def shard_key_for(self, name: str, key: str | None, shard: int) -> str:
         """Spread mode: the Redis key of one shard (its own hash tag)."""
+        self.key_for(name, key)  # the parts' size check
         return self.app.keys.tag("rl", name, key, str(shard))
 
     def _spread(self, cfg: TokenBucket | FixedWindow) -> bool:
@@ -407,6 +408,11 @@ class RateLimiter:
         return entry[1]
 
     def _key_uncached(self, name: str, key: str | None) -> str:
+        # checked once per (name, key) here, on a cache miss: the cache holds only
+        # parts of at most 1 KiB, so its 4,096 entries stay within a few MB
+        check_part(name, "rate limit name")
+        if key is not None:
+            check_part(key, "rate limit key")
         if self._stem is not None:
             return f"{self._stem}{encode(name)}:{encode(key)}"
         return self.app.keys.tag("rl", name, key)
