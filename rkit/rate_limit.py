@@ -654,16 +654,29 @@ class RateLimiter:
         """Evaluate like :meth:`limit` but never write."""
         return await self._run(b"check", name, key, count, reserve, throws, config)
 
-    async def reset(self, name: str, *, key: str | None = None) -> None:
-        """Forget every shard of (name, key); the next use starts full."""
+    async def reset(
+        self,
+        name: str,
+        *,
+        key: str | None = None,
+        config: TokenBucket | FixedWindow | Mapping[str, Any] | None = None,
+    ) -> None:
+        """Forget every shard of (name, key); the next use starts full. With
+        ``spread_shards`` the shard keys of the current config (named, or ``config``
+        for an inline limit) are deleted, and a SCAN finds any other shard key of
+        (name, key) — left by a config with more shards than today's."""
         _check_name(name)
         _check_key(key)
+        if config is not None:
+            parse_config(config)  # validated before anything is deleted
         keys = [self.key_for(name, key)]
         if self.spread_shards:
-            # every shard key the (current) config can use
-            cfg = self.limits.get(name)
+            cfg = parse_config(config) if config is not None else self.limits.get(name)
             n = cfg.n_shards if cfg is not None else 0
             keys.extend(self.shard_key_for(name, key, i) for i in range(n))
+            stem = self.app.keys.tag("rl", name, key)  # rkit:{ns:rl:N:K}
+            pattern = stem[:-1] + ":*}"  # base64url parts hold no glob characters
+            keys.extend([k async for k in _scan_all(self.app.redis, pattern) if k not in keys])
         # one DEL per key: on Cluster the keys live in different slots
         for k in keys:
             await self.app.redis.delete(k)

@@ -143,3 +143,28 @@ async def test_limit_all_with_spread_limits_compensates(app: App) -> None:
 def test_spread_and_hash_tag_exclude_each_other() -> None:
     with pytest.raises(ConfigError, match="spread_shards and hash_tag"):
         RateLimiter(App(), spread_shards=True, hash_tag="t")
+
+
+async def test_reset_clears_every_shard_whatever_the_shard_count(app: App) -> None:
+    """An inline config's shards, and shard keys beyond a lowered shard count, all go."""
+    inline = TokenBucket(rate=40, period=MINUTE, shards=4)
+    rl = RateLimiter(app, {}, rng=lambda: 0.0, spread_shards=True)
+    for _ in range(40):
+        await rl.limit("inline", key="u", config=inline)
+    used = [i for i in range(4) if await app.redis.exists(rl.shard_key_for("inline", "u", i))]
+    assert used
+    await rl.reset("inline", key="u", config=inline)
+    assert [i for i in range(4) if await app.redis.exists(rl.shard_key_for("inline", "u", i))] == []
+    # a config that used 8 shards, now lowered to 2: reset finds shards 2..7 too
+    wide = RateLimiter(
+        app, {"s": TokenBucket(rate=80, period=MINUTE, shards=8)}, spread_shards=True
+    )
+    await preset(wide, {i: 1.0 for i in range(8)})
+    other = await app.redis.hset(wide.shard_key_for("s", "someone", 5), "0:v", 1)
+    narrow = RateLimiter(
+        app, {"s": TokenBucket(rate=80, period=MINUTE, shards=2)}, spread_shards=True
+    )
+    await narrow.reset("s")
+    assert [i for i in range(8) if await app.redis.exists(wide.shard_key_for("s", None, i))] == []
+    assert other and await app.redis.exists(wide.shard_key_for("s", "someone", 5))  # other key kept
+    await narrow.reset("s")  # and again: nothing left, no error
