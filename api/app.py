@@ -32,7 +32,8 @@ def create_api(
 ) -> FastAPI:
     """A FastAPI app serving ``/health`` and the admin routes for ``app``'s components:
     the built-in kinds' routers, and every router a component registered with
-    ``app.components.add_router`` (all behind the admin token).
+    ``app.components.add_router`` (behind the admin token; those added with
+    ``public=True``, vendor webhooks verifying their own signatures, without it).
 
     Request bodies must be strict JSON of at most ``max_body_bytes`` (see
     :mod:`rkit.api.validation`); invalid input is a 4xx that never echoes it."""
@@ -44,10 +45,12 @@ def create_api(
     api.add_exception_handler(ConfigError, config_error_handler)
     api.add_exception_handler(StarletteHTTPException, http_error_handler)
     open_paths = {"/health", api.openapi_url, api.docs_url, api.redoc_url, "/docs/oauth2-redirect"}
+    public = app.components.public_routers()
     api.add_middleware(
         BodyGuard,
         guard=admin,
         open_paths={p for p in open_paths if p},
+        open_prefixes=tuple(prefix.rstrip("/") + "/" for prefix in public),
         max_body_bytes=max_body_bytes,
     )
 
@@ -72,4 +75,9 @@ def create_api(
         module, _, attr = ref.partition(":")
         factory = getattr(importlib.import_module(module), attr)
         api.include_router(factory(app), prefix=prefix, dependencies=guard)
+    # public routers (vendor webhooks: each verifies the vendor's signature itself)
+    for prefix, ref in sorted(public.items()):
+        module, _, attr = ref.partition(":")
+        factory = getattr(importlib.import_module(module), attr)
+        api.include_router(factory(app), prefix=prefix)
     return api

@@ -85,11 +85,13 @@ class BodyGuard:
         *,
         guard: RequireAdmin,
         open_paths: Collection[str] = (),
+        open_prefixes: tuple[str, ...] = (),
         max_body_bytes: int = MAX_BODY_BYTES,
     ) -> None:
         self.app = app
         self.guard = guard
         self.open_paths = frozenset(open_paths)
+        self.open_prefixes = open_prefixes
         self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -115,7 +117,7 @@ class BodyGuard:
         problem = self._judge(scope, body, too_large)
         if problem is not None:
             refusal = None
-            if scope.get("path") not in self.open_paths:
+            if not self._is_open(scope.get("path", "")):
                 refusal = self.guard.refusal(_header(scope, b"authorization"))
             if refusal is not None:
                 problem = JSONResponse(
@@ -134,6 +136,9 @@ class BodyGuard:
             return await receive()
 
         await self.app(scope, replay, send)
+
+    def _is_open(self, path: str) -> bool:
+        return path in self.open_paths or path.startswith(self.open_prefixes)
 
     def _judge(self, scope: Scope, body: bytes, too_large: bool) -> JSONResponse | None:
         """The answer refusing this body, or ``None`` when it may reach the route."""

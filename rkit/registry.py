@@ -79,6 +79,7 @@ class Registry:
         self._crons: dict[str, Cron] = {}
         self._services: dict[str, Service] = {}
         self._routers: dict[str, str] = {}
+        self._public_routers: dict[str, str] = {}
         self._state: dict[str, Any] = {}
 
     # -- instances ------------------------------------------------------------------
@@ -165,15 +166,22 @@ class Registry:
     def services(self) -> list[Service]:
         return list(self._services.values())
 
-    def add_router(self, prefix: str, ref: str) -> None:
-        """An admin router for the API: ``ref`` is ``"module:function"``, a function of
-        the App returning a FastAPI ``APIRouter``, mounted at ``prefix``."""
+    def add_router(self, prefix: str, ref: str, *, public: bool = False) -> None:
+        """A router for the API: ``ref`` is ``"module:function"``, a function of the
+        App returning a FastAPI ``APIRouter``, mounted at ``prefix`` behind the admin
+        token, or, with ``public=True`` (vendor webhooks, which verify the vendor's
+        own signature instead), without it."""
         if not prefix.startswith("/") or ":" not in ref:
             raise ConfigError("add_router(prefix='/x', ref='package.module:function')")
-        self._routers.setdefault(prefix, ref)
+        (self._public_routers if public else self._routers).setdefault(prefix, ref)
 
     def routers(self) -> dict[str, str]:
+        """The admin routers (behind the admin token), by prefix."""
         return dict(self._routers)
+
+    def public_routers(self) -> dict[str, str]:
+        """The public routers (webhooks: no admin token), by prefix."""
+        return dict(self._public_routers)
 
     # -- per-App state of a kind (e.g. the workpool's per-process runtime) -----------
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from fastapi import APIRouter, Header, HTTPException, Request
+
 from rkit import App
 from rkit.workpool import PoolKind, Workpool
 
@@ -23,6 +25,7 @@ class Tally:
         app.components.add(TALLY.kind, name, self)
         app.components.set_factory(TALLY.kind, lambda n: Tally(app, n))
         app.components.add_router("/tallies", "tests._tally:router")
+        app.components.add_router("/hooks/tally", "tests._tally:hook_router", public=True)
         if "tally_apply" not in app.actions:
 
             @app.action(name="tally_apply")
@@ -41,13 +44,29 @@ class Tally:
 
 
 def router(app: App) -> Any:
-    from fastapi import APIRouter
-
     r = APIRouter(tags=["tally"])
 
     @r.get("/{name}")
     async def counts(name: str) -> dict[str, int]:
         found = app.components.get(TALLY.kind, name)
         return {} if found is None else await found.counts()
+
+    return r
+
+
+def hook_router(app: App) -> Any:
+    """A public route (like a vendor webhook): no admin token; a shared secret in a
+    header stands in for a vendor's signature."""
+    r = APIRouter(tags=["tally"])
+
+    @r.post("/{name}")
+    async def hook(name: str, request: Request, x_secret: str = Header("")) -> dict[str, str]:
+        if x_secret != "s3cret":
+            raise HTTPException(400, "bad signature")
+        found = app.components.get(TALLY.kind, name)
+        if found is None:
+            raise HTTPException(404, "no such tally")
+        body = await request.json()
+        return {"id": await found.add(str(body["what"]))}
 
     return r

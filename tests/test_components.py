@@ -98,6 +98,33 @@ async def test_a_component_registers_its_admin_router(queue_app: App) -> None:
         assert (await client.get("/tallies/clicks")).status_code in (401, 403)
 
 
+async def test_a_public_router_needs_no_admin_token_but_keeps_the_body_limits(
+    queue_app: App,
+) -> None:
+    t = Tally(queue_app, "hooks")
+    api = create_api(queue_app, admin_token="tok", max_body_bytes=1_000)
+    transport = httpx.ASGITransport(app=api)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        ok = await client.post(
+            "/hooks/tally/hooks", json={"what": "x"}, headers={"x-secret": "s3cret"}
+        )
+        assert ok.status_code == 200, ok.text
+        forged = await client.post("/hooks/tally/hooks", json={"what": "x"})
+        assert forged.status_code == 400
+        big = await client.post(
+            "/hooks/tally/hooks", json={"what": "x" * 2_000}, headers={"x-secret": "s3cret"}
+        )
+        assert big.status_code == 413
+        bad = await client.post(
+            "/hooks/tally/hooks", content=b"{nope", headers={"x-secret": "s3cret"}
+        )
+        assert bad.status_code == 422
+        # the prefix opens only the public router: admin routes still need the token
+        assert (await client.get("/tallies/hooks")).status_code in (401, 403)
+    await run_until_idle(queue_app)
+    assert await t.counts() == {"x": 1}
+
+
 SERVICE = """
 from rkit import App
 from tests._tally import Tally
