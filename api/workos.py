@@ -23,7 +23,7 @@ from rkit.integrations.workos import (
     User,
 )
 
-__all__ = ["auth_user", "get_auth_user", "router"]
+__all__ = ["AuthUser", "auth_user", "get_auth_user", "router"]
 
 Id = Annotated[str, Query(min_length=1, max_length=1024)]
 

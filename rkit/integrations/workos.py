@@ -384,6 +384,7 @@ class AuthKit:
         jwks_ttl_ms: float = 600_000,
         jwt_leeway_s: float = 0,
         max_parallelism: int = 2,
+        max_body_bytes: int = 1 << 20,
         reconcile_cron: bool = True,
         instance: str = "default",
         rng: Callable[[], float] | None = None,
@@ -409,8 +410,13 @@ class AuthKit:
             raise ConfigError("additional_event_types must be a sequence of event type names")
         if action_fallback not in (None, "Allow", "Deny"):
             raise ConfigError("action_fallback must be None, 'Allow' or 'Deny'")
+        if app.components.get(KIND, instance) is not None:
+            raise ConfigError(f"this App already has an AuthKit named {instance!r}")
+        if isinstance(max_body_bytes, bool) or not isinstance(max_body_bytes, int):
+            raise ConfigError("max_body_bytes must be an int")
         self.app = app
         self.instance = instance
+        self.max_body_bytes = max_body_bytes
         self.client_id = client_id
         self._api_key = api_key
         self._webhook_secret = webhook_secret
@@ -593,6 +599,8 @@ class AuthKit:
 
     async def handle_webhook(self, body: bytes, headers: Mapping[str, str]) -> WebhookResponse:
         """Verify, deduplicate, apply and hand one webhook delivery to its handler."""
+        if len(body) > self.max_body_bytes:
+            return WebhookResponse(413, "Payload too large")
         header = _header(headers, "WorkOS-Signature")
         if not header:
             return WebhookResponse(400, "No signature header")
@@ -685,6 +693,8 @@ class AuthKit:
         secret = self._action_secret
         if not secret:
             return WebhookResponse(500, "Action secret not configured")
+        if len(body) > self.max_body_bytes:
+            return WebhookResponse(413, "Payload too large")
         header = _header(headers, "WorkOS-Signature")
         if not header:
             return WebhookResponse(400, "No signature header")
