@@ -20,3 +20,49 @@ local function wo_tomb(tkey, upd, ttl)
   if old ~= nil and old > upd then upd = old end
   redis.call("SET", tkey, rk_fmt(upd), "PX", ttl)
 end
+
+-- Apply an event's user change (spec §7.3); returns changed (0/1). ``kind`` is
+-- created|updated|deleted|other; keys: the user HASH, its tombstone, the rank counter.
+local function wo_apply(P, ukey, tkey, seqkey, kind, uid, json, upd, ext, ttl)
+  if kind == "other" then return 1 end
+  local stored = redis.call("HMGET", ukey, "upd", "ext")
+  local supd = tonumber(stored[1] or "")
+  local tomb = tonumber(redis.call("GET", tkey) or "")
+  if kind == "deleted" then
+    local changed = 0
+    if supd ~= nil then
+      if stored[2] and stored[2] ~= "" then
+        redis.call("ZREM", P .. ":ix:ext:" .. stored[2], uid)
+      end
+      redis.call("DEL", ukey)
+      if supd > upd then upd = supd end
+      changed = 1
+    end
+    wo_tomb(tkey, upd, ttl)
+    return changed
+  end
+  if tomb ~= nil and upd <= tomb then return 0 end
+  if supd == nil then
+    wo_insert(P, ukey, seqkey, uid, json, upd, ext)
+    return 1
+  end
+  if kind == "updated" and upd > supd then
+    local old = stored[2] or ""
+    redis.call("HSET", ukey, "json", json, "upd", rk_fmt(upd), "ext", ext)
+    if old ~= ext then
+      if old ~= "" then redis.call("ZREM", P .. ":ix:ext:" .. old, uid) end
+      if ext ~= "" then
+        redis.call("ZADD", P .. ":ix:ext:" .. ext, redis.call("HGET", ukey, "rank"), uid)
+      end
+    end
+    return 1
+  end
+  return 0
+end
+
+-- The event record is done: lease cleared, kept ``retention`` ms (dedupe window).
+local function wo_done(ekey, retention)
+  redis.call("HSET", ekey, "state", "done")
+  redis.call("HDEL", ekey, "lease_until", "token")
+  redis.call("PEXPIRE", ekey, retention)
+end

@@ -6,9 +6,7 @@
 local op = ARGV[3]
 if op == "done" then
   if redis.call("EXISTS", KEYS[1]) == 1 then
-    redis.call("HSET", KEYS[1], "state", "done")
-    redis.call("HDEL", KEYS[1], "lease_until", "token")
-    redis.call("PEXPIRE", KEYS[1], ARGV[5])
+    wo_done(KEYS[1], ARGV[5])
   end
 elseif op == "release" then
   if redis.call("HGET", KEYS[1], "token") == ARGV[4] then

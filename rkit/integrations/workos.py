@@ -36,6 +36,7 @@ import hmac
 import json
 import logging
 import os
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -446,6 +447,8 @@ class AuthKit:
         self._jwks: dict[str, Any] = {}
         self._jwks_at: float | None = None
         self._jwks_lock = asyncio.Lock()
+        self._offset_ms = 0.0
+        self._offset_at: float | None = None
 
         # the instance's workpool uses this tag's own keys (cfg, seq, ...): AuthKit's
         # state lives under ":ak" in the same slot
@@ -459,8 +462,7 @@ class AuthKit:
         self._s = {
             op: scripts.load(KIND, op)
             for op in (
-                "event_claim",
-                "user_apply",
+                "event_receive",
                 "event_mark",
                 "backfill_start",
                 "backfill_page",
@@ -589,6 +591,19 @@ class AuthKit:
         value: str | None = await self.app.redis.get(self._k_cursor)
         return value
 
+    async def now_ms(self) -> float:
+        """The App's clock for signature, token and verdict timestamps: the injected
+        clock, else Redis ``TIME`` (its offset from this host's clock re-read every
+        10 s: tolerances are tens of seconds, so no round trip per request)."""
+        now = self.app.clock.now_ms()
+        if now is not None:
+            return now
+        local = time.time() * 1000
+        if self._offset_at is None or not 0 <= local - self._offset_at < 10_000:
+            self._offset_ms = await self.app.server_time() - time.time() * 1000
+            self._offset_at = local
+        return time.time() * 1000 + self._offset_ms
+
     # -- scripts --------------------------------------------------------------------------
 
     async def _run(self, op: str, keys: Sequence[str], *args: Any) -> Any:
@@ -604,7 +619,7 @@ class AuthKit:
         header = _header(headers, "WorkOS-Signature")
         if not header:
             return WebhookResponse(400, "No signature header")
-        now = await self.app.server_time()
+        now = await self.now_ms()
         if not verify_signature(header, body, self._webhook_secret, self.webhook_tolerance_ms, now):
             return WebhookResponse(400, "Invalid signature")
         try:
@@ -636,46 +651,41 @@ class AuthKit:
         eid, etype = event["id"], event["event"]
         ekey = self._evt_key(eid)
         token = uuid.uuid4().hex
-        reply = await self._run(
-            "event_claim",
-            [ekey],
+        handler = self._handlers.get(etype)
+        uenc = encode(change.uid) if change.uid else ""
+        status, *_ = await self._run(
+            "event_receive",
+            [
+                ekey,
+                f"{self.prefix}:u:{uenc}",
+                f"{self.prefix}:tomb:{uenc}",
+                self._k_seq,
+                self._k_cursor,
+            ],
             fmt_num(self.lease_ms),
             token,
             etype,
             str(int(self.event_retention_ms)),
+            change.kind,
+            change.uid,
+            change.json,
+            fmt_num(change.upd),
+            change.ext,
+            str(int(self.tombstone_ttl_ms)),
+            "0" if handler is None else "1",
+            cursor,
         )
-        status = reply[0]
         if status == "DUP":
-            if cursor:
-                await self._run("event_mark", [ekey, self._k_cursor], "cursor", token, "1", cursor)
             return "duplicate"
         if status == "BUSY":
             return "busy"
-        applied, changed = int(reply[1]), int(reply[2])
-        if not applied:
-            uenc = encode(change.uid) if change.uid else ""
-            changed = int(
-                await self._run(
-                    "user_apply",
-                    [ekey, f"{self.prefix}:u:{uenc}", f"{self.prefix}:tomb:{uenc}", self._k_seq],
-                    change.kind,
-                    change.uid,
-                    change.json,
-                    fmt_num(change.upd),
-                    change.ext,
-                    str(int(self.tombstone_ttl_ms)),
-                    token,
-                )
-            )
-            if changed < 0:
-                return "busy"  # another process took the claim over
-        handler = self._handlers.get(etype)
-        if changed and handler is not None:
-            try:
-                await handler(AuthKitEvent.model_validate(event))
-            except BaseException:
-                await self._run("event_mark", [ekey, self._k_cursor], "release", token, "1", "")
-                raise
+        if status == "DONE" or handler is None:
+            return "done"
+        try:
+            await handler(AuthKitEvent.model_validate(event))
+        except BaseException:
+            await self._run("event_mark", [ekey, self._k_cursor], "release", token, "1", "")
+            raise
         await self._run(
             "event_mark",
             [ekey, self._k_cursor],
@@ -698,7 +708,7 @@ class AuthKit:
         header = _header(headers, "WorkOS-Signature")
         if not header:
             return WebhookResponse(400, "No signature header")
-        now = await self.app.server_time()
+        now = await self.now_ms()
         if not verify_signature(header, body, secret, self.action_tolerance_ms, now):
             return WebhookResponse(400, "Invalid signature")
         try:
@@ -726,7 +736,7 @@ class AuthKit:
             if self.action_fallback is None:
                 return WebhookResponse(500, "Error processing action")
             verdict = ActionVerdict(kind, self.action_fallback, self.action_fallback_message)
-        return self.signed_verdict(kind, verdict, await self.app.server_time())
+        return self.signed_verdict(kind, verdict, await self.now_ms())
 
     def signed_verdict(
         self, kind: ActionKind, verdict: ActionVerdict, now_ms: float
@@ -751,7 +761,7 @@ class AuthKit:
         """The JWKS key ``kid``: cached ``jwks_ttl_ms``; an unknown kid refetches the
         set (key rotation), at most once every 30 s (forged kids cannot flood WorkOS)."""
         async with self._jwks_lock:
-            now = await self.app.server_time()
+            now = await self.now_ms()
             age = None if self._jwks_at is None else now - self._jwks_at
             fresh = age is not None and age < self.jwks_ttl_ms
             if not (fresh and kid in self._jwks) and (not fresh or age >= 30_000):  # type: ignore[operator]
@@ -805,7 +815,7 @@ class AuthKit:
             raise InvalidToken(str(exc)) from None
         if claims.get("iss") not in self.issuers():
             raise InvalidToken("unexpected issuer")
-        now = await self.app.server_time()
+        now = await self.now_ms()
         exp, nbf = claims.get("exp"), claims.get("nbf")
         if not isinstance(exp, int | float) or exp * 1000 + self.jwt_leeway_ms <= now:
             raise InvalidToken("the token has expired")
@@ -884,7 +894,7 @@ class AuthKit:
         cursor = await self.cursor()
         range_start = None
         if cursor is None:
-            range_start = iso_ms_z(await self.app.server_time() - LOOKBACK_MS)
+            range_start = iso_ms_z(await self.now_ms() - LOOKBACK_MS)
         consumed = 0
         while True:
             params: dict[str, Any] = {"events": self.event_types, "limit": PAGE_SIZE}
