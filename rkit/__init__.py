@@ -39,6 +39,15 @@ from .errors import (
     is_non_retryable_error,
     is_rate_limit_error,
 )
+from .integrations.workos import (
+    ActionResponder,
+    ActionVerdict,
+    AmbiguousExternalId,
+    AuthKit,
+    AuthKitConfigError,
+    AuthKitEvent,
+    InvalidToken,
+)
 from .presence import Presence, PresenceEntry, PresenceSession
 from .rate_limit import (
     DAY,
@@ -83,8 +92,14 @@ __all__ = [
     "Action",
     "ActionCache",
     "ActionNotFound",
+    "ActionResponder",
+    "ActionVerdict",
     "AggregateError",
+    "AmbiguousExternalId",
     "App",
+    "AuthKit",
+    "AuthKitConfigError",
+    "AuthKitEvent",
     "CacheStats",
     "CacheValueTooLarge",
     "CalculatedState",
@@ -99,6 +114,7 @@ __all__ = [
     "FunctionNotRegistered",
     "Hit",
     "InvalidNodeSize",
+    "InvalidToken",
     "KeyEncodingError",
     "KeyExistsError",
     "KeyNotFoundError",

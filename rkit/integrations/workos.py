@@ -481,7 +481,6 @@ class AuthKit:
             instance,
             kind=WORKOS_KIND,
             max_parallelism=max_parallelism,
-            lease_ms=15_000,
             keep_result_ms=DAY_MS,
             rng=rng,
         )
