@@ -1,7 +1,8 @@
 """WorkOS AuthKit: the admin routes (``/admin/workos``, behind the admin token) and
 the ``get_auth_user`` FastAPI dependency for an application's own routes.
 
-Admin: ``GET /users/{user_id}``, ``GET /users?external_id=``, ``GET /events/{event_id}``,
+Admin: ``GET /users/{user_id}``, ``GET /users?external_id=`` (or a page in insertion
+order: ``?after_rank=&limit=``), ``GET /events/{event_id}``,
 ``POST /backfill`` (started/resumed/busy), ``GET /backfill``, ``POST /reconcile``
 (queues one pull on the workpool). ``?instance=`` picks an AuthKit (default
 ``default``)."""
@@ -20,12 +21,11 @@ from rkit.integrations.workos import (
     AmbiguousExternalId,
     AuthKit,
     InvalidToken,
+    JWKSUnavailable,
     User,
 )
 
 __all__ = ["AuthUser", "auth_user", "get_auth_user", "router"]
-
-Id = Annotated[str, Query(min_length=1, max_length=1024)]
 
 
 def _authkit(app: App, instance: str) -> AuthKit:
@@ -49,12 +49,28 @@ def router(app: App) -> APIRouter:
         return found.model_dump()
 
     @r.get("/users")
-    async def by_external_id(external_id: Id, instance: str = "default") -> dict[str, Any]:
-        try:
-            found = await _authkit(app, instance).get_auth_user_by_external_id(external_id)
-        except AmbiguousExternalId as exc:
-            raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
-        return {"users": [] if found is None else [found.model_dump()]}
+    async def users(
+        external_id: Annotated[str | None, Query(min_length=1, max_length=1024)] = None,
+        after_rank: Annotated[int, Query(ge=0)] = 0,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        instance: str = "default",
+    ) -> dict[str, Any]:
+        """``?external_id=``: the user with it; else a page in insertion order
+        (``next_after_rank`` pages on)."""
+        authkit = _authkit(app, instance)
+        if external_id is not None:
+            try:
+                found = await authkit.get_auth_user_by_external_id(external_id)
+            except AmbiguousExternalId as exc:
+                raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+            return {"users": [] if found is None else [found.model_dump()]}
+        page = await authkit.list_users(after_rank=after_rank, limit=limit)
+        last = await authkit.user_rank(page[-1].id) if len(page) == limit else None
+        return {
+            "users": [u.model_dump() for u in page],
+            "total": await authkit.count_users(),
+            "next_after_rank": last,
+        }
 
     @r.get("/events/{event_id}")
     async def event(event_id: str, instance: str = "default") -> dict[str, Any]:
@@ -96,6 +112,10 @@ def _bearer(authorization: str | None) -> str:
 async def _user(authkit: AuthKit, authorization: str | None) -> User:
     try:
         found = await authkit.user_from_token(_bearer(authorization))
+    except JWKSUnavailable:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, "access tokens cannot be checked right now"
+        ) from None
     except InvalidToken as exc:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,

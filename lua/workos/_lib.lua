@@ -3,11 +3,13 @@
 -- P are in the same Cluster slot as the declared ones.
 --   P:u:<E(uid)>      HASH {json, upd, rank, ext}   P:tomb:<E(uid)>  STRING upd ms
 --   P:ix:ext:<E(ext)> ZSET uid -> rank              P:seq            STRING INCR
+--   P:all             ZSET uid -> rank (every stored user, in insertion order)
 --   P:evt:<E(eid)>    HASH {state, lease_until, token, changed, type}
 
 local function wo_insert(P, ukey, seqkey, uid, json, upd, ext)
   local rank = redis.call("INCR", seqkey)
   redis.call("HSET", ukey, "json", json, "upd", rk_fmt(upd), "rank", rank, "ext", ext)
+  redis.call("ZADD", P .. ":all", rank, uid)
   if ext ~= "" then
     redis.call("ZADD", P .. ":ix:ext:" .. ext, rank, uid)
   end
@@ -35,6 +37,7 @@ local function wo_apply(P, ukey, tkey, seqkey, kind, uid, json, upd, ext, ttl)
         redis.call("ZREM", P .. ":ix:ext:" .. stored[2], uid)
       end
       redis.call("DEL", ukey)
+      redis.call("ZREM", P .. ":all", uid)
       if supd > upd then upd = supd end
       changed = 1
     end

@@ -5,12 +5,14 @@ access-token checks, and a resumable user backfill (spec workos-authkit.md).
 * **Webhooks** (``handle_webhook``): the ``WorkOS-Signature`` header is verified over
   the raw bytes on the App's clock (two-sided tolerance, 180 s) before anything is
   written; a forged, stale or malformed request is a 400 and writes nothing. Every
-  delivered payload is processed directly (no re-fetch from the Events API). An event
-  is claimed by id (``event_claim.lua``: duplicates answer 200, a live claim 409), its
-  user change applied with the event marked ``applied`` in one script
-  (``user_apply.lua``: exactly once), then the app's handler runs; a handler error
-  releases the claim and answers 500 so WorkOS redelivers: the sync is not repeated,
-  the handler is (at least once, exactly once in effect per successful delivery).
+  delivered payload is processed directly (no re-fetch from the Events API). One
+  script (``event_receive.lua``) deduplicates by event id (a duplicate answers 200),
+  claims the event (a live claim elsewhere answers 409), applies its user change and
+  records it as applied (exactly once), and finishes the event at once when no
+  handler call is owed; otherwise the app's handler runs and ``event_mark.lua``
+  finishes it. A handler error releases the claim and answers 500 so WorkOS
+  redelivers: the sync is not repeated, the handler is (at least once, once in
+  effect per successful delivery).
 * **Ordering**: ``updated_at`` is parsed to ms; an update that is not newer is stale;
   a deletion leaves a tombstone (30 days) so no older create/update resurrects the user.
 * **Actions** (``handle_action``): the signed request is verified (30 s), the app's
@@ -78,6 +80,7 @@ __all__ = [
     "AuthKitEvent",
     "EventHandler",
     "InvalidToken",
+    "JWKSUnavailable",
     "User",
     "WebhookResponse",
 ]
@@ -198,6 +201,10 @@ class AmbiguousExternalId(RkitError, LookupError):
 
 class InvalidToken(RkitError, ValueError):
     """An AuthKit access token that does not verify (signature, issuer, expiry...)."""
+
+
+class JWKSUnavailable(RkitError):
+    """The JWKS endpoint could not be read (tokens cannot be checked right now)."""
 
 
 class _BadRequest(Exception):
@@ -577,6 +584,26 @@ class AuthKit:
             raise AmbiguousExternalId(f"more than one user has the external id {external_id!r}")
         return await self.get_auth_user(ids[0]) if ids else None
 
+    async def list_users(self, *, after_rank: int = 0, limit: int = 100) -> list[User]:
+        """Stored users in insertion order (rank), ``limit`` of them after
+        ``after_rank`` (a page's last ``rank``: see :meth:`user_rank`)."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
+            raise ConfigError("limit must be an int between 1 and 1000")
+        ids = await self.app.redis.zrangebyscore(
+            f"{self.prefix}:all", f"({int(after_rank)}", "+inf", start=0, num=limit
+        )
+        found = [await self.app.redis.hget(self._user_key(u), "json") for u in ids]
+        return [User.model_validate_json(raw) for raw in found if raw is not None]
+
+    async def user_rank(self, user_id: str) -> int | None:
+        """The user's insertion rank (the paging cursor of :meth:`list_users`)."""
+        check_part(user_id, "user id", MAX_ID_BYTES)
+        rank = await self.app.redis.zscore(f"{self.prefix}:all", user_id)
+        return None if rank is None else int(rank)
+
+    async def count_users(self) -> int:
+        return int(await self.app.redis.zcard(f"{self.prefix}:all"))
+
     async def event_record(self, event_id: str) -> dict[str, str] | None:
         """The processed-event record (state, type, changed), or ``None``."""
         check_part(event_id, "event id", MAX_ID_BYTES)
@@ -772,7 +799,10 @@ class AuthKit:
     async def _fetch_jwks(self, now: float) -> None:
         import jwt
 
-        doc = await self.client().request("get", ("sso", "jwks", self.client_id))
+        try:
+            doc = await self.client().request("get", ("sso", "jwks", self.client_id))
+        except Exception as exc:
+            raise JWKSUnavailable(f"cannot read the JWKS: {type(exc).__name__}: {exc}") from exc
         keys: dict[str, Any] = {}
         for k in (doc or {}).get("keys", []):
             try:

@@ -89,6 +89,10 @@ async def test_admin_routes(
     assert (await client.get("/admin/workos/users/nobody", headers=AUTH)).status_code == 404
     r = await client.get("/admin/workos/users", params={"external_id": "x1"}, headers=AUTH)
     assert [u["id"] for u in r.json()["users"]] == ["user_1"]
+    r = await client.get("/admin/workos/users", params={"limit": 1}, headers=AUTH)
+    assert r.json()["total"] == 1 and r.json()["next_after_rank"] == 1
+    r = await client.get("/admin/workos/users", params={"after_rank": 1}, headers=AUTH)
+    assert r.json()["users"] == [] and r.json()["next_after_rank"] is None
     r = await client.get("/admin/workos/events/event_1", headers=AUTH)
     assert r.json()["state"] == "done" and r.json()["type"] == "user.created"
     assert "token" not in r.json()

@@ -20,6 +20,7 @@ from rkit.integrations.workos import (
     AuthKit,
     AuthKitConfigError,
     InvalidToken,
+    JWKSUnavailable,
     iso_ms_z,
     parse_ms,
     verify_signature,
@@ -519,3 +520,24 @@ async def test_a_backfill_whose_job_was_never_queued_is_taken_over(
     assert await ak.start_backfill() == "busy"
     await run_until_idle(app)
     assert await ak.backfill_status() is None and await ak.get_auth_user("user_1") is not None
+
+
+async def test_users_are_listed_in_insertion_order(ak: AuthKit, post: Post) -> None:
+    for i in range(5):
+        await post(ev(f"event_{i}", "user.created", user(f"user_{i}", D1)))
+    await post(ev("event_d", "user.deleted", user("user_2", D2)))
+    assert await ak.count_users() == 4
+    page = await ak.list_users(limit=3)
+    assert [u.id for u in page] == ["user_0", "user_1", "user_3"]
+    rank = await ak.user_rank("user_3")
+    assert rank == 4
+    assert [u.id for u in await ak.list_users(after_rank=rank)] == ["user_4"]
+    with pytest.raises(ConfigError):
+        await ak.list_users(limit=0)
+
+
+async def test_a_jwks_outage_is_not_an_invalid_token(app: App, fake: FakeWorkOS) -> None:
+    ak = make_authkit(app, fake, base_url="http://127.0.0.1:9")  # nothing listens there
+    with pytest.raises(JWKSUnavailable):
+        await ak.verify_access_token(fake.token("user_1", exp_ms=T0 + 60_000))
+    await ak.aclose()
