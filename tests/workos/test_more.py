@@ -5,11 +5,14 @@ against the fake JWKS, concurrency, and crashed or restarted processes."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from workos import AsyncWorkOSClient
 
 from rkit import App, ConfigError, TestClock, scripts
@@ -541,3 +544,54 @@ async def test_a_jwks_outage_is_not_an_invalid_token(app: App, fake: FakeWorkOS)
     with pytest.raises(JWKSUnavailable):
         await ak.verify_access_token(fake.token("user_1", exp_ms=T0 + 60_000))
     await ak.aclose()
+
+
+async def test_stale_timestamps_write_nothing(app: App, ak: AuthKit, rec: Recorder) -> None:
+    for t in (T0 - 180_001, T0 + 180_001, 0):
+        body = json.dumps(ev(f"event_{t}", "user.created", user("user_1", D1))).encode()
+        r = await ak.handle_webhook(body, signed(body, t=t))
+        assert (r.status_code, r.body) == (400, "Invalid signature")
+    assert await workos_keys(app) == {} and rec.calls == []
+
+
+_EXAMPLES = itertools.count()
+
+
+@pytest.mark.parametrize("backend", ["fake"], indirect=True)
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+async def test_any_delivery_order_ends_in_the_same_state(
+    app: App, fake: FakeWorkOS, data: st.DataObject
+) -> None:
+    """Property: for a realistic history (created first, updates, maybe a final
+    deletion, each delivered once, possibly twice), every delivery order ends with
+    the newest version, or no user when deleted; the handler ran once per applied
+    change and never for the first event of a redelivered pair."""
+    n_updates = data.draw(st.integers(0, 4))
+    deleted = data.draw(st.booleans())
+    uid = f"user_p{next(_EXAMPLES)}"  # the app lives across examples: a fresh user each
+    stamps = [f"2024-01-{d + 1:02d}T00:00:00.000Z" for d in range(n_updates + 2)]
+    history = [ev(f"{uid}_c", "user.created", user(uid, stamps[0], name="v0"))]
+    history += [
+        ev(f"{uid}_u{i}", "user.updated", user(uid, stamps[i], name=f"v{i}"))
+        for i in range(1, n_updates + 1)
+    ]
+    if deleted:
+        history.append(ev(f"{uid}_d", "user.deleted", user(uid, stamps[n_updates + 1])))
+    order = data.draw(st.permutations(history + data.draw(st.lists(st.sampled_from(history)))))
+    ak = app.components.get("workos", "default") or make_authkit(app, fake)
+    seen: list[str] = []
+
+    async def record(event: Any) -> None:
+        seen.append(event.id)
+
+    for t in ("user.created", "user.updated", "user.deleted"):
+        ak.on(t)(record)
+    for e in order:
+        assert (await post_to(ak)(e)).status_code == 200
+    stored = await ak.get_auth_user(uid)
+    if deleted:
+        assert stored is None
+    else:
+        assert stored is not None and stored.name == f"v{n_updates}"
+    assert len(seen) == len(set(seen))  # each event's handler at most once
