@@ -104,6 +104,7 @@ MAX_ID_BYTES = 1024
 BACKFILL_RETRY = RetryBehavior(max_attempts=5, initial_backoff_ms=1_000, base=2)
 RECONCILE_RETRY = RetryBehavior(max_attempts=3, initial_backoff_ms=1_000, base=2)
 
+_PUBLIC_ROUTER = "rkit.api.webhooks.workos:router"
 _BACKFILL_ACTION = "rkit.workos:backfill_users"
 _BACKFILL_DONE_ACTION = "rkit.workos:backfill_done"
 _RECONCILE_ACTION = "rkit.workos:reconcile_events"
@@ -447,6 +448,10 @@ class AuthKit:
         self.tombstone_ttl_ms = _check_ms(tombstone_ttl_ms, "tombstone_ttl_ms")
         self.lease_ms = _check_ms(lease_ms, "lease_ms")
         self.jwks_ttl_ms = _check_ms(jwks_ttl_ms, "jwks_ttl_ms")
+        if isinstance(jwt_leeway_s, bool) or not isinstance(jwt_leeway_s, int | float):
+            raise ConfigError("jwt_leeway_s must be a number of seconds")
+        if not 0 <= jwt_leeway_s <= 3600:
+            raise ConfigError("jwt_leeway_s must be between 0 and 3600")
         self.jwt_leeway_ms = float(jwt_leeway_s) * 1000
         self.reconcile_cron = reconcile_cron
         self._handlers: dict[str, EventHandler] = {}
@@ -483,6 +488,10 @@ class AuthKit:
                 self.action_path,
             }:
                 raise ConfigError(f"another AuthKit on this App already serves {webhook_path}")
+        prefixes = ["/" + p[1:].split("/")[0] for p in (self.webhook_path, self.action_path)]
+        for path, prefix in zip((self.webhook_path, self.action_path), prefixes, strict=True):
+            if app.components.public_routers().get(prefix, _PUBLIC_ROUTER) != _PUBLIC_ROUTER:
+                raise ConfigError(f"{path}: another component's public routes own {prefix}/")
         self.workpool = Workpool(
             app,
             instance,
@@ -494,10 +503,8 @@ class AuthKit:
         app.components.add(KIND, instance, self)
         _register_actions(app)
         app.components.add_router("/admin/workos", "rkit.api.workos:router")
-        for path in (self.webhook_path, self.action_path):
-            app.components.add_router(
-                "/" + path[1:].split("/")[0], "rkit.api.webhooks.workos:router", public=True
-            )
+        for prefix in prefixes:
+            app.components.add_router(prefix, _PUBLIC_ROUTER, public=True)
         app.components.add_cron(
             Cron(
                 "workos_reconcile",
@@ -655,7 +662,9 @@ class AuthKit:
         try:
             outcome = await self._process(event, change)
         except Exception:
-            logger.exception("WorkOS webhook %s (%s): handler failed", event["id"], event["event"])
+            logger.exception(
+                "WorkOS webhook %s (%s): processing failed", event["id"], event["event"]
+            )
             return WebhookResponse(500, "Error processing webhook")
         if outcome == "busy":
             return WebhookResponse(409, "Event is being processed")
@@ -1003,7 +1012,11 @@ class AuthKit:
             users, after = await self._list(("user_management", "users"), params)
             argv: list[Any] = [work_id, after or "", "1" if after else "0"]
             for u in users:
-                change = _user_change("user.created", u if isinstance(u, dict) else {})
+                try:
+                    change = _user_change("user.created", u if isinstance(u, dict) else {})
+                except _BadRequest as exc:  # one bad record must not block the backfill
+                    logger.error("WorkOS backfill: skipping a malformed user: %s", exc)
+                    continue
                 argv += [
                     change.uid,
                     encode(change.uid),
@@ -1019,11 +1032,16 @@ class AuthKit:
             await self._drain_pending(list(inserted))
             cursor = after
             if cursor is None:
+                totals = await self.backfill_status() or {}
                 await self._run(
                     "backfill_mark", [self._k_backfill, self._k_pending], "finish", work_id, ""
                 )
-                logger.info("WorkOS backfill finished")
-                return {"done": True}
+                logger.info(
+                    "WorkOS backfill finished: %s pages, %s users inserted",
+                    totals.get("pages"),
+                    totals.get("inserted"),
+                )
+                return {"done": True, **{k: totals.get(k) for k in ("pages", "inserted")}}
         nxt = self.workpool.id_factory()
         status, _ = await self._run("backfill_start", [self._k_backfill], nxt, work_id)
         if status == "RESUMED":

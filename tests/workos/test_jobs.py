@@ -103,3 +103,13 @@ async def test_additional_event_types_widen_the_pull(app: App, fake: FakeWorkOS)
     assert q["events"] == ["user.created", "user.updated", "user.deleted", "organization.created"]
     assert seen == ["org_1"]
     await ak.aclose()
+
+
+async def test_a_malformed_listed_user_is_skipped_not_fatal(
+    app: App, ak: AuthKit, fake: FakeWorkOS, rec: Recorder
+) -> None:
+    fake.users = [user("user_1", D1), {"object": "user", "id": 5}, user("user_3", D1)]
+    assert await ak.start_backfill() == "started"
+    await run_until_idle(app)
+    assert [e.data["id"] for e in rec.calls] == ["user_1", "user_3"]
+    assert await ak.backfill_status() is None

@@ -158,12 +158,17 @@ def test_bad_options_are_config_errors() -> None:
         {"lease_ms": 0},
         {"action_fallback": "Maybe"},
         {"additional_event_types": "user.created"},
+        {"jwt_leeway_s": -1},
     ):
         with pytest.raises(ConfigError):
             AuthKit(app, **base, **bad)  # type: ignore[arg-type]
     AuthKit(app, **base)
     with pytest.raises(ConfigError, match="already has an AuthKit"):
         AuthKit(app, **base)
+    app.components.add_router("/hooks", "tests._tally:hook_router", public=True)
+    with pytest.raises(ConfigError, match="public routes own /hooks/"):
+        AuthKit(app, **base, instance="b", webhook_path="/hooks/workos", action_path="/b/a")
+    assert len(app.components.of_kind("workos")) == 1
 
 
 # -- the signature scheme, checked by the official SDK ---------------------------------
