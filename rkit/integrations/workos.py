@@ -710,6 +710,7 @@ class AuthKit:
             "0" if handler is None else "1",
             cursor,
         )
+        logger.debug("WorkOS event %s (%s): %s", eid, etype, status)
         if status == "DUP":
             return "duplicate"
         if status == "BUSY":
@@ -771,6 +772,7 @@ class AuthKit:
             if self.action_fallback is None:
                 return WebhookResponse(500, "Error processing action")
             verdict = ActionVerdict(kind, self.action_fallback, self.action_fallback_message)
+        logger.debug("WorkOS %s action %s: %s", kind, action.get("id"), verdict.verdict)
         return self.signed_verdict(kind, verdict, await self.now_ms())
 
     def signed_verdict(
