@@ -600,3 +600,17 @@ async def test_any_delivery_order_ends_in_the_same_state(
     else:
         assert stored is not None and stored.name == f"v{n_updates}"
     assert len(seen) == len(set(seen))  # each event's handler at most once
+
+
+async def test_the_server_clock_judges_signatures(fake: FakeWorkOS, redis_url: str) -> None:
+    """Without a test clock the tolerance is judged on Redis TIME (its offset from
+    this host's clock cached): a fresh signature passes, one 181 s old does not."""
+    for app in (App(namespace="sc"), App(redis_url, namespace="sc")):
+        ak = make_authkit(app, fake)
+        now = int(time.time() * 1000)
+        for t, want in ((now, 200), (now - 181_000, 400), (now + 181_000, 400), (now, 200)):
+            body = json.dumps(ev(f"event_{t}_{want}", "session.created", {"id": "s"})).encode()
+            assert (await ak.handle_webhook(body, signed(body, t=t))).status_code == want
+        assert abs(await ak.now_ms() - await app.server_time()) < 1_000
+        await ak.aclose()
+        await app.aclose()
