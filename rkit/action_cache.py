@@ -285,7 +285,7 @@ class _Store:
         await self._release(self.app.redis, (self.lock(member),), (token,))
 
     async def stats_of(self) -> CacheStats:
-        redis = self.app.redis
+        redis: Any = self.app.redis
         entries = await redis.zcard(self.idx)
         hits, misses = await redis.hmget(self.stats, "hits", "misses")
         return CacheStats(self.name, int(entries), int(hits or 0), int(misses or 0))
@@ -298,13 +298,15 @@ def _names_key(app: App) -> str:
 async def _register(app: App, name: str) -> None:
     registered: set[str] = app.components.state("action_cache:registered", set)
     if name not in registered:
-        await app.redis.sadd(_names_key(app), name)
+        redis: Any = app.redis
+        await redis.sadd(_names_key(app), name)
         registered.add(name)
 
 
 async def cache_names(app: App) -> list[str]:
     """Every cache name that has stored an entry in this App's namespace."""
-    return sorted(await app.redis.smembers(_names_key(app)))
+    redis: Any = app.redis
+    return sorted(await redis.smembers(_names_key(app)))
 
 
 async def cache_stats(app: App, name: str) -> CacheStats:

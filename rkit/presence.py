@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError, RedisError
 
-from . import codec, keys, scripts
+from . import codec, connections, keys, scripts
 from .clock import argv_now
 from .errors import ConfigError, SessionConflict
 from .registry import Cron
@@ -340,7 +340,7 @@ class Presence:
     async def _unindex(self, pairs: Sequence[tuple[str, str]]) -> None:
         """Drop (room, user) pairs from the users' room indexes, then put back any that
         a concurrent heartbeat re-created (the index stays a superset)."""
-        redis = self.app.redis
+        redis: Any = self.app.redis
         for room, user in pairs:
             await redis.srem(self._user_rooms_key(user), room)
         for room, user in pairs:
@@ -513,7 +513,8 @@ class Presence:
         if limit == 0:
             return []
         index = self._user_rooms_key(user_id)
-        rooms = sorted(await self.app.redis.smembers(index))
+        redis: Any = self.app.redis
+        rooms = sorted(await redis.smembers(index))
         probes = await asyncio.gather(*(self._room("user_probe", r, user_id) for r in rooms))
         online: builtins.list[UserRoomEntry] = []
         offline: builtins.list[UserRoomEntry] = []
@@ -583,7 +584,8 @@ class Presence:
             await self._unindex([(room_id, u) for u in removed])
             if more == "done":
                 break
-        await self.app.redis.srem(self.rooms_key, room_id)
+        redis: Any = self.app.redis
+        await redis.srem(self.rooms_key, room_id)
         return existed
 
     async def rotate_room_token(self, room_id: str) -> str | None:
@@ -623,7 +625,7 @@ class Presence:
         _check_int(max_rooms, "max_rooms", 1)
         _check_int(max_sessions_per_room, "max_sessions_per_room", 1)
         at = await self.app.server_time() if now is None else _check_positive(now, "now")
-        redis = self.app.redis
+        redis: Any = self.app.redis  # redis-py types some async replies as `T | Awaitable[T]`
         rooms = await redis.zrangebyscore(self.due_key, "-inf", repr(at), start=0, num=max_rooms)
         ended = offline = removed_n = 0
         retention = "" if self.offline_retention_ms is None else repr(self.offline_retention_ms)
@@ -715,8 +717,9 @@ class Presence:
         if after == "$":
             last = await redis.xrevrange(key, count=1)
             after = last[0][0] if last else "0-0"
+        block = connections.max_block_ms(redis, block_ms)  # below the socket timeout
         while True:
-            got = await redis.xread({key: after}, block=block_ms, count=1000)
+            got = await redis.xread({key: after}, block=block, count=1000)
             if got:
                 batch = [self._event(room_id, eid, fields) for eid, fields in got[0][1]]
                 after = batch[-1].id

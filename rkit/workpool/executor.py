@@ -129,11 +129,12 @@ async def execute(
     if not done:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-        if lease.fenced:
-            return None
-        return ("failed", f"Timed out after {tmo_ms:.0f} ms", False, None)
     if lease.fenced:
+        if lease.hand_back:
+            rt.hand_back(pool, work_id, token)
         return None
+    if not done:
+        return ("failed", f"Timed out after {tmo_ms:.0f} ms", False, None)
     if task.cancelled():
         return ("failed", "Canceled while running", False, None)
     error = task.exception()
@@ -152,11 +153,19 @@ async def execute(
     return ("success", payload, False, value)
 
 
-async def release(pool: Workpool, work_id: str, token: str) -> None:
+async def release(
+    pool: Workpool, work_id: str, token: str, *, fresh: bool = False, quiet: bool = True
+) -> None:
+    """Hand a running attempt back (no attempt used); its job is announced again (under
+    a new token with ``fresh``: for an attempt whose arq job is still finishing).
+    ``quiet``: a Redis error is logged (the lease expires instead), else raised."""
     try:
-        if _s(await pool._call("release", work_id, token)) == "OK":
-            await pool._announce([(work_id, token)])
-    except RedisError:  # pragma: no cover - the lease expires instead
+        reply = await pool._call("release", work_id, token, "1" if fresh else "0")
+        if _s(reply[0]) == "OK":
+            await pool._announce([(work_id, _s(reply[1]))])
+    except (RedisError, OSError):
+        if not quiet:
+            raise
         logger.warning("could not release work %s of pool %s", work_id, pool.name)
 
 

@@ -30,8 +30,9 @@ class _Lease:
     work_id: str
     token: str
     task: asyncio.Future[Any]
-    last_ok: float  # when the lease was last known renewed (runtime._now_s)
+    last_ok: float  # when the last renewal that succeeded was *sent* (runtime._now_s)
     fenced: bool = False
+    hand_back: bool = False  # fenced on time: release the attempt once Redis answers
 
 
 class _Runtime:
@@ -40,7 +41,13 @@ class _Runtime:
     Leases are judged by the App's clock in Redis, so renewal and self-fencing follow
     that clock too: on the server clock, monotonic wall time; on a test clock, the test
     clock (and every pump round renews this process's leases first, so moving the test
-    clock never makes a live attempt look lost)."""
+    clock never makes a live attempt look lost).
+
+    Fencing is on time, not only on an error: an attempt whose lease could not be
+    renewed stops ``margin`` before the lease would expire, whether the renewal failed,
+    timed out or is still hanging on a stalled server (each renewal is bounded by the
+    earliest such deadline). Such an attempt is handed back (released, no attempt
+    used) as soon as Redis answers again, so a stall never runs a body twice."""
 
     def __init__(self, app: App) -> None:
         self.app = app
@@ -51,6 +58,7 @@ class _Runtime:
         self._pump: asyncio.Task[None] | None = None
         self._kick: asyncio.Event | None = None
         self._wanted: float | None = None  # monotonic time a round was asked for
+        self._releases: set[asyncio.Task[None]] = set()
 
     def _now_s(self) -> float:
         now = self.app.clock.now_ms()
@@ -66,13 +74,29 @@ class _Runtime:
     def untrack(self, lease: _Lease) -> None:
         self.leases.discard(lease)
 
-    def _fence(self, lease: _Lease, why: str) -> None:
+    @staticmethod
+    def margin_s(pool: Workpool) -> float:
+        """How long before its lease expires an unrenewed attempt stops."""
+        return min(1.5, pool.lease_ms / 3000.0)
+
+    def fence_at(self, lease: _Lease) -> float:
+        """When (``_now_s``) ``lease`` must be fenced unless renewed before."""
+        return lease.last_ok + lease.pool.lease_ms / 1000.0 - self.margin_s(lease.pool)
+
+    def _fence(self, lease: _Lease, why: str, *, hand_back: bool = False) -> None:
         if not lease.fenced:
             lease.fenced = True
+            lease.hand_back = hand_back
             lease.task.cancel()
             logger.warning(
                 "abandoning work %s of pool %s (%s)", lease.work_id, lease.pool.name, why
             )
+
+    def _fence_overdue(self, leases: list[_Lease], why: str) -> None:
+        now = self._now_s()
+        for lease in leases:
+            if now >= self.fence_at(lease):
+                self._fence(lease, why, hand_back=True)
 
     async def _heartbeat(self) -> None:
         while self.leases:
@@ -82,33 +106,64 @@ class _Runtime:
 
     async def renew(self, only: Workpool | None = None) -> None:
         """One heartbeat round: renew the leases of this process's running attempts
-        (of one pool with ``only``); fence those that are lost or cannot be renewed
-        before they would expire."""
+        (of one pool with ``only``); fence those that are lost, and those that cannot
+        be renewed before they would expire (a failing, timing-out or hanging call)."""
         by_pool: dict[Workpool, list[_Lease]] = {}
         for lease in list(self.leases):
             if only is None or lease.pool is only:
                 by_pool.setdefault(lease.pool, []).append(lease)
-        for pool, leases in by_pool.items():
-            pairs = [x for lease in leases for x in (lease.work_id, lease.token)]
+        await asyncio.gather(*(self._renew_pool(p, ls) for p, ls in by_pool.items()))
+
+    async def _renew_pool(self, pool: Workpool, leases: list[_Lease]) -> None:
+        pairs = [x for lease in leases for x in (lease.work_id, lease.token)]
+        sent = self._now_s()
+        # on the server clock a hanging call is abandoned at the first fence deadline
+        # (a test clock does not move by itself: there the call is simply awaited)
+        wall = self.app.clock.now_ms() is None
+        budget = min(self.fence_at(lease) for lease in leases) - sent if wall else None
+        try:
+            if budget is not None and budget <= 0:
+                raise TimeoutError("no time left before the lease expires")
+            replies = await asyncio.wait_for(pool._call("heartbeat", *pairs), budget)
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._fence_overdue(leases, f"cannot renew lease: {type(exc).__name__}: {exc}")
+            return
+        for lease, r in zip(leases, replies, strict=True):
+            reply = _s(r)
+            if reply == "STALE":
+                self._fence(lease, "lease lost")
+            elif reply == "DETACHED":
+                self.untrack(lease)  # canceled run: finishes unwatched, report dropped
+            else:
+                lease.last_ok = sent  # Redis set the new lease after `sent`
+
+    def hand_back(self, pool: Workpool, work_id: str, token: str) -> None:
+        """Release an attempt fenced on time once Redis answers again (no attempt
+        used; ``STALE`` when the reaper was first: then it is retried as lost)."""
+        task = asyncio.get_running_loop().create_task(self._hand_back(pool, work_id, token))
+        self._releases.add(task)
+        task.add_done_callback(self._releases.discard)
+
+    async def _hand_back(self, pool: Workpool, work_id: str, token: str) -> None:
+        from .executor import release
+
+        deadline = time.monotonic() + 60.0
+        delay = 0.1
+        while True:
             try:
-                replies = await pool._call("heartbeat", *pairs)
+                await release(pool, work_id, token, fresh=True, quiet=False)
+                return
             except (RedisError, OSError) as exc:
-                now = self._now_s()
-                for lease in leases:
-                    # self-fence before the lease could expire unseen
-                    margin = min(1.5, pool.lease_ms / 3000.0)
-                    if now - lease.last_ok > pool.lease_ms / 1000.0 - margin:
-                        self._fence(lease, f"cannot renew lease: {exc}")
-                continue
-            now = self._now_s()
-            for lease, r in zip(leases, replies, strict=True):
-                reply = _s(r)
-                if reply == "STALE":
-                    self._fence(lease, "lease lost")
-                elif reply == "DETACHED":
-                    self.untrack(lease)  # canceled run: finishes unwatched, report dropped
-                else:
-                    lease.last_ok = now
+                if time.monotonic() + delay > deadline:
+                    logger.warning(
+                        "could not hand back work %s of pool %s (%s): its lease expires",
+                        work_id,
+                        pool.name,
+                        exc,
+                    )
+                    return
+                await asyncio.sleep(delay)
+                delay = min(2.0, delay * 2)
 
     def wake_in(self, delay_ms: float) -> None:
         """Have the pump loop run a round in ``delay_ms`` (wall time) at the latest:
@@ -198,7 +253,7 @@ class _Runtime:
             self._pump = asyncio.get_running_loop().create_task(self._pump_forever())
 
     async def stop(self) -> None:
-        for task in (self._pump, self._hb):
+        for task in (self._pump, self._hb, *self._releases):
             if task is not None and not task.done():
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
@@ -213,7 +268,8 @@ def _runtime(app: App) -> _Runtime:
 
 async def pool_names(app: App) -> list[str]:
     """Names of every workpool used in ``app``'s namespace (admin listing)."""
-    members = await app.redis.smembers(index_key(app))
+    redis: Any = app.redis
+    members = await redis.smembers(index_key(app))
     return sorted(_s(m) for m in members)
 
 
