@@ -10,7 +10,9 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .. import codec
 from ..errors import FunctionNotRegistered, SerializationError, is_non_retryable_error
@@ -32,6 +34,27 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("rkit.workpool")
 
+REPORT_RETRY_S = 30.0  # how long a worker keeps re-sending a report Redis did not answer
+
+
+async def _persist(pool: Workpool, op: str, *args: Any) -> Any:
+    """``pool._call(op, ...)`` for the worker's reports (begin, complete, callback
+    ack/failure), re-sent with backoff while Redis is unreachable or times out (a
+    restart, a stall) for up to ``REPORT_RETRY_S``: each of these scripts recognises
+    its own repeat, so a report whose reply was lost is neither lost nor applied
+    twice, and a body is not run again because its report could not get through."""
+    deadline = time.monotonic() + REPORT_RETRY_S
+    delay = 0.05
+    while True:
+        try:
+            return await pool._call(op, *args)
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            logger.info("%s of pool %s not answered (%s): sending it again", op, pool.name, exc)
+            await asyncio.sleep(delay)
+            delay = min(1.0, delay * 2)
+
 
 async def run_dispatched(pool: Workpool, work_id: str, token: str) -> None:
     """The arq job: begin the dispatched attempt (fenced), run it, and run the
@@ -42,7 +65,7 @@ async def run_dispatched(pool: Workpool, work_id: str, token: str) -> None:
     while item is not None:
         wid, tok = item
         # begin is the fence a cancel races against: a canceled attempt never starts
-        reply = await pool._call("begin", wid, tok, rt.worker_id)
+        reply = await _persist(pool, "begin", wid, tok, rt.worker_id)
         if _s(reply[0]) != "OK":
             logger.debug(
                 "stale delivery of %s token %s in pool %s (%s)",
@@ -58,7 +81,8 @@ async def run_dispatched(pool: Workpool, work_id: str, token: str) -> None:
             return  # fenced: the lease was lost, the reaper accounts for it
         kind, payload, non_retryable, value = outcome
         chain = rt.worker_id if time.monotonic() - t0 < CHAIN_SECONDS else ""
-        reply = await pool._call(
+        reply = await _persist(
+            pool,
             "complete",
             wid,
             tok,
@@ -72,7 +96,9 @@ async def run_dispatched(pool: Workpool, work_id: str, token: str) -> None:
         result, claimed, events = reply
         pool._log(events)
         head = _s(result[0])
-        if head == "STALE":
+        if head == "REPLAYED":
+            logger.info("report of work %s in pool %s was already applied", wid, pool.name)
+        elif head == "STALE":
             logger.warning(
                 "late report for work %s (token %s) in pool %s dropped", wid, tok, pool.name
             )
@@ -189,7 +215,9 @@ async def deliver(
             pool.name,
             error_text(exc),
         )
-        _status, events = await pool._call("oc_fail", work_id, error_text(exc), repr(pool.rng()))
+        _status, events = await _persist(
+            pool, "oc_fail", work_id, error_text(exc), repr(pool.rng())
+        )
         pool._log(events)
         return
-    await pool._call("oc_ack", work_id)
+    await _persist(pool, "oc_ack", work_id)
