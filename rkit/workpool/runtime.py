@@ -237,6 +237,9 @@ class _Runtime:
                 await self._idle(min(max_idle_s, max(0.005, delay)))
             except asyncio.CancelledError:
                 raise
+            except (RedisError, OSError) as exc:  # an outage: say so, no traceback
+                logger.warning("workpool pump round failed: %s: %s", type(exc).__name__, exc)
+                await self._idle(max_idle_s)
             except Exception:
                 logger.exception("workpool pump round failed")
                 await self._idle(max_idle_s)

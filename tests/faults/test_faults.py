@@ -59,9 +59,9 @@ def bodies(svc: Service) -> int:
     return len(svc.lines("body"))
 
 
-def finish(svc: Service, timeout: float = 45) -> float:
+def finish(svc: Service, timeout: float = 45, n: int = N) -> float:
     try:
-        return wait_until(lambda: effects(svc) >= N, timeout, f"{N} on_complete effects")
+        return wait_until(lambda: effects(svc) >= n, timeout, f"{n} on_complete effects")
     except AssertionError:
         print(svc.worker_logs())
         raise
@@ -150,3 +150,41 @@ def test_worker_sigkilled_twice(svc: Service, server: AofServer) -> None:
     assert f.lost == [] and f.effects_not_once == []
     assert all(pids[0] in killed for pids in f.bodies_twice.values()), f.bodies_twice
     assert len(f.bodies_twice) <= 2 * 10  # at most the killed workers' slots
+
+
+def test_a_worker_cut_off_from_redis_stops_its_attempts_before_they_expire(
+    svc: Service, server: AofServer
+) -> None:
+    """Issue 18 item 1, deterministic: worker A reaches Redis through a proxy that then
+    stalls (every call of A hangs, nothing raises) while worker B reaches Redis
+    directly. A's 6 s bodies need no Redis to finish; B's pump reaps A's leases after
+    5 s and re-runs them. A must stop them before that (fence on time): each body
+    completes once (the old worker, fencing only when a call raised, completed them
+    on A at 6 s and again on B)."""
+    from ._proxy import StallProxy
+
+    proxy = StallProxy(server.port)
+    try:
+        direct = svc.url
+        svc.url = proxy.url
+        a = svc.start_worker()
+        svc.url = direct
+        run_enqueue(svc.url, 6, 6_000)  # 6 jobs of 6 s: all start on A (B not up yet)
+        r = sync_redis.Redis.from_url(direct, decode_responses=True)
+        wait_until(lambda: r.hlen("ft:starts") == 6, 30, "6 bodies started on A")
+        proxy.paused.set()
+        stalled_at = time.time()
+        svc.start_worker()  # B
+        done = finish(svc, timeout=40, n=6)
+    finally:
+        proxy.paused.clear()
+        proxy.close()
+    f = figures(svc, 6)
+    on_a = [i for i, pid in svc.lines("body") if pid == a.pid]
+    print(
+        f"\none worker's connection stalled: all 6 jobs done {done - stalled_at:.2f} s after "
+        f"the stall, {len(on_a)} completed on the stalled worker\n  {f.line()}"
+    )
+    assert f.lost == [] and f.effects_not_once == []
+    assert f.bodies_twice == {}, "a stalled worker's body ran beside its re-run"
+    assert on_a == []
