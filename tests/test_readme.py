@@ -31,7 +31,7 @@ def test_readme_example_runs(index: int, tmp_path: Path, monkeypatch: pytest.Mon
 def test_readme_starts_with_the_two_commands() -> None:
     text = README.read_text()
     commands = re.findall(r"```bash\n(.*?)\n```", text, flags=re.S)
-    assert commands[0] == "pip install -e . && rkit dev"
+    assert commands[0] == "pip install -e '.[dev]' && rkit dev"
     assert commands[1] == "pip install -e '.[test]' && pytest"
     ci = (README.parent / ".ci" / "run").read_text()
     assert "<!-- test-command -->" in ci and "apt-get install -y redis-server" in ci
