@@ -20,7 +20,7 @@ import uuid
 import warnings
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
 from pydantic import BaseModel
 from redis.exceptions import RedisError
@@ -360,6 +360,40 @@ class ActionCache(Generic[T]):
     the Redis error propagates). Values are JSON.
     """
 
+    @overload
+    def __init__(
+        self,
+        app: App,
+        action: Callable[..., Awaitable[T]],
+        *,
+        name: str | None = None,
+        ttl: float | None = None,
+        log: bool = False,
+        max_value_bytes: int = 1_048_576,
+        on_oversize: Literal["raise", "skip"] = "raise",
+        single_flight: bool = False,
+        lease_ms: float = 30_000,
+        poll_ms: float = 50,
+        gc_grace_ms: float = 60_000,
+        fail_open: bool = False,
+    ) -> None: ...
+    @overload
+    def __init__(
+        self,
+        app: App,
+        action: Callable[..., T],
+        *,
+        name: str | None = None,
+        ttl: float | None = None,
+        log: bool = False,
+        max_value_bytes: int = 1_048_576,
+        on_oversize: Literal["raise", "skip"] = "raise",
+        single_flight: bool = False,
+        lease_ms: float = 30_000,
+        poll_ms: float = 50,
+        gc_grace_ms: float = 60_000,
+        fail_open: bool = False,
+    ) -> None: ...
     def __init__(
         self,
         app: App,
