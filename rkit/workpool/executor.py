@@ -157,7 +157,7 @@ async def execute(
         await asyncio.gather(task, return_exceptions=True)
     if lease.fenced:
         if lease.hand_back:
-            rt.hand_back(pool, work_id, token)
+            rt.keep(asyncio.get_running_loop().create_task(hand_back(pool, work_id, token)))
         return None
     if not done:
         return ("failed", f"Timed out after {tmo_ms:.0f} ms", False, None)
@@ -193,6 +193,29 @@ async def release(
         if not quiet:
             raise
         logger.warning("could not release work %s of pool %s", work_id, pool.name)
+
+
+async def hand_back(pool: Workpool, work_id: str, token: str) -> None:
+    """Release an attempt fenced on time once Redis answers again (no attempt used,
+    under a new token: this worker's own arq job for it is still finishing); ``STALE``
+    when the reaper was first, and then it is retried as lost."""
+    deadline = time.monotonic() + 60.0
+    delay = 0.1
+    while True:
+        try:
+            await release(pool, work_id, token, fresh=True, quiet=False)
+            return
+        except (RedisError, OSError) as exc:
+            if time.monotonic() + delay > deadline:
+                logger.warning(
+                    "could not hand back work %s of pool %s (%s): its lease expires",
+                    work_id,
+                    pool.name,
+                    exc,
+                )
+                return
+            await asyncio.sleep(delay)
+            delay = min(2.0, delay * 2)
 
 
 async def deliver(

@@ -137,33 +137,11 @@ class _Runtime:
             else:
                 lease.last_ok = sent  # Redis set the new lease after `sent`
 
-    def hand_back(self, pool: Workpool, work_id: str, token: str) -> None:
-        """Release an attempt fenced on time once Redis answers again (no attempt
-        used; ``STALE`` when the reaper was first: then it is retried as lost)."""
-        task = asyncio.get_running_loop().create_task(self._hand_back(pool, work_id, token))
+    def keep(self, task: asyncio.Task[None]) -> None:
+        """Hold a background task of this runtime (a hand-back) until it ends; ``stop``
+        cancels what is left."""
         self._releases.add(task)
         task.add_done_callback(self._releases.discard)
-
-    async def _hand_back(self, pool: Workpool, work_id: str, token: str) -> None:
-        from .executor import release
-
-        deadline = time.monotonic() + 60.0
-        delay = 0.1
-        while True:
-            try:
-                await release(pool, work_id, token, fresh=True, quiet=False)
-                return
-            except (RedisError, OSError) as exc:
-                if time.monotonic() + delay > deadline:
-                    logger.warning(
-                        "could not hand back work %s of pool %s (%s): its lease expires",
-                        work_id,
-                        pool.name,
-                        exc,
-                    )
-                    return
-                await asyncio.sleep(delay)
-                delay = min(2.0, delay * 2)
 
     def wake_in(self, delay_ms: float) -> None:
         """Have the pump loop run a round in ``delay_ms`` (wall time) at the latest:
