@@ -45,9 +45,10 @@ class _Runtime:
 
     Fencing is on time, not only on an error: an attempt whose lease could not be
     renewed stops ``margin`` before the lease would expire, whether the renewal failed,
-    timed out or is still hanging on a stalled server (each renewal is bounded by the
-    earliest such deadline). Such an attempt is handed back (released, no attempt
-    used) as soon as Redis answers again, so a stall never runs a body twice."""
+    timed out or is still hanging on a stalled server (a watchdog on every heartbeat
+    tick, up to one tick late: lease/5, at most 1 s). Such an attempt is handed back
+    (released, no attempt used) as soon as Redis answers again, so a stall never runs
+    a body twice."""
 
     def __init__(self, app: App) -> None:
         self.app = app
@@ -99,15 +100,22 @@ class _Runtime:
                 self._fence(lease, why, hand_back=True)
 
     async def _heartbeat(self) -> None:
+        renewing: asyncio.Task[None] | None = None
         while self.leases:
             interval = min(lease.pool.lease_ms for lease in self.leases) / 5000.0
             await asyncio.sleep(min(1.0, interval))
-            await self.renew()
+            if renewing is None or renewing.done():
+                renewing = asyncio.get_running_loop().create_task(self.renew())
+                self.keep(renewing)
+            if self.app.clock.now_ms() is None:
+                # the watchdog: a renewal may hang on a stalled server (it is not
+                # cancelled: it may still land); stop what can no longer be renewed
+                self._fence_overdue(list(self.leases), "lease not renewed in time")
 
     async def renew(self, only: Workpool | None = None) -> None:
         """One heartbeat round: renew the leases of this process's running attempts
         (of one pool with ``only``); fence those that are lost, and those that cannot
-        be renewed before they would expire (a failing, timing-out or hanging call)."""
+        be renewed before they would expire."""
         by_pool: dict[Workpool, list[_Lease]] = {}
         for lease in list(self.leases):
             if only is None or lease.pool is only:
@@ -117,15 +125,9 @@ class _Runtime:
     async def _renew_pool(self, pool: Workpool, leases: list[_Lease]) -> None:
         pairs = [x for lease in leases for x in (lease.work_id, lease.token)]
         sent = self._now_s()
-        # on the server clock a hanging call is abandoned at the first fence deadline
-        # (a test clock does not move by itself: there the call is simply awaited)
-        wall = self.app.clock.now_ms() is None
-        budget = min(self.fence_at(lease) for lease in leases) - sent if wall else None
         try:
-            if budget is not None and budget <= 0:
-                raise TimeoutError("no time left before the lease expires")
-            replies = await asyncio.wait_for(pool._call("heartbeat", *pairs), budget)
-        except (RedisError, OSError, TimeoutError) as exc:
+            replies = await pool._call("heartbeat", *pairs)
+        except (RedisError, OSError) as exc:
             self._fence_overdue(leases, f"cannot renew lease: {type(exc).__name__}: {exc}")
             return
         for lease, r in zip(leases, replies, strict=True):
@@ -135,7 +137,7 @@ class _Runtime:
             elif reply == "DETACHED":
                 self.untrack(lease)  # canceled run: finishes unwatched, report dropped
             else:
-                lease.last_ok = sent  # Redis set the new lease after `sent`
+                lease.last_ok = max(lease.last_ok, sent)  # Redis renewed it after `sent`
 
     def keep(self, task: asyncio.Task[None]) -> None:
         """Hold a background task of this runtime (a hand-back) until it ends; ``stop``
