@@ -31,7 +31,7 @@ def test_readme_example_runs(index: int, tmp_path: Path, monkeypatch: pytest.Mon
 def test_readme_starts_with_the_two_commands() -> None:
     text = README.read_text()
     commands = re.findall(r"```bash\n(.*?)\n```", text, flags=re.S)
-    assert commands[0] == "pip install -e . && rkit dev"
+    assert commands[0] == "pip install -e '.[dev]' && rkit dev"
     assert commands[1] == "pip install -e '.[test]' && pytest"
     ci = (README.parent / ".ci" / "run").read_text()
     assert "<!-- test-command -->" in ci and "apt-get install -y redis-server" in ci
@@ -42,3 +42,34 @@ def test_readme_starts_with_the_two_commands() -> None:
         check=True,
     ).stdout.strip()
     assert out == commands[1]
+
+
+@pytest.mark.slow
+def test_readme_examples_pass_mypy_strict(tmp_path: Path) -> None:
+    """Every Python block of the README type-checks under ``mypy --strict`` against
+    the package as installed (the layout of the wheel: api/ and workers/ inside rkit)."""
+    import shutil
+    import sys
+
+    root = README.parent
+    src = tmp_path / "src"
+    shutil.copytree(
+        root / "rkit", src / "rkit", ignore=shutil.ignore_patterns("api", "workers", "_lua")
+    )
+    shutil.copytree(root / "api", src / "rkit" / "api")
+    shutil.copytree(root / "workers", src / "rkit" / "workers")
+    examples = tmp_path / "examples"
+    examples.mkdir()
+    for i, block in enumerate(BLOCKS):
+        if "create_api(app" in block and "asyncio.run" not in block:
+            block = "from rkit import App\napp = App()\n" + block
+        (examples / f"example_{i}.py").write_text(block)
+    out = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", str(examples)],
+        env={"MYPYPATH": str(src), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
