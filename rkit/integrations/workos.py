@@ -580,13 +580,13 @@ class AuthKit:
         if not isinstance(user_id, str) or not user_id:
             return None
         check_part(user_id, "user id", MAX_ID_BYTES)
-        raw = await self.app.redis.hget(self._user_key(user_id), "json")
+        raw = await self._redis.hget(self._user_key(user_id), "json")
         return None if raw is None else User.model_validate_json(raw)
 
     async def get_auth_user_by_external_id(self, external_id: str) -> User | None:
         """The user with this external id; :class:`AmbiguousExternalId` if several."""
         check_part(external_id, "external id", MAX_ID_BYTES)
-        ids = await self.app.redis.zrange(f"{self.prefix}:ix:ext:{encode(external_id)}", 0, 1)
+        ids = await self._redis.zrange(f"{self.prefix}:ix:ext:{encode(external_id)}", 0, 1)
         if len(ids) > 1:
             raise AmbiguousExternalId(f"more than one user has the external id {external_id!r}")
         return await self.get_auth_user(ids[0]) if ids else None
@@ -596,32 +596,32 @@ class AuthKit:
         ``after_rank`` (a page's last ``rank``: see :meth:`user_rank`)."""
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
             raise ConfigError("limit must be an int between 1 and 1000")
-        ids = await self.app.redis.zrangebyscore(
+        ids = await self._redis.zrangebyscore(
             f"{self.prefix}:all", f"({int(after_rank)}", "+inf", start=0, num=limit
         )
-        found = [await self.app.redis.hget(self._user_key(u), "json") for u in ids]
+        found = [await self._redis.hget(self._user_key(u), "json") for u in ids]
         return [User.model_validate_json(raw) for raw in found if raw is not None]
 
     async def user_rank(self, user_id: str) -> int | None:
         """The user's insertion rank (the paging cursor of :meth:`list_users`)."""
         check_part(user_id, "user id", MAX_ID_BYTES)
-        rank = await self.app.redis.zscore(f"{self.prefix}:all", user_id)
+        rank = await self._redis.zscore(f"{self.prefix}:all", user_id)
         return None if rank is None else int(rank)
 
     async def count_users(self) -> int:
-        return int(await self.app.redis.zcard(f"{self.prefix}:all"))
+        return int(await self._redis.zcard(f"{self.prefix}:all"))
 
     async def event_record(self, event_id: str) -> dict[str, str] | None:
         """The processed-event record (state, type, changed), or ``None``."""
         check_part(event_id, "event id", MAX_ID_BYTES)
-        found: dict[str, str] = await self.app.redis.hgetall(self._evt_key(event_id))
+        found: dict[str, str] = await self._redis.hgetall(self._evt_key(event_id))
         if not found:
             return None
         return {k: v for k, v in found.items() if k not in ("token", "lease_until")}
 
     async def cursor(self) -> str | None:
         """The last event id consumed by the reconcile pull."""
-        value: str | None = await self.app.redis.get(self._k_cursor)
+        value: str | None = await self._redis.get(self._k_cursor)
         return value
 
     async def now_ms(self) -> float:
@@ -638,6 +638,11 @@ class AuthKit:
         return time.time() * 1000 + self._offset_ms
 
     # -- scripts --------------------------------------------------------------------------
+
+    @property
+    def _redis(self) -> Any:
+        """The App's state client (reads; every write is a script)."""
+        return self.app.redis
 
     async def _run(self, op: str, keys: Sequence[str], *args: Any) -> Any:
         argv = [argv_now(self.app.clock), self.prefix, *args]
@@ -987,7 +992,7 @@ class AuthKit:
     async def backfill_status(self) -> dict[str, Any] | None:
         """The running or failed backfill (state, cursor, pages, inserted, error,
         started_at, pending), or ``None``."""
-        found: dict[str, str] = await self.app.redis.hgetall(self._k_backfill)
+        found: dict[str, str] = await self._redis.hgetall(self._k_backfill)
         if not found:
             return None
         return {
@@ -997,12 +1002,12 @@ class AuthKit:
             "inserted": int(found.get("inserted") or 0),
             "error": found.get("error") or None,
             "started_at": float(found.get("started_at") or 0),
-            "pending": int(await self.app.redis.scard(self._k_pending)),
+            "pending": int(await self._redis.scard(self._k_pending)),
         }
 
     async def _backfill_batch(self, work_id: str) -> dict[str, Any]:
         """One backfill job: drain owed handler calls, then up to 50 pages."""
-        info: dict[str, str] = await self.app.redis.hgetall(self._k_backfill)
+        info: dict[str, str] = await self._redis.hgetall(self._k_backfill)
         if info.get("state") != "running" or info.get("work_id") != work_id:
             return {"stale": True}
         await self._drain_pending([])
@@ -1053,15 +1058,15 @@ class AuthKit:
     async def _drain_pending(self, first: list[str]) -> None:
         """Call the ``user.created`` handler for every user whose call is still owed:
         ``first`` in order, then any left over from an earlier attempt (by rank)."""
-        pending = set(await self.app.redis.smembers(self._k_pending))
+        pending = set(await self._redis.smembers(self._k_pending))
         if not pending:
             return
         rest = sorted(pending - set(first))
-        ranks = [await self.app.redis.hget(self._user_key(u), "rank") for u in rest]
+        ranks = [await self._redis.hget(self._user_key(u), "rank") for u in rest]
         rest = [u for _, u in sorted(zip((int(r or 0) for r in ranks), rest, strict=True))]
         handler = self._handlers.get("user.created")
         for uid in [u for u in first if u in pending] + rest:
-            raw = await self.app.redis.hget(self._user_key(uid), "json")
+            raw = await self._redis.hget(self._user_key(uid), "json")
             if raw is not None and handler is not None:
                 data = {**json.loads(raw), "object": "user"}
                 await handler(AuthKitEvent(id=f"backfill:{uid}", event="user.created", data=data))
