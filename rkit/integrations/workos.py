@@ -46,6 +46,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .. import scripts
 from ..clock import argv_now
@@ -666,6 +668,8 @@ class AuthKit:
             return WebhookResponse(400, f"Invalid payload: {exc}"[:300])
         try:
             outcome = await self._process(event, change)
+        except (RedisConnectionError, RedisTimeoutError):
+            raise  # Redis unreachable: the API layer answers 503 (WorkOS redelivers)
         except Exception:
             logger.exception(
                 "WorkOS webhook %s (%s): processing failed", event["id"], event["event"]

@@ -149,3 +149,19 @@ async def test_auth_user_dependency_for_a_named_instance(app: App, fake: FakeWor
         token = fake.token("user_1", exp_ms=T0 + 60_000)
         assert (await c.get("/me", headers={"Authorization": f"Bearer {token}"})).json() == "user_1"
     await ak.aclose()
+
+
+async def test_an_unreachable_redis_is_a_503_not_a_forged_request(fake: FakeWorkOS) -> None:
+    from rkit import TestClock
+
+    from .._servers import free_port
+
+    app = App(f"redis://127.0.0.1:{free_port()}/0", namespace="down", clock=TestClock(T0))
+    make_authkit(app, fake)
+    api = create_api(app, admin_token="tok")
+    e = {"id": "event_1", "event": "user.created", "data": user("user_1", D1)}
+    transport = httpx.ASGITransport(app=api)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+        assert (await c.post("/workos/webhook", **_hook(e))).status_code == 503
+        assert (await c.post("/workos/webhook", **_hook(e, secret="x"))).status_code == 400
+    await app.aclose()
