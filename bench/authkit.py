@@ -14,6 +14,10 @@ Variants, interleaved round by round (fresh event and user ids each round; media
   after the SET loses the event);
 * ``bare EVALSHA``: HMAC check + one script doing SET NX + HSET (the ceiling).
 
+Besides events/s (wall clock, sensitive to other load on the machine) it prints the
+client CPU µs per event (this process's CPU time) and the Redis-side µs per event
+(``INFO commandstats``), which other processes disturb much less.
+
     python bench/authkit.py
     python bench/authkit.py --events 4000 --rounds 5
 """
@@ -86,16 +90,25 @@ def deliveries(tag: str, n: int) -> list[Delivery]:
 
 async def throughput(
     op: Callable[[Delivery], Awaitable[object]], plan: list[Delivery], conc: int
-) -> float:
+) -> tuple[float, float]:
+    """Events/s (wall clock) and this process's CPU µs per event (robust to other
+    processes' load on the machine)."""
     chunks = [plan[i::conc] for i in range(conc)]
 
     async def task(items: list[Delivery]) -> None:
         for d in items:
             await op(d)
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     await asyncio.gather(*(task(c) for c in chunks))
-    return len(plan) / (time.perf_counter() - t0)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return len(plan) / wall, cpu / len(plan) * 1e6
+
+
+async def redis_us(r: Any) -> float:
+    """Redis-side µs of every command since the last CONFIG RESETSTAT."""
+    stats = await r.info("commandstats")
+    return float(sum(v["usec"] for k, v in stats.items() if k.startswith("cmdstat_")))
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -161,18 +174,26 @@ async def main(args: argparse.Namespace) -> None:
         }
         for conc in args.concurrency:
             results: dict[str, list[float]] = {name: [] for name in variants}
+            cpu: dict[str, list[float]] = {name: [] for name in variants}
+            server: dict[str, list[float]] = {name: [] for name in variants}
             await rkit_op(deliveries(f"warm{conc}", 1)[0])
             for rnd in range(args.rounds):
-                for name, op in variants.items():
-                    plan = deliveries(f"{conc}_{rnd}_{len(results[name])}_{name[:4]}", args.events)
-                    results[name].append(await throughput(op, plan, conc))
+                for v, (name, op) in enumerate(variants.items()):
+                    plan = deliveries(f"c{conc}r{rnd}v{v}", args.events)  # fresh ids
+                    await r.config_resetstat()
+                    rate, us = await throughput(op, plan, conc)
+                    server[name].append(await redis_us(r) / args.events)
+                    results[name].append(rate)
+                    cpu[name].append(us)
             med = {name: statistics.median(v) for name, v in results.items()}
             print(
                 f"\nconcurrency {conc}: {args.events} events per variant per round, "
                 f"medians of {args.rounds} rounds"
             )
+            print(f"  {'variant':45s} {'events/s':>9s}  client CPU µs/event  Redis µs/event")
             for name, v in med.items():
-                print(f"  {name:45s} {v:9,.0f} events/s")
+                c, sv = statistics.median(cpu[name]), statistics.median(server[name])
+                print(f"  {name:45s} {v:9,.0f}  {c:19.0f}  {sv:14.1f}")
             peer = med["hand-written (SDK verify + SET NX + HSET)"]
             print(f"  rkit / hand-written: {med['rkit handle_webhook'] / peer:.2f}")
             print(f"  rkit / bare EVALSHA: {med['rkit handle_webhook'] / med['bare EVALSHA']:.2f}")
@@ -180,7 +201,7 @@ async def main(args: argparse.Namespace) -> None:
             print(f"  route / handle_webhook: {route:.2f}")
         pattern = "rkit:{bench:workos:*:ak:u:*"
         users = len([k async for k in r.scan_iter(match=pattern, count=1000)])
-        print(f"\nusers synced by rkit: {users:,}")
+        print(f"\nusers synced by rkit: {users:,} (every delivery a new user)")
         await client.aclose()
         await sdk.close()
         await ak.aclose()

@@ -63,9 +63,3 @@ local function wo_apply(P, ukey, tkey, seqkey, kind, uid, json, upd, ext, ttl)
   return 0
 end
 
--- The event record is done: lease cleared, kept ``retention`` ms (dedupe window).
-local function wo_done(ekey, retention)
-  redis.call("HSET", ekey, "state", "done")
-  redis.call("HDEL", ekey, "lease_until", "token")
-  redis.call("PEXPIRE", ekey, retention)
-end

@@ -5,9 +5,9 @@
 -- given); release: clear the lease if ``token`` still holds it; cursor: only the cursor.
 local op = ARGV[3]
 if op == "done" then
-  if redis.call("EXISTS", KEYS[1]) == 1 then
-    wo_done(KEYS[1], ARGV[5])
-  end
+  -- lease cleared (0), kept ``retention`` ms: the dedupe window
+  redis.call("HSET", KEYS[1], "state", "done", "lease_until", "0")
+  redis.call("PEXPIRE", KEYS[1], ARGV[5])
 elseif op == "release" then
   if redis.call("HGET", KEYS[1], "token") == ARGV[4] then
     redis.call("HSET", KEYS[1], "lease_until", "0")

@@ -22,13 +22,15 @@ if state ~= "applied" then
   changed = wo_apply(ARGV[2], KEYS[2], KEYS[3], KEYS[4], ARGV[7], ARGV[8], ARGV[9],
     tonumber(ARGV[10]), ARGV[11], ARGV[12])
 end
-redis.call("HSET", KEYS[1], "state", "applied", "changed", changed, "type", ARGV[5])
 if changed == 0 or ARGV[13] ~= "1" then
-  wo_done(KEYS[1], ARGV[6])
+  redis.call("HSET", KEYS[1], "state", "done", "changed", changed, "type", ARGV[5],
+    "lease_until", "0")
+  redis.call("PEXPIRE", KEYS[1], ARGV[6])
   if ARGV[14] ~= "" then redis.call("SET", KEYS[5], ARGV[14]) end
   return {"DONE", changed}
 end
-redis.call("HSET", KEYS[1], "lease_until", rk_fmt(now + tonumber(ARGV[3])), "token", ARGV[4])
+redis.call("HSET", KEYS[1], "state", "applied", "changed", changed, "type", ARGV[5],
+  "lease_until", rk_fmt(now + tonumber(ARGV[3])), "token", ARGV[4])
 -- bounded even if the claimer dies: the record goes with the event retention
 redis.call("PEXPIRE", KEYS[1], ARGV[6])
 return {"CALL", changed}
