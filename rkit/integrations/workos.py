@@ -345,12 +345,11 @@ def _validate_event(event: Any) -> tuple[dict[str, Any], _Change]:
         raise _BadRequest("the event needs string 'id' and 'event' fields")
     if not isinstance(data, dict):
         raise _BadRequest("the event needs a 'data' object")
-    if (
-        "context" in event
-        and event["context"] is not None
-        and not isinstance(event["context"], dict)
-    ):
+    context, created = event.get("context"), event.get("created_at")
+    if context is not None and not isinstance(context, dict):
         raise _BadRequest("'context' must be an object")
+    if created is not None and not isinstance(created, str):
+        raise _BadRequest("'created_at' must be a string")
     try:
         check_part(eid, "event id", MAX_ID_BYTES)
     except (KeyTooLong, ConfigError) as exc:

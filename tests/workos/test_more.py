@@ -63,6 +63,7 @@ MALFORMED: list[bytes] = [
     json.dumps({"id": "e" * 1025, "event": "user.created", "data": user("u", D1)}).encode(),
     json.dumps({"id": "e", "event": "user.created", "data": user("u" * 1025, D1)}).encode(),
     json.dumps({"id": "e", "event": "session.created", "data": {}, "context": [1]}).encode(),
+    json.dumps({"id": "e", "event": "session.created", "data": {}, "created_at": 5}).encode(),
 ]
 
 
