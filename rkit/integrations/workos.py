@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -332,6 +332,12 @@ def _user_change(event_type: str, data: dict[str, Any]) -> _Change:
     except (KeyTooLong, ConfigError) as exc:
         raise _BadRequest(str(exc)) from None
     stored = {k: v for k, v in data.items() if k != "object"}
+    if op != "deleted":  # a stored user must read back as a User (a deletion needs the id)
+        try:
+            User.model_validate(stored)
+        except ValidationError as exc:
+            fields = ", ".join(sorted({".".join(map(str, e["loc"])) for e in exc.errors()}))
+            raise _BadRequest(f"invalid user fields: {fields}") from None
     kind: Literal["created", "updated", "deleted"] = op  # type: ignore[assignment]
     upd = parse_ms(data.get("updated_at"))
     return _Change(kind, uid, _dumps(stored), upd, encode(ext) if ext else "")

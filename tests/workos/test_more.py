@@ -64,15 +64,20 @@ MALFORMED: list[bytes] = [
     json.dumps({"id": "e", "event": "user.created", "data": user("u" * 1025, D1)}).encode(),
     json.dumps({"id": "e", "event": "session.created", "data": {}, "context": [1]}).encode(),
     json.dumps({"id": "e", "event": "session.created", "data": {}, "created_at": 5}).encode(),
+    json.dumps({"id": "e", "event": "user.created", "data": {"id": "u"}}).encode(),
+    json.dumps({"id": "e", "event": "user.updated", "data": user("u", D1, email=None)}).encode(),
+    json.dumps(
+        {"id": "e", "event": "user.created", "data": user("u", D1, email_verified="maybe")}
+    ).encode(),
 ]
 
 
-@pytest.mark.parametrize("body", MALFORMED, ids=range(len(MALFORMED)))
 async def test_malformed_bodies_are_400_and_write_nothing(
-    app: App, ak: AuthKit, rec: Recorder, body: bytes
+    app: App, ak: AuthKit, rec: Recorder
 ) -> None:
-    r = await ak.handle_webhook(body, signed(body))
-    assert r.status_code == 400 and r.body.startswith("Invalid payload")
+    for body in MALFORMED:
+        r = await ak.handle_webhook(body, signed(body))
+        assert r.status_code == 400 and r.body.startswith("Invalid payload"), body
     assert await workos_keys(app) == {}
     assert rec.calls == []
 
@@ -91,15 +96,13 @@ BAD_HEADERS = [
 ]
 
 
-@pytest.mark.parametrize("shape", BAD_HEADERS)
-async def test_forged_or_malformed_signature_headers(
-    app: App, ak: AuthKit, rec: Recorder, shape: str
-) -> None:
+async def test_forged_or_malformed_signature_headers(app: App, ak: AuthKit, rec: Recorder) -> None:
     body = json.dumps(ev("event_1", "user.created", user("user_1", D1))).encode()
     good = sign_header(body, T0, WH)
     mac = good.split("v1=")[1]
-    r = await ak.handle_webhook(body, {"WorkOS-Signature": shape.format(t=T0, mac=mac)})
-    assert r.status_code == 400
+    for shape in BAD_HEADERS:
+        r = await ak.handle_webhook(body, {"WorkOS-Signature": shape.format(t=T0, mac=mac)})
+        assert r.status_code == 400, shape
     assert await workos_keys(app) == {}
     # the body changed by one byte after signing
     tampered = body.replace(b"user_1", b"user_2")
