@@ -2,7 +2,7 @@
 -- after their updated_at; never updates a stored user. Inserted ids go to the
 -- pending set (their user.created handler call is still owed) and the cursor moves.
 -- KEYS: 1 backfill, 2 pending, 3 seq
--- ARGV: 1 now, 2 P, 3 work id, 4 next cursor, 5 more ("1"/"0"), then per user:
+-- ARGV: 1 now, 2 P, 3 work id, 4 next cursor ("" = last page), then per user:
 --       uid, E(uid), user JSON, upd ms, E(external id) or ""
 -- Returns the inserted ids in page order, or {"STALE"} when the backfill is not
 -- running under ``work id`` (finished, failed, or taken over).
@@ -12,7 +12,7 @@ if h[1] ~= "running" or h[2] ~= ARGV[3] then
   return {"STALE"}
 end
 local inserted = {}
-for i = 6, #ARGV, 5 do
+for i = 5, #ARGV, 5 do
   local uid, enc, json, upd, ext = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3]),
     ARGV[i + 4]
   local ukey = P .. ":u:" .. enc

@@ -1026,7 +1026,7 @@ class AuthKit:
             if cursor is not None:
                 params["after"] = cursor
             users, after = await self._list(("user_management", "users"), params)
-            argv: list[Any] = [work_id, after or "", "1" if after else "0"]
+            argv: list[Any] = [work_id, after or ""]
             for u in users:
                 try:
                     change = _user_change("user.created", u if isinstance(u, dict) else {})
