@@ -3,7 +3,8 @@
 -- duplicate or stale poll writes nothing). Inline steps arrive already done; event
 -- steps run the await transitions (they may complete at once).
 -- KEYS[1] W, KEYS[2] W:ip. ARGV: now, gen, expected steps, wid, count, then per
--- step 10 fields: kind, name, args, meta, state, rkind, result, error, ev_id, ev_ename
+-- step 10 fields: kind, name, args, meta, state, rkind, result, error, ev_id (a
+-- workflow step: the child id), ev_ename
 -- Reply: {"ok", {n, state, rkind, result, error, event id}...} or {"stale", why}.
 local now = rk_now(ARGV[1])
 local w = KEYS[1]
@@ -32,6 +33,9 @@ for i = 0, count - 1 do
   redis.call("HSET", sk, "kind", kind, "name", ARGV[b + 2], "args", ARGV[b + 3],
     "meta", ARGV[b + 4], "state", state, "started", rk_fmt(now))
   local rkind, result, err, eid = ARGV[b + 6], ARGV[b + 7], ARGV[b + 8], ""
+  if kind == "workflow" then
+    redis.call("HSET", sk, "child", ARGV[b + 9])
+  end
   if state == "done" then
     redis.call("HSET", sk, "rkind", rkind, "result", result, "error", err,
       "completed", rk_fmt(now))

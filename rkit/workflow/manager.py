@@ -543,7 +543,7 @@ class WorkflowManager:
                 rkind,
                 result,
                 error,
-                meta.get("ev_id", ""),
+                meta.get("ev_id", "") if req.kind == "event" else meta.get("child", ""),
                 encode(meta.get("ev_name", "")),
             ]
         r = await self._call(
