@@ -164,6 +164,9 @@ class WorkflowManager:
         self.max_value_bytes = max_value_bytes
         self.reconcile_after_ms = float(reconcile_after_ms)
         self.defs: dict[str, WorkflowDef[Any]] = {}
+        self.entries_fetched = 0
+        """Journal entries this process read from Redis for polls (the journal cache
+        makes it one per entry, not one per entry per poll)."""
         self.workpool = Workpool(
             app,
             name,
@@ -417,6 +420,7 @@ class WorkflowManager:
             if m2["gen"] != meta["gen"]:
                 return None
             journal += page[2]
+            self.entries_fetched += len(page[2])
             if not page[2]:
                 break
         return meta, ip, journal
