@@ -42,9 +42,7 @@ async def test_worker_lost_mid_step(env: Env, retry: bool) -> None:
     async def crash(ctx: StepCtx) -> Any:
         await ctx.run_action(env.count, {"key": "before"})
         try:
-            return await ctx.run_action(
-                env.hang, retry=RetryPolicy(3, 100, 2) if retry else False
-            )
+            return await ctx.run_action(env.hang, retry=RetryPolicy(3, 100, 2) if retry else False)
         except StepFailed as e:
             return f"saw {e}"
 
