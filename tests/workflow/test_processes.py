@@ -108,7 +108,7 @@ def test_500_workflows_survive_a_sigkilled_worker(
     async def scenario() -> tuple[float, list[Any], list[list[str]]]:
         ids, wf = await start_all(redis_url, cwd, n)
         try:
-            while r.scard("wfmp:done") < 60:
+            while r.scard("wfmp:done") < 60:  # noqa: ASYNC110
                 await asyncio.sleep(0.01)
             by_pid = {p.pid: p for p in procs}
             victim = None
