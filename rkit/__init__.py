@@ -56,6 +56,14 @@ from .rate_limit import (
     TokenBucket,
     calculate_rate_limit,
 )
+from .workflow import (
+    RetryPolicy,
+    StepCtx,
+    StepFailed,
+    WorkflowError,
+    WorkflowManager,
+    WorkflowStatus,
+)
 from .workpool import (
     DEFAULT_RETRY_BEHAVIOR,
     Canceled,
@@ -125,6 +133,7 @@ __all__ = [
     "RateLimited",
     "RateLimiter",
     "RetryBehavior",
+    "RetryPolicy",
     "RkitError",
     "RunNotCompleted",
     "RunNotFound",
@@ -133,6 +142,8 @@ __all__ = [
     "ServerClock",
     "SessionConflict",
     "SingleFlightFailed",
+    "StepCtx",
+    "StepFailed",
     "Success",
     "TableAggregate",
     "TestClock",
@@ -140,6 +151,9 @@ __all__ = [
     "TreeAlreadyInitialized",
     "TreeCorrupted",
     "WorkId",
+    "WorkflowError",
+    "WorkflowManager",
+    "WorkflowStatus",
     "Workpool",
     "__version__",
     "calculate_rate_limit",
