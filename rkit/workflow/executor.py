@@ -25,6 +25,7 @@ from .types import (
     StepCanceled,
     StepFailed,
     WorkflowDef,
+    WorkpoolOptions,
 )
 
 if TYPE_CHECKING:
@@ -90,6 +91,8 @@ class Executor:
         self.rand = random.Random(workflow_id)
         self.started: list[dict[str, Any]] = []
         self._flusher: asyncio.Task[None] | None = None
+        self.wf_name = ""
+        self.options: WorkpoolOptions | None = None
 
     @property
     def replaying(self) -> bool:
@@ -227,7 +230,7 @@ class StepCtx:
         args = args or {}
         meta: dict[str, Any] = {"fn": fn_name, "ft": ftype}
         if ftype == "action":
-            policy = mgr._retry_for(retry)
+            policy = mgr._retry_for(retry, self._ex.options)
             if policy is not None:
                 meta["retry"] = [policy.max_attempts, policy.initial_backoff_ms, policy.base]
         if run_at is not None:

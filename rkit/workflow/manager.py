@@ -148,6 +148,7 @@ class WorkflowManager:
         max_value_bytes: int = MAX_VALUE_BYTES,
         lease_ms: float = 5_000,
         reconcile_after_ms: float = 60_000,
+        retention_ms: float | None = 7 * 86_400_000.0,
         rng: Callable[[], float] | None = None,
     ) -> None:
         opts = workpool_options or WorkpoolOptions()
@@ -163,6 +164,16 @@ class WorkflowManager:
         self.max_journal_bytes = max_journal_bytes
         self.max_value_bytes = max_value_bytes
         self.reconcile_after_ms = float(reconcile_after_ms)
+        if retention_ms is not None and (
+            isinstance(retention_ms, bool)
+            or not isinstance(retention_ms, int | float)
+            or not 0 < retention_ms < 1e12
+        ):
+            raise ConfigError("retention_ms must be a positive number of ms (or None: keep)")
+        self.retention_ms = retention_ms
+        self.lease_ms = float(lease_ms)
+        self._rng = rng
+        self._pools: dict[str, Workpool] = {}
         self.defs: dict[str, WorkflowDef[Any]] = {}
         self.entries_fetched = 0
         """Journal entries this process read from Redis for polls (the journal cache
@@ -181,7 +192,7 @@ class WorkflowManager:
             4096, 64 << 20
         )
         ix = app.keys.tag("wfidx", name)
-        self._ix = [f"{ix}:seq", f"{ix}:all", f"{ix}:running"]
+        self._ix = [f"{ix}:seq", f"{ix}:all", f"{ix}:running", f"{ix}:finished"]
         self._ix_stem = ix
         self._failures = f"{ix}:failures"
         self._s = {
@@ -230,9 +241,36 @@ class WorkflowManager:
                 raise ConfigError(f"workflow {wf_name!r} is already defined")
             defn = WorkflowDef(wf_name, handler, args, returns, workpool_options)
             self.defs[wf_name] = defn
+            if workpool_options is not None and wf_name not in self._pools:
+                self._pools[wf_name] = self._own_pool(wf_name, workpool_options)
             return defn
 
         return register
+
+    def _own_pool(self, wf_name: str, opts: WorkpoolOptions) -> Workpool:
+        """A definition with its own ``workpool_options`` runs its steps on its own pool
+        (its own cap), ``<manager>.<definition>`` (registered so workers route to it)."""
+        pool_name = re.sub(r"[^A-Za-z0-9_.:-]", "_", f"{self.name}.{wf_name}")[:64]
+        pool = Workpool(
+            self.app,
+            pool_name,
+            max_parallelism=opts.max_parallelism,
+            log_level=opts.log_level,  # type: ignore[arg-type]
+            lease_ms=self.lease_ms,
+            max_result_bytes=1 << 29,
+            rng=self._rng,
+            kind=WORKFLOW,
+        )
+        self.app.components.add(WORKFLOW.kind, pool_name, _PoolOf(pool))
+        return pool
+
+    def pool_for(self, wf_name: str) -> Workpool:
+        """The pool a workflow's steps run on."""
+        return self._pools.get(wf_name, self.workpool)
+
+    def options_for(self, wf_name: str) -> WorkpoolOptions:
+        defn = self.defs.get(wf_name)
+        return (defn.workpool_options if defn else None) or self.options
 
     def function(self, fn: H, *, name: str | None = None) -> H:
         """Register a step function (an App action) under a stable name."""
@@ -249,11 +287,14 @@ class WorkflowManager:
             self.app.action(fn)
             return self.app.action_name(fn)
 
-    def _retry_for(self, retry: bool | RetryPolicy | None) -> RetryPolicy | None:
+    def _retry_for(
+        self, retry: bool | RetryPolicy | None, opts: WorkpoolOptions | None = None
+    ) -> RetryPolicy | None:
+        opts = opts or self.options
         if retry is None:
-            retry = self.options.retry_actions_by_default
+            retry = opts.retry_actions_by_default
         if retry is True:
-            return self.options.default_retry
+            return opts.default_retry
         if retry is False:
             return None
         return retry
@@ -286,7 +327,7 @@ class WorkflowManager:
         return await self._s[op](self.app.redis, keys, list(args))
 
     async def _index(self, op: str, wid: str, name: str = "") -> Any:
-        keys = [*self._ix, f"{self._ix_stem}:name:{encode(name)}"]
+        keys = [*self._ix[:3], f"{self._ix_stem}:name:{encode(name)}", self._ix[3]]
         return await self._call("index", keys, op, wid, argv_now(self.app.clock))
 
     async def _load(
@@ -459,6 +500,8 @@ class WorkflowManager:
             return
         now = await self.app.server_time()
         ex = Executor(self, wid, gen, journal, int(meta.get("batch") or DEFAULT_BATCH), now, size)
+        ex.wf_name = defn.name
+        ex.options = self.options_for(defn.name)
         args = codec.loads(meta["args"]) if meta.get("args") else {}
         ctx = StepCtx(ex)
 
@@ -585,7 +628,7 @@ class WorkflowManager:
             (req, e) for req, e in zip(batch, entries, strict=True) if e["state"] == "pending"
         ]
         await self._start_work(
-            wid, gen, [(e["n"], req.kind, req.meta, req.args) for req, e in pending]
+            wid, gen, [(e["n"], req.kind, req.meta, req.args) for req, e in pending], ex.wf_name
         )
         return entries
 
@@ -596,10 +639,11 @@ class WorkflowManager:
         )
 
     async def _start_work(
-        self, wid: str, gen: int, steps: list[tuple[int, str, dict[str, Any], Any]]
+        self, wid: str, gen: int, steps: list[tuple[int, str, dict[str, Any], Any]], wf_name: str
     ) -> None:
         """Workpool items for pending function and sleep steps, children for workflow
         steps (idempotent: deterministic ids)."""
+        pool = self.pool_for(wf_name)
         for n, kind, meta, args in steps:
             ctx = {"m": self.name, "w": wid, "g": gen, "n": n, "t": "step"}
             wid_s = f"{wid}.s{n}.g{gen}"
@@ -614,7 +658,7 @@ class WorkflowManager:
                         else None
                     )
                     ft = meta["ft"]
-                    await self.workpool.enqueue_batch(
+                    await pool.enqueue_batch(
                         meta["fn"],
                         [args],
                         on_complete=_DONE,
@@ -626,7 +670,7 @@ class WorkflowManager:
                         retry_behavior=behavior,
                     )
                 elif kind == "sleep":
-                    await self.workpool.enqueue_batch(
+                    await pool.enqueue_batch(
                         _SLEEP,
                         [{}],
                         on_complete=_DONE,
@@ -800,7 +844,8 @@ class WorkflowManager:
             elif kind == "workflow":
                 children.append(_child_id(workflow_id, int(n), old_gen))
         if jobs:
-            await self.workpool.cancel_many(jobs)
+            name = await self.app.redis.hget(self._keys(workflow_id)[0], "name")
+            await self.pool_for(name or "").cancel_many(jobs)
         for child in children:
             try:
                 await self.cancel(child)
@@ -1062,7 +1107,24 @@ class WorkflowManager:
         """Change the stored cap of this manager's pool (all processes)."""
         await self.workpool.set_config(max_parallelism=max_parallelism)
 
-    # -- repair ------------------------------------------------------------------------
+    # -- retention and repair ----------------------------------------------------------
+
+    async def expire(self, *, limit: int = 1000) -> int:
+        """Delete finished workflows older than ``retention_ms`` (journal, events,
+        children) whose ``on_complete`` was delivered; returns how many."""
+        if self.retention_ms is None:
+            return 0
+        now = await self.app.server_time()
+        ids = await self.app.redis.zrangebyscore(
+            self._ix[3], "-inf", now - self.retention_ms, start=0, num=limit
+        )
+        n = 0
+        for wid in ids:
+            if await self.cleanup(wid):
+                n += 1
+            else:  # gone already, or restarted since: forget the stale index entry
+                await self.app.redis.zrem(self._ix[3], wid)
+        return n
 
     async def reconcile(self, *, older_than_ms: float | None = None, limit: int = 1000) -> int:
         """Heal what a crash between two writes can leave (spec §7.5): a running
@@ -1076,7 +1138,7 @@ class WorkflowManager:
         for wid in ids:
             loaded = await self._load(wid)
             if loaded is None:
-                await self._index("done", wid)
+                await self._index("remove", wid)
                 continue
             meta, ip, _, _ = loaded
             gen = int(meta["gen"])
@@ -1099,12 +1161,12 @@ class WorkflowManager:
                     if not await self.app.redis.exists(self._keys(meta_e["child"])[0]):
                         todo.append((n, kind, meta_e, codec.loads(e["args"])))
                     continue
-                status = await self.workpool.status(f"{wid}.s{n}.g{gen}")
+                status = await self.pool_for(meta["name"]).status(f"{wid}.s{n}.g{gen}")
                 if isinstance(status, NotFound):
                     todo.append((n, kind, meta_e, codec.loads(e["args"])))
             if todo:
                 touched += 1
-                await self._start_work(wid, gen, todo)
+                await self._start_work(wid, gen, todo, meta["name"])
         return touched
 
 
@@ -1122,6 +1184,13 @@ def _check_page(order: str, num_items: int) -> None:
         or not 1 <= num_items <= 10_000
     ):
         raise ConfigError("num_items must be an int in [1, 10000]")
+
+
+class _PoolOf:
+    """The registry entry of a definition's own pool (workers route its jobs here)."""
+
+    def __init__(self, pool: Workpool) -> None:
+        self.workpool = pool
 
 
 def _manager(app: App, name: str) -> WorkflowManager:
@@ -1153,3 +1222,4 @@ def _register_actions(app: App) -> None:
 async def _reconcile_all(app: App) -> None:
     for m in app.components.of_kind(WORKFLOW.kind, WorkflowManager):
         await m.reconcile()
+        await m.expire()

@@ -730,3 +730,55 @@ async def test_bad_input_writes_nothing(env: Env) -> None:
         assert await env.app.redis.dbsize() == snapshot
     assert (await env.wf.list()).page == []
     assert (await env.wf.status(await env.wf.start(typed, {"n": 3}))).result == 3
+
+
+# per-definition workpool options: its own pool, its own cap
+async def test_definition_pool_caps_its_steps(env: Env) -> None:
+    @env.wf.define(name="capped", workpool_options=WorkpoolOptions(max_parallelism=2))
+    async def capped(ctx: StepCtx, i: int) -> Any:
+        return await ctx.run_action(env.greet, {"q": i})
+
+    ids = [await env.wf.start(capped, {"i": i}) for i in range(3)]
+    pool = env.wf.pool_for("capped")
+    assert pool is not env.wf.workpool
+    d = await pool.diagnostics()
+    assert (d.running, d.waiting) == (2, 1)
+    assert (await env.wf.workpool.diagnostics()).running == 0
+    await env.drain()
+    assert [(await env.wf.status(w)).result for w in ids] == ["hello 0", "hello 1", "hello 2"]
+
+
+# retention: finished workflows go (journal, events, index entries)
+async def test_retention(app: App) -> None:
+    env = Env(app, retention_ms=60_000)
+
+    @env.wf.define(name="short")
+    async def short(ctx: StepCtx) -> Any:
+        return await ctx.run_action(env.greet, {"q": 1})
+
+    done = await env.wf.start(short)
+    await env.drain()
+    running = await env.wf.start(short)
+    await env.advance(59_999)
+    assert await env.wf.expire() == 0
+    await env.advance(1)
+    assert await env.wf.expire() == 1
+    with pytest.raises(WorkflowNotFound):
+        await env.wf.status(done)
+    assert [w.workflow_id for w in (await env.wf.list()).page] == [running]
+    assert [k async for k in app.redis.scan_iter(match=env.wf._keys(done)[0] + "*")] == []
+
+
+# 35 (numbers): payloads are opaque to Lua, so values round-trip exactly
+async def test_values_round_trip_exactly(env: Env) -> None:
+    @env.wf.define(name="nums")
+    async def nums(ctx: StepCtx, v: list[float]) -> Any:
+        return await ctx.run_action(env.count, {"key": "x"}), v, await ctx.await_event("e")
+
+    v = [0.1 + 0.2, 1 / 3, 1e300, -0.0, 2**53 + 1]
+    w = await env.wf.start(nums, {"v": v})
+    await env.wf.send_event(workflow_id=w, name="e", value={"ü": "\u2603", "n": 1 / 7})
+    await env.drain()
+    got = (await env.wf.status(w)).result
+    assert got == [1, v, {"ü": "\u2603", "n": 1 / 7}]
+    assert repr(got[1]) == repr(v)
