@@ -4,7 +4,8 @@
 -- children for Python to cancel). The on_complete obligation (ocs=pending) is set
 -- in the same write when there is a callback or a parent to notify.
 -- KEYS[1] W, KEYS[2] W:ip. ARGV: now, gen ("" any), steps ("" any), kind, result, error
--- Reply: {"ok", gen, {n, kind, meta, child}...} or {"missing"|"notrunning"|"stale"}.
+-- Reply: {"ok", gen, owed ("1" when on_complete is owed), {n, kind, meta, child}...} or
+-- {"missing"|"notrunning"|"stale"}.
 local now = rk_now(ARGV[1])
 local w = KEYS[1]
 local st = redis.call("HMGET", w, "state", "gen", "steps", "oc", "parent")
@@ -20,11 +21,13 @@ end
 local kind = ARGV[4]
 redis.call("HSET", w, "state", kind, "result", ARGV[5], "error", ARGV[6],
   "finished", rk_fmt(now))
+local owed = "0"
 if (st[4] and st[4] ~= "") or (st[5] and st[5] ~= "") then
   redis.call("HSET", w, "ocs", "pending")
+  owed = "1"
 end
 local gen = tonumber(st[2])
-local out = {"ok", "", }
+local out = {"ok", "", owed}
 if kind == "canceled" then
   gen = gen + 1
   redis.call("HSET", w, "gen", gen)

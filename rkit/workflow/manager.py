@@ -188,7 +188,7 @@ class WorkflowManager:
             rng=rng,
             kind=WORKFLOW,
         )
-        self._cache: BoundedCache[tuple[str, int], list[dict[str, Any]]] = BoundedCache(
+        self._cache: BoundedCache[str, tuple[int, list[dict[str, Any]]]] = BoundedCache(
             4096, 64 << 20
         )
         ix = app.keys.tag("wfidx", name)
@@ -441,24 +441,28 @@ class WorkflowManager:
     async def _journal(
         self, wid: str
     ) -> tuple[dict[str, str], list[int], list[dict[str, Any]]] | None:
-        """The workflow and its journal (cached per generation: entries never change
-        once done, a restart bumps the generation)."""
-        loaded = await self._load(wid, 0, 0)
+        """The workflow and its journal. Entries never change once done and a restart
+        bumps the generation, so this process keeps each workflow's done prefix per
+        generation and reads only the entries after it (with the meta, in one script)."""
+        hit = self._cache.get(wid)
+        start = len(hit[1]) if hit else 0
+        loaded = await self._load(wid, start, PAGE)
         if loaded is None:
             return None
-        meta, ip, _, _ = loaded
-        gen = int(meta["gen"])
-        steps = int(meta["steps"])
+        meta, ip, entries, _ = loaded
+        gen, steps = int(meta["gen"]), int(meta["steps"])
         if meta["state"] != "running" or ip:
             return meta, ip, []
-        cached = self._cache.get((wid, gen)) or []
-        journal = list(cached[:steps])
+        if hit is not None and hit[0] == gen:
+            journal = list(hit[1]) + entries
+        elif start == 0:
+            journal = entries
+        else:  # the cached prefix is of another generation
+            journal, entries = [], []
+        self.entries_fetched += len(entries)
         while len(journal) < steps:
             page = await self._load(wid, len(journal), PAGE)
-            if page is None:
-                return None
-            m2 = page[0]
-            if m2["gen"] != meta["gen"]:
+            if page is None or int(page[0]["gen"]) != gen:
                 return None
             journal += page[2]
             self.entries_fetched += len(page[2])
@@ -473,7 +477,7 @@ class WorkflowManager:
                 break
             done.append(e)
         size = sum(len(e.get("args", "")) + len(e.get("result", "")) + 200 for e in done)
-        self._cache.put((wid, gen), done, size)
+        self._cache.put(wid, (gen, done), size)
 
     async def _poll(self, wid: str, gen: int) -> None:
         """One poll: replay the handler until it blocks or finishes (spec §4.2)."""
@@ -747,8 +751,12 @@ class WorkflowManager:
         if r[0] != "ok":
             logger.debug("finish of %s: %s", wid, r[0])
             return None
-        await self._after_finish(wid)
-        return list(r[2:])
+        self._cache.pop(wid)
+        if r[2] == "1":
+            await self._after_finish(wid)
+        else:
+            await self._index("done", wid)
+        return list(r[3:])
 
     async def _after_finish(self, wid: str) -> None:
         """Meet a finished workflow's on_complete obligation: notify the parent's step
@@ -836,7 +844,7 @@ class WorkflowManager:
         old_gen = int(r[1]) - 1
         jobs: list[str] = []
         children: list[str] = []
-        for n, kind, _meta, child in r[2:]:
+        for n, kind, _meta, child in r[3:]:
             if kind in ("function", "sleep"):
                 jobs.append(f"{workflow_id}.s{n}.g{old_gen}")
             elif kind == "workflow" and child:
