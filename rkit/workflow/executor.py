@@ -202,9 +202,28 @@ def _check_delay(run_after: float | None, run_at: float | None) -> None:
 class StepCtx:
     """What a workflow handler receives: every call is a durable, journaled step."""
 
-    def __init__(self, ex: Executor) -> None:
+    def __init__(
+        self,
+        ex: Executor,
+        *,
+        unstable_args: bool = False,
+        retry: bool | RetryPolicy | None = None,
+    ) -> None:
         self._ex = ex
         self.workflow_id = ex.workflow_id
+        self._unstable = unstable_args
+        self._retry = retry
+
+    def with_options(
+        self, *, unstable_args: bool | None = None, retry: bool | RetryPolicy | None = None
+    ) -> StepCtx:
+        """A context whose steps default to these options (an explicit option on a
+        call still wins)."""
+        return StepCtx(
+            self._ex,
+            unstable_args=self._unstable if unstable_args is None else unstable_args,
+            retry=self._retry if retry is None else retry,
+        )
 
     # -- function steps ------------------------------------------------------------
 
@@ -242,7 +261,7 @@ class StepCtx:
             name or fn_name,
             args,
             canonical(args),
-            unstable_args,
+            unstable_args or self._unstable,
             meta,
             inline=mgr.app.get_action(fn_name).fn if inline else None,
         )
@@ -296,6 +315,8 @@ class StepCtx:
         default policy, ``False``: once, ``None``: the manager's default)."""
         if retry is not None and not isinstance(retry, bool | RetryPolicy):
             raise InvalidStepOptions("retry must be a bool or a RetryPolicy")
+        if retry is None:
+            retry = self._retry
         return await self._function(
             "action", fn, args, name, run_after, run_at, False, unstable_args, retry
         )
@@ -321,7 +342,14 @@ class StepCtx:
             meta["at"] = float(run_at)
         elif run_after is not None:
             meta["after"] = float(run_after)
-        req = Request("workflow", name or wf.name, args, canonical(args), unstable_args, meta)
+        req = Request(
+            "workflow",
+            name or wf.name,
+            args,
+            canonical(args),
+            unstable_args or self._unstable,
+            meta,
+        )
         value: T = await self._ex.call(req)
         return value
 

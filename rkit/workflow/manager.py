@@ -537,6 +537,15 @@ class WorkflowManager:
             await self._finish(wid, gen, end, RunResult("failed", error=err))
             return
         value = task.result()
+        if ex.pos < len(ex.journal):
+            e = ex.journal[ex.pos]
+            err = (
+                f"Journal entry mismatch at step {ex.pos}: the handler returned, but the "
+                f"journal has {len(ex.journal) - ex.pos} more step(s), next "
+                f"{canonical({'name': e['name'], 'kind': e['kind']})}"
+            )
+            await self._finish(wid, gen, end, RunResult("failed", error=err))
+            return
         if defn.returns is not None:
             try:
                 value = TypeAdapter(defn.returns).validate_python(value, strict=True)

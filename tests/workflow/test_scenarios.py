@@ -782,3 +782,26 @@ async def test_values_round_trip_exactly(env: Env) -> None:
     got = (await env.wf.status(w)).result
     assert got == [1, v, {"ü": "\u2603", "n": 1 / 7}]
     assert repr(got[1]) == repr(v)
+
+
+# a handler that drops trailing steps is a determinism error too; with_options
+async def test_dropped_steps_and_with_options(env: Env) -> None:
+    keep = {"second": True}
+
+    @env.wf.define(name="drop")
+    async def drop(ctx: StepCtx) -> str:
+        loose = ctx.with_options(unstable_args=True, retry=False)
+        await loose.run_action(env.greet, {"q": keep["second"]})
+        if keep["second"]:
+            await ctx.run_action(env.greet, {"q": 2})
+        return "ok"
+
+    w = await env.wf.start(drop)
+    await env.drain()
+    assert (await env.wf.status(w)).result == "ok"
+    await env.wf.restart(w, from_=2)  # keeps both steps, re-runs the handler
+    assert (await env.wf.status(w)).result == "ok"
+    keep["second"] = False  # step 0's args change too: unstable_args from with_options
+    await env.wf.restart(w, from_=2)
+    st = await env.wf.status(w)
+    assert st.type == "failed" and "1 more step(s)" in (st.error or "")
