@@ -805,3 +805,26 @@ async def test_dropped_steps_and_with_options(env: Env) -> None:
     await env.wf.restart(w, from_=2)
     st = await env.wf.status(w)
     assert st.type == "failed" and "1 more step(s)" in (st.error or "")
+
+
+# a waiting event whose step a restart deletes is free again (never completes the
+# wrong step of the new journal)
+async def test_restart_frees_a_waiting_event(env: Env) -> None:
+    first = {"run": True}
+
+    @env.wf.define(name="gate")
+    async def gate(ctx: StepCtx) -> Any:
+        if not first["run"]:
+            await ctx.run_action(env.greet, {"q": 1})  # the wait moves to step 1
+        return await ctx.await_event("go")
+
+    w = await env.wf.start(gate)
+    await env.wf.cancel(w)
+    first["run"] = False
+    await env.wf.restart(w, from_=0)
+    await env.drain()
+    st = await env.wf.status(w)
+    assert st.running is not None and [s.step_number for s in st.running] == [1]
+    await env.wf.send_event(workflow_id=w, name="go", value="now")
+    await env.drain()
+    assert (await env.wf.status(w)).result == "now"
