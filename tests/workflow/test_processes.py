@@ -106,10 +106,13 @@ def test_500_workflows_survive_a_sigkilled_worker(
     procs = [spawn(cmd, cwd, env) for _ in range(3)]
 
     async def scenario() -> tuple[float, list[Any], list[list[str]]]:
+        t0 = time.time()
         ids, wf = await start_all(redis_url, cwd, n)
+        started = time.time() - t0
         try:
             while r.scard("wfmp:done") < 60:  # noqa: ASYNC110
                 await asyncio.sleep(0.01)
+            first = time.time() - t0
             by_pid = {p.pid: p for p in procs}
             victim = None
             while victim is None:
@@ -127,6 +130,10 @@ def test_500_workflows_survive_a_sigkilled_worker(
                 )
                 await asyncio.sleep(0.05)
             done_after = time.time() - killed_at
+            print(
+                f"\nstarted {n} in {started:.1f} s; 60 done at {first:.1f} s; killed at "
+                f"{killed_at - t0:.1f} s; {r.scard('wfmp:done')} done at {time.time() - t0:.1f} s"
+            )
             statuses = [await wf.status(w) for w in ids]
             return done_after, statuses, await journals(wf, ids)
         finally:
