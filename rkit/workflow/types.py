@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, Generic, Literal, TypeVar
 
 from ..errors import ConfigError, RkitError
@@ -146,7 +146,6 @@ class WorkflowDef(Generic[T]):
     args: type | None = None
     returns: type | None = None
     workpool_options: WorkpoolOptions | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class WorkflowError(RkitError):
