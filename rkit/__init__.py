@@ -65,6 +65,14 @@ from .rate_limit import (
     TokenBucket,
     calculate_rate_limit,
 )
+from .workflow import (
+    RetryPolicy,
+    StepCtx,
+    StepFailed,
+    WorkflowError,
+    WorkflowManager,
+    WorkflowStatus,
+)
 from .workpool import (
     DEFAULT_RETRY_BEHAVIOR,
     Canceled,
@@ -141,6 +149,7 @@ __all__ = [
     "RateLimited",
     "RateLimiter",
     "RetryBehavior",
+    "RetryPolicy",
     "RkitError",
     "RunNotCompleted",
     "RunNotFound",
@@ -149,6 +158,8 @@ __all__ = [
     "ServerClock",
     "SessionConflict",
     "SingleFlightFailed",
+    "StepCtx",
+    "StepFailed",
     "Success",
     "TableAggregate",
     "TestClock",
@@ -156,6 +167,9 @@ __all__ = [
     "TreeAlreadyInitialized",
     "TreeCorrupted",
     "WorkId",
+    "WorkflowError",
+    "WorkflowManager",
+    "WorkflowStatus",
     "Workpool",
     "__version__",
     "calculate_rate_limit",

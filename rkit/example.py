@@ -2,7 +2,9 @@
 
 A signup endpoint limited per IP; welcome emails sent through a work pool whose
 retries (with backoff) wait out a per-user email limit; a leaderboard on the
-aggregate; who is online in a room with presence.
+aggregate; who is online in a room with presence; a durable signup workflow
+(welcome email step, then a wait for the user's confirmation event) whose steps the
+admin API shows at ``/workflows/<id>/steps``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from rkit import (
     TokenBucket,
     Workpool,
 )
+from rkit.workflow import StepCtx, WorkflowManager
 
 app = App(namespace="example")
 
@@ -36,6 +39,7 @@ limiter = RateLimiter(
 emails = Workpool(app, "emails", max_parallelism=2, keep_result_ms=60 * SECOND)
 scores: DirectAggregate[float] = DirectAggregate(app, "scores")
 presence = Presence(app)
+workflows = WorkflowManager(app)
 
 
 @app.action(name="example.send_welcome")
@@ -46,6 +50,37 @@ async def send_welcome(user: str) -> str:
     if not res.ok:
         raise RuntimeError(f"email limit for {user}: retry in {res.retry_after:.0f} ms")
     return f"welcome email sent to {user}"
+
+
+@workflows.define(name="example.signup")
+async def signup_flow(ctx: StepCtx, user: str) -> str:
+    """Signup -> welcome email (a step on the workflow's pool, retried) -> wait for
+    the confirmation event (sent by the demo below, or POST /workflows/<id>/events)."""
+    await ctx.run_action(send_welcome, {"user": user}, retry=True)
+    confirmation = await ctx.await_event("confirmed")
+    return f"{user} confirmed via {confirmation['via']}"
+
+
+async def _workflow_demo() -> list[str]:
+    wid = await workflows.start(signup_flow, {"user": "grace@example.com"})
+    for _ in range(600):  # the welcome step runs on the worker
+        st = await workflows.status(wid)
+        if st.running and st.running[0].kind == "event":
+            break
+        await asyncio.sleep(0.05)
+    await workflows.send_event(workflow_id=wid, name="confirmed", value={"via": "email link"})
+    for _ in range(600):
+        st = await workflows.status(wid)
+        if st.type != "inProgress":
+            break
+        await asyncio.sleep(0.05)
+    steps = (await workflows.list_steps(wid)).page
+    lines = [f"workflow {wid} ({len(steps)} steps, GET /workflows/{wid}/steps):"]
+    for step in steps:
+        outcome = step.result.kind if step.result else "running"
+        lines.append(f"  step {step.step_number} {step.kind} {step.name!r}: {outcome}")
+    lines.append(f"workflow {st.type}: {st.result if st.type == 'completed' else st.error}")
+    return lines
 
 
 async def _outcome(work_id: str, timeout_s: float = 30) -> str:
@@ -95,4 +130,5 @@ async def demo(app: App = app) -> list[str]:
     online = [e.user_id for e in await presence.list(ada.room_token) if e.online]
     lines.append(f"online in lobby: {', '.join(online)}")
     await presence.disconnect(ada.session_token)
+    lines += await _workflow_demo()
     return lines

@@ -33,6 +33,8 @@ def test_rkit_dev_runs_the_example_on_embedded_redis() -> None:
     assert re.search(r"after [2-6] attempts -> welcome", out)  # retried by the pool
     assert "leaderboard: 3 players, 80 points; top ada, cy ranks #2" in out
     assert "online in lobby: ada, bob" in out
+    assert "step 1 event 'confirmed': success" in out  # the signup workflow's steps
+    assert "workflow completed: grace@example.com confirmed via email link" in out
 
 
 def test_load_app_errors() -> None:
