@@ -861,7 +861,8 @@ class WorkflowManager:
             elif kind == "workflow":
                 children.append(_child_id(workflow_id, int(n), old_gen))
         if jobs:
-            name = await self.app.redis.hget(self._keys(workflow_id)[0], "name")
+            redis: Any = self.app.redis
+            name = await redis.hget(self._keys(workflow_id)[0], "name")
             await self.pool_for(name or "").cancel_many(jobs)
         for child in children:
             try:
@@ -1081,7 +1082,7 @@ class WorkflowManager:
             lo, hi = (f"({cursor}", "+inf") if order == "asc" else ("-inf", f"({cursor}")
         else:
             lo, hi = "-inf", "+inf"
-        r = self.app.redis
+        r: Any = self.app.redis
         if order == "asc":
             rows = await r.zrangebyscore(key, lo, hi, start=0, num=num_items + 1, withscores=True)
         else:
