@@ -39,6 +39,8 @@ from .errors import (
     is_non_retryable_error,
     is_rate_limit_error,
 )
+from .logs import JsonFormatter, configure_json_logs
+from .operator import OperatorHooks, Panel, RowAction, Sample, Section, operator_hooks
 from .presence import Presence, PresenceEntry, PresenceSession
 from .rate_limit import (
     DAY,
@@ -99,6 +101,7 @@ __all__ = [
     "FunctionNotRegistered",
     "Hit",
     "InvalidNodeSize",
+    "JsonFormatter",
     "KeyEncodingError",
     "KeyExistsError",
     "KeyNotFoundError",
@@ -109,6 +112,8 @@ __all__ = [
     "NotFound",
     "OffsetOutOfRange",
     "OnCompleteArgs",
+    "OperatorHooks",
+    "Panel",
     "PayloadTooLarge",
     "Pending",
     "PendingOperationsError",
@@ -126,9 +131,12 @@ __all__ = [
     "RateLimiter",
     "RetryBehavior",
     "RkitError",
+    "RowAction",
     "RunNotCompleted",
     "RunNotFound",
     "Running",
+    "Sample",
+    "Section",
     "SerializationError",
     "ServerClock",
     "SessionConflict",
@@ -143,6 +151,8 @@ __all__ = [
     "Workpool",
     "__version__",
     "calculate_rate_limit",
+    "configure_json_logs",
     "is_non_retryable_error",
     "is_rate_limit_error",
+    "operator_hooks",
 ]
