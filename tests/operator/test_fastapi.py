@@ -158,6 +158,6 @@ async def test_lifespan_opens_and_closes_the_app(app: App) -> None:
 async def test_lifespan_fails_at_startup_without_redis() -> None:
     dead = App("redis://127.0.0.1:1/0", namespace="dead")
     api = FastAPI(lifespan=lifespan(dead))
-    with pytest.raises(Exception, match="(?i)connect"):
+    with pytest.raises(Exception, match=r"(?i)connect"):
         async with api.router.lifespan_context(api):
             pass  # pragma: no cover

@@ -77,7 +77,9 @@ async def test_workpool_counts_are_exact(app: App, client: httpx.AsyncClient) ->
     assert not any(k[0].startswith("rkit_workpool") for k in m)  # no pool yet
     for i in range(7):
         await pool.enqueue("ok", {"i": i})
-    await pool.enqueue("boom", {}, retry=RetryBehavior(max_attempts=2, initial_backoff_ms=10, base=2))
+    await pool.enqueue(
+        "boom", {}, retry=RetryBehavior(max_attempts=2, initial_backoff_ms=10, base=2)
+    )
     canceled = await pool.enqueue("ok", {"i": 99}, run_after=60_000)
     await pool.cancel(canceled)
     m = await scrape(client)
