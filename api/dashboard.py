@@ -95,7 +95,7 @@ def _esc(v: Any) -> str:
 
 
 def _attr_json(v: Any) -> str:
-    return html.escape(json.dumps(v, separators=(",", ":")), quote=True)
+    return html.escape(json.dumps(v, separators=(",", ":"), default=str), quote=True)
 
 
 def _render_section(kind: str, s: Mapping[str, Any]) -> str:

@@ -9,6 +9,7 @@ their own with :meth:`rkit.operator.OperatorHooks.add_metrics`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -24,7 +25,7 @@ from rkit.action_cache import _Store, cache_names
 from rkit.aggregate import Aggregate, ns_member
 from rkit.operator import Sample, operator_hooks
 from rkit.presence import Presence
-from rkit.rate_limit import RateLimiter
+from rkit.rate_limit import RateLimiter, read_counts
 from rkit.retrier import ActionRetrier
 from rkit.workpool import Workpool, pool_names
 
@@ -63,7 +64,10 @@ def _c(name: str, help: str, value: float, /, **labels: str) -> Sample:
 
 
 async def _pool_samples(pool: Workpool, kind: str, capped: bool) -> list[Sample]:
-    d = await pool.diagnostics()
+    if capped:
+        d, cfg = await asyncio.gather(pool.diagnostics(), pool.get_config())
+    else:
+        d, cfg = await pool.diagnostics(), None
     lab = {"pool": pool.name, "kind": kind}
     out = [
         _c(metric, help, d.stats.get(field, 0), **lab)
@@ -81,8 +85,7 @@ async def _pool_samples(pool: Workpool, kind: str, capped: bool) -> list[Sample]
             **lab,
         ),
     ]
-    if capped:
-        cfg = await pool.get_config()
+    if cfg is not None:
         out.append(_g("rkit_workpool_slots", "max_parallelism (slots)", cfg.max_parallelism, **lab))
     return out
 
@@ -92,12 +95,17 @@ async def builtin_samples(app: App) -> list[Sample]:
     namespace's index), retriers, action cache names, presence instances, aggregates
     and rate limits constructed on ``app``."""
     out: list[Sample] = []
-    for name in await pool_names(app):
-        out += await _pool_samples(Workpool.view(app, name), "workpool", capped=True)
-    for retrier in app.components.of_kind("retrier", ActionRetrier):
-        out += await _pool_samples(retrier.workpool, "retrier", capped=False)
-    for cname in await cache_names(app):
-        s = await _Store(app, cname).stats_of()
+    # independent reads run concurrently (one round trip each, over the pool)
+    reads = [_pool_samples(Workpool.view(app, n), "workpool", True) for n in await pool_names(app)]
+    reads += [
+        _pool_samples(r.workpool, "retrier", False)
+        for r in app.components.of_kind("retrier", ActionRetrier)
+    ]
+    for found in await asyncio.gather(*reads):
+        out += found
+    names = await cache_names(app)
+    stats = await asyncio.gather(*(_Store(app, n).stats_of() for n in names))
+    for cname, s in zip(names, stats, strict=True):
         out += [
             _c("rkit_cache_hits", "Fetches answered from the cache", s.hits, cache=cname),
             _c("rkit_cache_misses", "Fetches that ran the action", s.misses, cache=cname),
@@ -135,7 +143,16 @@ async def builtin_samples(app: App) -> list[Sample]:
                 _g("rkit_aggregate_sum", "Sum of the tree's values", st["sum"], **lab),
                 _g("rkit_aggregate_height", "Height of the tree", st["height"], **lab),
             ]
-    for limiter in app.components.of_kind("rate_limit", RateLimiter):
+    limiters = app.components.of_kind("rate_limit", RateLimiter)
+    for limiter in limiters:
+        await limiter.flush_counts()  # this process's own, not yet written
+    for lname, (allowed, limited) in (await read_counts(app)).items():
+        lab = {"name": lname or "(other)"}
+        out += [
+            _c("rkit_rate_limit_allowed", "limit() calls allowed", allowed, **lab),
+            _c("rkit_rate_limit_limited", "limit() calls refused", limited, **lab),
+        ]
+    for limiter in limiters:
         for lname, cfg in limiter.limits.items():
             f = cfg.filled()
             lab = {"limiter": limiter.name, "name": lname}

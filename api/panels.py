@@ -15,7 +15,7 @@ from rkit.action_cache import _Store, cache_names
 from rkit.aggregate import Aggregate, ns_member
 from rkit.operator import Panel, RowAction, Section, operator_hooks
 from rkit.presence import Presence
-from rkit.rate_limit import RateLimiter
+from rkit.rate_limit import RateLimiter, read_counts
 from rkit.retrier import ActionRetrier
 from rkit.workpool import Workpool, check_work_id, pool_names
 
@@ -212,7 +212,11 @@ async def retrier_cancel(app: App, args: dict[str, Any]) -> dict[str, Any]:
 
 async def rate_limit_sections(app: App) -> list[Section]:
     out = []
-    for limiter in app.components.of_kind("rate_limit", RateLimiter):
+    limiters = app.components.of_kind("rate_limit", RateLimiter)
+    for limiter in limiters:
+        await limiter.flush_counts()
+    counts = await read_counts(app) if limiters else {}
+    for limiter in limiters:
         rows = []
         acts = []
         for name, cfg in list(limiter.limits.items())[:ROWS]:
@@ -226,6 +230,8 @@ async def rate_limit_sections(app: App) -> list[Section]:
                     "period_ms": f.period,
                     "capacity": f.effective_capacity,
                     "value": round(v.value, 3),
+                    "allowed": counts.get(name, (0, 0))[0],
+                    "limited": counts.get(name, (0, 0))[1],
                 }
             )
             acts.append(
@@ -242,10 +248,20 @@ async def rate_limit_sections(app: App) -> list[Section]:
             Section(
                 title=limiter.name,
                 stats={"limits": len(limiter.limits)},
-                columns=["name", "kind", "rate", "period_ms", "capacity", "value"],
+                columns=[
+                    "name",
+                    "kind",
+                    "rate",
+                    "period_ms",
+                    "capacity",
+                    "value",
+                    "allowed",
+                    "limited",
+                ],
                 rows=rows,
                 row_actions=acts,
-                note="value: the unkeyed bucket's current units",
+                note="value: the unkeyed bucket's units now; allowed/limited: every "
+                "process's limit() calls of the name",
             )
         )
     return out

@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import inspect
 import math
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
@@ -112,22 +114,32 @@ def limit(
     if key is not None and not isinstance(key, str) and not callable(key):
         raise ConfigError("limit(key=...): a str, a function of the request, or None")
 
+    found_for: weakref.WeakKeyDictionary[App, RateLimiter] = weakref.WeakKeyDictionary()
+    headers_for: dict[int, tuple[Any, dict[str, str]]] = {}  # id(config) -> (config, headers)
+
     async def dependency(request: Request, response: Response) -> RateLimitResult:
         lim = limiter
         if lim is None:
-            lim = _limiter_for(rkit_app(request), name)
+            app = rkit_app(request)
+            lim = found_for.get(app)
             if lim is None:
-                raise RuntimeError(f"no RateLimiter of this App defines the limit {name!r}")
+                lim = _limiter_for(app, name)
+                if lim is None:
+                    raise RuntimeError(f"no RateLimiter of this App defines the limit {name!r}")
+                found_for[app] = lim
         if callable(key):
-            found = key(request)
-            k = await found if inspect.isawaitable(found) else found
+            got = key(request)
+            k = await got if inspect.isawaitable(got) else got
         else:
             k = key
         result = await lim.limit(name, key=k, count=count)
         if not result.ok:
             raise RateLimited(name, result.retry_after if result.retry_after is not None else 0.0)
-        for h, v in rate_limit_headers(lim.limits.get(name)).items():
-            response.headers[h] = v
+        config = lim.limits.get(name)
+        cached = headers_for.get(id(config))
+        if cached is None or cached[0] is not config:
+            cached = headers_for[id(config)] = (config, rate_limit_headers(config))
+        response.headers.update(cached[1])
         return result
 
     return dependency

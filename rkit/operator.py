@@ -103,19 +103,29 @@ class Section:
     note: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: values other than numbers, strings, booleans and ``None``
+        (e.g. datetimes) are shown as their ``str``."""
         rows = list(self.rows)[:MAX_ROWS]
         acts = list(self.row_actions)[: len(rows)]
         return {
             "title": self.title,
-            "stats": dict(self.stats),
+            "stats": {str(k): _cell(v) for k, v in self.stats.items()},
             "columns": list(self.columns),
-            "rows": [dict(r) for r in rows],
+            "rows": [{str(k): _cell(v) for k, v in r.items()} for r in rows],
             "row_actions": [[a.to_dict() for a in row] for row in acts],
             "actions": [a.to_dict() for a in self.actions],
             "series": list(self.series),
             "note": self.note,
             "truncated": len(self.rows) > MAX_ROWS,
         }
+
+
+def _cell(v: Any) -> Any:
+    if v is None or isinstance(v, bool | int | str):
+        return v
+    if isinstance(v, float):
+        return v if math.isfinite(v) else str(v)
+    return str(v)
 
 
 PanelCollect = Callable[[Any], Awaitable[Sequence[Section]]]

@@ -5,7 +5,9 @@ panel and an action that a later component registers through the hooks."""
 
 from __future__ import annotations
 
+import math
 import re
+from datetime import datetime
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -246,7 +248,7 @@ async def test_a_later_component_plugs_in(app: App, client: httpx.AsyncClient) -
                 "nightly",
                 stats={"fired": fired},
                 columns=["cron", "next"],
-                rows=[{"cron": "nightly", "next": "02:00"}],
+                rows=[{"cron": "nightly", "next": datetime(2026, 1, 2, 2, 0), "lag": math.nan}],
                 row_actions=[[RowAction("fire now", "crons.fire", {"cron": "nightly"})]],
                 series=["fired"],
             )
@@ -278,5 +280,8 @@ async def test_a_later_component_plugs_in(app: App, client: httpx.AsyncClient) -
     )
     assert r.json()["result"] == {"fired": 1}
     data = (await client.get("/dashboard/data")).json()
+    (nightly,) = next(p for p in data["panels"] if p["kind"] == "crons")["sections"]
+    assert nightly["rows"] == [{"cron": "nightly", "next": "2026-01-02 02:00:00", "lag": "nan"}]
+    assert nightly["stats"] == {"fired": 1}
     kinds = [p["kind"] for p in data["panels"]]
     assert kinds.index("workpool") < kinds.index("crons") < kinds.index("broken")
