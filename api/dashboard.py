@@ -6,7 +6,8 @@
   changing the token ends every session.
 * The page is server-rendered HTML; a small script (``static/dashboard.js``, shipped
   in the wheel, no CDN, no build step) re-fetches the rendered panels every two
-  seconds (``GET /dashboard/panels``), plots counters' throughput from those polls,
+  seconds (``GET /dashboard/panels``; ``?poll=<ms>`` on the page's URL changes it),
+  plots counters' throughput from those polls,
   and calls actions.
 * Actions (``POST /dashboard/actions/<name>``: cancel work, replay a dead letter,
   reset a limit, and whatever components registered) need the session cookie *and*
@@ -46,6 +47,10 @@ logger = logging.getLogger("rkit.api.dashboard")
 COOKIE = "rkit_dashboard"
 SESSION_SECONDS = 12 * 3600
 CSRF_HEADER = "x-csrf-token"
+_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
 _STATIC_DIR = Path(__file__).resolve().parent / "static"
 _STATIC = {"dashboard.js": "text/javascript", "dashboard.css": "text/css"}
 
@@ -86,6 +91,15 @@ class _Sessions:
         return self._mac("c", body)
 
 
+def _json_body(raw: bytes) -> Any:
+    """The body as strict JSON, or a 422 (``create_api``'s body guard has usually
+    refused it already)."""
+    try:
+        return strict_json(raw.decode("utf-8") or "null")
+    except (ValueError, RecursionError):  # also JSONDecodeError, UnicodeDecodeError
+        raise HTTPException(422, detail="the body must be JSON") from None
+
+
 def _esc(v: Any) -> str:
     if v is None:
         return ""
@@ -112,7 +126,7 @@ def _render_section(kind: str, s: Mapping[str, Any]) -> str:
             f'<figure class="spark"><svg data-spark="{_esc(key)}#{_esc(name)}" '
             f'data-value="{_esc(value)}" viewBox="0 0 200 40" width="200" height="40" '
             f'role="img" aria-label="{_esc(name)} per poll"></svg>'
-            f"<figcaption>{_esc(name)} per 2 s, last minutes</figcaption></figure>"
+            f"<figcaption>{_esc(name)} per poll, last 5 minutes</figcaption></figure>"
         )
     if s["actions"]:
         out.append('<p class="actions">')
@@ -241,7 +255,12 @@ def router(app: App, *, admin_token: str | None) -> APIRouter:
 
     @r.get("", response_class=HTMLResponse)
     async def page(request: Request) -> HTMLResponse:
-        headers = {"Cache-Control": "no-store", "X-Frame-Options": "DENY"}
+        headers = {
+            "Cache-Control": "no-store",
+            "X-Frame-Options": "DENY",
+            "Content-Security-Policy": _CSP,
+            "Referrer-Policy": "no-referrer",
+        }
         body = session(request)
         if body is None:
             disabled = ""
@@ -265,7 +284,7 @@ def router(app: App, *, admin_token: str | None) -> APIRouter:
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if ctype != "application/json":  # a cross-site form cannot send JSON unasked
             raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, detail="send JSON")
-        data = strict_json((await request.body()).decode("utf-8") or "null")
+        data = _json_body(await request.body())
         given = data.get("token") if isinstance(data, dict) else None
         if not sessions.check_token(given):
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="wrong admin token")
@@ -306,8 +325,8 @@ def router(app: App, *, admin_token: str | None) -> APIRouter:
         found = operator_hooks(app).action(name)
         if found is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no dashboard action {name!r}")
-        raw = (await request.body()).decode("utf-8")
-        args = strict_json(raw) if raw else {}
+        raw = await request.body()
+        args = _json_body(raw) if raw else {}
         if not isinstance(args, dict):
             raise HTTPException(422, detail="the body must be a JSON object of arguments")
         try:

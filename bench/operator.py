@@ -38,7 +38,7 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rkit import ActionCache, App, RateLimiter, TokenBucket, Workpool
-from rkit.api import create_api
+from rkit import api as admin_api
 from rkit.fastapi import add_exception_handlers, limit
 
 RATE = 10**9  # never limited: the cost of a decision, not of refusals
@@ -158,7 +158,7 @@ async def main(args: argparse.Namespace) -> None:
             cache = ActionCache(app, value, name=f"cache-{i}")
             for x in range(10):
                 await cache.fetch({"x": x})
-        admin = create_api(app, admin_token="tok")
+        admin = admin_api.create_api(app, admin_token="tok")
         scrape_client = httpx.AsyncClient(
             transport=httpx.ASGITransport(app=admin), base_url="http://b"
         )

@@ -3,8 +3,10 @@
 // Plain fetch, no dependencies, no build step.
 (function () {
   "use strict";
-  var POLL_MS = 2000;
-  var KEEP = 150; // points per chart: 5 minutes of 2 s polls
+  // ?poll=<ms> (at least 250) changes the refresh period; default 2 s
+  var asked = parseInt(new URLSearchParams(window.location.search).get("poll"), 10);
+  var POLL_MS = asked >= 250 ? asked : 2000;
+  var KEEP = Math.min(600, Math.round(300000 / POLL_MS)); // points per chart: 5 minutes
   var history = {}; // "kind/section#stat" -> [values]
 
   function csrf() {

@@ -111,7 +111,7 @@ async def test_dashboard_in_chromium(served: tuple[App, str]) -> None:
     driver = await asyncio.to_thread(_driver)
     try:
         # no token: the login form, and none of the data
-        await asyncio.to_thread(driver.get, f"{base}/dashboard")
+        await asyncio.to_thread(driver.get, f"{base}/dashboard?poll=300")
         body = await asyncio.to_thread(lambda: driver.find_element(By.TAG_NAME, "body").text)
         assert "Admin token" in body and "jobs" not in driver.page_source
         assert not driver.find_elements(By.CSS_SELECTOR, "[data-section]")
@@ -145,16 +145,30 @@ async def test_dashboard_in_chromium(served: tuple[App, str]) -> None:
             # cancel the pending item with its button (confirm dialog accepted)
             row = f'[data-section="{sec}"] button[data-action="workpool.cancel"]'
             row += f'[data-args*="{ids[3]}"]'
-            button = await until(lambda: driver.find_element(By.CSS_SELECTOR, row), "button")
-            await asyncio.to_thread(button.click)
-            await asyncio.to_thread(lambda: driver.switch_to.alert.accept())
+
+            def click() -> bool:
+                """Click and accept the confirm dialog; a click that landed as a poll
+                replaced the panels brings no dialog: False, click again."""
+                from selenium.common.exceptions import TimeoutException
+                from selenium.webdriver.support import expected_conditions
+                from selenium.webdriver.support.ui import WebDriverWait
+
+                driver.find_element(By.CSS_SELECTOR, row).click()
+                try:
+                    WebDriverWait(driver, 1).until(expected_conditions.alert_is_present())
+                except TimeoutException:
+                    return False
+                driver.switch_to.alert.accept()
+                return True
+
+            await until(click, "the cancel button and its dialog")
             await until(
                 lambda: (
                     stat(driver, sec, "pending") == "0" and stat(driver, sec, "canceled") == "1"
                 ),
                 "canceled",
             )
-            assert "outcome" in driver.find_element(By.ID, "flash").text
+            await until(lambda: "canceled" in driver.find_element(By.ID, "flash").text, "flash")
             for i in (1, 2):
                 gates[i].set()
             await until(lambda: stat(driver, sec, "running") == "0", "all done")

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import datetime
 from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -84,6 +84,14 @@ async def test_without_the_token_only_the_login_form(app: App, client: httpx.Asy
         headers={"content-type": "application/x-www-form-urlencoded"},
     )
     assert r.status_code == 415  # a cross-site form post cannot sign in
+    for bad in (b"{", b"\xff", b'{"token": NaN}', b"[1]"):
+        r = await client.post(
+            "/dashboard/login", content=bad, headers={"content-type": "application/json"}
+        )
+        assert r.status_code in (401, 422) and "set-cookie" not in r.headers, bad
+    page = await client.get("/dashboard")
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    assert page.headers["x-frame-options"] == "DENY"
     # a forged cookie is no session
     client.cookies.set("rkit_dashboard", "9999999999.abc.00", path="/dashboard")
     assert (await client.get("/dashboard/data")).status_code == 401
@@ -285,3 +293,18 @@ async def test_a_later_component_plugs_in(app: App, client: httpx.AsyncClient) -
     assert nightly["stats"] == {"fired": 1}
     kinds = [p["kind"] for p in data["panels"]]
     assert kinds.index("workpool") < kinds.index("crons") < kinds.index("broken")
+
+
+async def test_sessions_survive_an_api_restart(app: App) -> None:
+    """Sessions are signed, not stored: a restarted (or another) API process with the
+    same token accepts the cookie; one with another token does not."""
+    async with await make_client(app) as first:
+        await login(first)
+        cookie = first.cookies.get("rkit_dashboard")
+    assert cookie
+    async with await make_client(app) as second:
+        second.cookies.set("rkit_dashboard", cookie, path="/dashboard")
+        assert (await second.get("/dashboard/data")).status_code == 200
+    async with await make_client(app, token="another") as third:
+        third.cookies.set("rkit_dashboard", cookie, path="/dashboard")
+        assert (await third.get("/dashboard/data")).status_code == 401

@@ -92,3 +92,22 @@ async def test_names_beyond_the_cap_are_summed(app: App) -> None:
     await script(app.redis, limiter.counts_keys, [2, "a", 1, 0, "b", 2, 1])
     await script(app.redis, limiter.counts_keys, [2, "c", 1, 1, "a", 1, 0, "d", 0, 3])
     assert await read_counts(app) == {"": (1, 4), "a": (2, 0), "b": (2, 1)}
+
+
+async def test_counts_survive_a_failed_add(app: App) -> None:
+    """Redis unreachable while adding: the counts stay in memory and are added by the
+    next flush; the limit calls themselves are not failed by counting."""
+    limiter = RateLimiter(app, LIMITS, name="web")
+    for _ in range(3):
+        await limiter.limit("search")
+    state = app.redis
+    app.redis = App("redis://127.0.0.1:1/0", namespace=app.namespace).redis  # nobody there
+    try:
+        with pytest.raises(Exception, match=r"(?i)connect"):
+            await limiter.flush_counts()
+    finally:
+        await app.redis.aclose()
+        app.redis = state
+    await limiter.limit("search")
+    await limiter.flush_counts()
+    assert await read_counts(app) == {"search": (4, 0)}
