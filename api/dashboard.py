@@ -120,6 +120,14 @@ def _render_section(kind: str, s: Mapping[str, Any]) -> str:
         for k, v in s["stats"].items():
             out.append(f'<div><dt>{_esc(k)}</dt><dd data-stat="{_esc(k)}">{_esc(v)}</dd></div>')
         out.append("</dl>")
+    for label, (done, total) in s.get("progress", {}).items():
+        ok = isinstance(done, int | float) and isinstance(total, int | float) and total > 0
+        pct = f"{min(1.0, max(0.0, done / total)):.0%}" if ok else "?"
+        out.append(
+            f'<div class="progress" data-progress="{_esc(label)}"><span>{_esc(label)}</span>'
+            f'<progress value="{_esc(done if ok else 0)}" max="{_esc(total if ok else 1)}">'
+            f"{pct}</progress><span>{_esc(done)} / {_esc(total)} ({pct})</span></div>"
+        )
     for name in s["series"]:
         value = s["stats"].get(name, 0)
         out.append(

@@ -89,8 +89,8 @@ class RowAction:
 class Section:
     """One block of a panel: headline numbers (``stats``), an optional table
     (``columns`` and ``rows``, each row a mapping of column to value, with its row
-    actions) and, for counters worth charting, ``series``: names of stats whose
-    per-poll increase the dashboard plots as a small throughput chart."""
+    actions), progress bars and, for counters worth charting, ``series``: names of
+    stats whose per-poll increase the dashboard plots as a small throughput chart."""
 
     title: str
     stats: Mapping[str, float | int | str | None] = field(default_factory=dict)
@@ -100,6 +100,8 @@ class Section:
     actions: Sequence[RowAction] = ()
     """Buttons of the whole section (e.g. "reset this limit")."""
     series: Sequence[str] = ()
+    progress: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    """Progress bars: label -> (done, total), e.g. a migration's batches."""
     note: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -115,6 +117,7 @@ class Section:
             "row_actions": [[a.to_dict() for a in row] for row in acts],
             "actions": [a.to_dict() for a in self.actions],
             "series": list(self.series),
+            "progress": {str(k): [_cell(d), _cell(t)] for k, (d, t) in self.progress.items()},
             "note": self.note,
             "truncated": len(self.rows) > MAX_ROWS,
         }

@@ -259,6 +259,7 @@ async def test_a_later_component_plugs_in(app: App, client: httpx.AsyncClient) -
                 rows=[{"cron": "nightly", "next": datetime(2026, 1, 2, 2, 0), "lag": math.nan}],
                 row_actions=[[RowAction("fire now", "crons.fire", {"cron": "nightly"})]],
                 series=["fired"],
+                progress={"backfill": (3, 4)},
             )
         ]
 
@@ -279,6 +280,7 @@ async def test_a_later_component_plugs_in(app: App, client: httpx.AsyncClient) -
     assert 'data-section="crons/nightly"' in html and 'data-action="crons.fire"' in html
     assert "could not read: RuntimeError" in html
     assert 'data-spark="crons/nightly#fired"' in html
+    assert '<progress value="3" max="4">75%</progress>' in html
     r = await client.post(
         "/dashboard/actions/crons.fire", json={"cron": "x"}, headers={"X-CSRF-Token": csrf}
     )

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from rkit import ActionCache, App, JsonFormatter, Workpool, configure_json_logs
+from rkit import ActionCache, App, JsonFormatter, Presence, Workpool, configure_json_logs
 from rkit.logs import SCHEMA_KEYS
 from rkit.retrier import ActionRetrier
 from rkit.testing import run_until_idle
@@ -117,3 +117,11 @@ def test_foreign_fields_stay_json() -> None:
     assert obj["component"] == "x" and obj["instance"] == "p" and obj["ids"] == {"room_id": "5"}
     assert obj["message"] == "odd fields" and obj["fields"]["obj"].startswith("<object")
     assert obj["event"] is None and obj["duration_ms"] is None
+
+
+async def test_presence_events(app: App, logs: io.StringIO) -> None:
+    presence = Presence(app, name="chat")
+    assert not await presence.remove_room_user("lobby", "ghost")
+    (e,) = [e for e in parsed(logs) if e["component"] == "presence"]
+    assert (e["instance"], e["event"], e["level"]) == ("chat", "no_record", "WARNING")
+    assert e["ids"] == {"room_id": "lobby", "user_id": "ghost"}
