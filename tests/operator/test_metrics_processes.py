@@ -47,6 +47,11 @@ async def job(i: int) -> int:
         if i >= 12 or await app.redis.scard("mpm:pids") >= 2:
             break
         await asyncio.sleep(0.02)
+    # jobs 6..11 also wait until the test has scraped the run midway
+    for _ in range(1500):
+        if not 6 <= i < 12 or await app.redis.exists("mpm:go"):
+            break
+        await asyncio.sleep(0.02)
     await asyncio.sleep(0.005)
     return i
 
@@ -98,8 +103,9 @@ async def test_scrape_counts_two_workers_exactly(tmp_path: Path, redis_url: str)
                 started = m["rkit_workpool_jobs_started_total"]
                 assert done + m["rkit_workpool_jobs_retried_total"] <= started
                 assert m["rkit_workpool_running"] <= 12
-                if 0 < done < total:
-                    seen_midway = True
+                if 0 < done < total and not seen_midway:
+                    seen_midway = True  # the held jobs (6..11) may finish now
+                    await app.redis.set("mpm:go", 1)
                 if done == total:
                     break
                 for p in procs:
