@@ -7,6 +7,7 @@ their arguments before anything is written."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import Any
 
@@ -48,87 +49,91 @@ def _only(args: Mapping[str, Any], *fields: str) -> None:
 
 
 async def workpool_sections(app: App) -> list[Section]:
+    """One section per pool (and one for its dead letters when it has some); the
+    pools are read concurrently."""
+    found = await asyncio.gather(*(_pool_sections(app, n) for n in await pool_names(app)))
+    return [section for sections in found for section in sections]
+
+
+async def _pool_sections(app: App, name: str) -> list[Section]:
     out: list[Section] = []
-    for name in await pool_names(app):
-        pool = Workpool.view(app, name)
-        d = await pool.diagnostics()
-        cfg = await pool.get_config()
-        running = await pool.running(limit=ROWS)
-        pending = await pool.pending(limit=PENDING_SCAN)
-        retrying = sum(1 for p in pending if p["previous_attempts"] > 0)
-        stats: dict[str, Any] = {
-            "running": d.running,
-            "pending": d.waiting,
-            "due": d.due,
-            "retrying": retrying,
-            "dead_letters": d.dlq,
-            "slots": cfg.max_parallelism,
-            "completed": d.stats.get("completed", 0),
-            "succeeded": d.stats.get("succeeded", 0),
-            "failed": d.stats.get("failed", 0),
-            "canceled": d.stats.get("canceled", 0),
-        }
-        rows: list[dict[str, Any]] = []
-        acts: list[list[RowAction]] = []
-        for r in running:
-            rows.append(
-                {
-                    "work_id": r.work_id,
-                    "fn_name": r.fn_name,
-                    "state": r.state,
-                    "attempts": r.attempts,
-                    "worker": r.worker or "",
-                }
-            )
-        for p in pending[: max(0, ROWS - len(rows))]:
-            rows.append(
-                {
-                    "work_id": p["work_id"],
-                    "fn_name": p["fn_name"],
-                    "state": "retrying" if p["previous_attempts"] else "pending",
-                    "attempts": p["previous_attempts"],
-                    "worker": "",
-                }
-            )
-        for row in rows:
-            args = {"pool": name, "work_id": row["work_id"]}
-            acts.append([RowAction("cancel", "workpool.cancel", args, confirm="Cancel this work?")])
+    pool = Workpool.view(app, name)
+    d, cfg, running, pending = await asyncio.gather(
+        pool.diagnostics(),
+        pool.get_config(),
+        pool.running(limit=ROWS),
+        pool.pending(limit=PENDING_SCAN),
+    )
+    retrying = sum(1 for p in pending if p["previous_attempts"] > 0)
+    stats: dict[str, Any] = {
+        "running": d.running,
+        "pending": d.waiting,
+        "due": d.due,
+        "retrying": retrying,
+        "dead_letters": d.dlq,
+        "slots": cfg.max_parallelism,
+        "completed": d.stats.get("completed", 0),
+        "succeeded": d.stats.get("succeeded", 0),
+        "failed": d.stats.get("failed", 0),
+        "canceled": d.stats.get("canceled", 0),
+    }
+    rows: list[dict[str, Any]] = []
+    acts: list[list[RowAction]] = []
+    for r in running:
+        rows.append(
+            {
+                "work_id": r.work_id,
+                "fn_name": r.fn_name,
+                "state": r.state,
+                "attempts": r.attempts,
+                "worker": r.worker or "",
+            }
+        )
+    for p in pending[: max(0, ROWS - len(rows))]:
+        rows.append(
+            {
+                "work_id": p["work_id"],
+                "fn_name": p["fn_name"],
+                "state": "retrying" if p["previous_attempts"] else "pending",
+                "attempts": p["previous_attempts"],
+                "worker": "",
+            }
+        )
+    for row in rows:
+        args = {"pool": name, "work_id": row["work_id"]}
+        acts.append([RowAction("cancel", "workpool.cancel", args, confirm="Cancel this work?")])
+    out.append(
+        Section(
+            title=name,
+            stats=stats,
+            columns=["work_id", "fn_name", "state", "attempts", "worker"],
+            rows=rows,
+            row_actions=acts,
+            series=["completed"],
+            note=f"retrying counts the first {PENDING_SCAN} pending items",
+        )
+    )
+    if d.dlq:
+        dead = await pool.dead_letters(limit=ROWS)
         out.append(
             Section(
-                title=name,
-                stats=stats,
-                columns=["work_id", "fn_name", "state", "attempts", "worker"],
-                rows=rows,
-                row_actions=acts,
-                series=["completed"],
-                note=f"retrying counts the first {PENDING_SCAN} pending items",
+                title=f"{name} · dead letters",
+                columns=["work_id", "fn_name", "on_complete", "error"],
+                rows=[
+                    {
+                        "work_id": x.work_id,
+                        "fn_name": x.fn_name,
+                        "on_complete": x.on_complete,
+                        "error": x.error,
+                    }
+                    for x in dead
+                ],
+                row_actions=[
+                    [RowAction("replay", "workpool.replay", {"pool": name, "work_id": x.work_id})]
+                    for x in dead
+                ],
             )
         )
-        if d.dlq:
-            dead = await pool.dead_letters(limit=ROWS)
-            out.append(
-                Section(
-                    title=f"{name} · dead letters",
-                    columns=["work_id", "fn_name", "on_complete", "error"],
-                    rows=[
-                        {
-                            "work_id": x.work_id,
-                            "fn_name": x.fn_name,
-                            "on_complete": x.on_complete,
-                            "error": x.error,
-                        }
-                        for x in dead
-                    ],
-                    row_actions=[
-                        [
-                            RowAction(
-                                "replay", "workpool.replay", {"pool": name, "work_id": x.work_id}
-                            )
-                        ]
-                        for x in dead
-                    ],
-                )
-            )
     return out
 
 
