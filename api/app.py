@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rkit import App, ConfigError
 
-from . import action_cache, aggregate, presence, rate_limits, workpool
+from . import action_cache, aggregate, dashboard, metrics, presence, rate_limits, workpool
 from .auth import RequireAdmin, resolve_token
 from .validation import (
     MAX_BODY_BYTES,
@@ -33,7 +33,8 @@ def create_api(
     title: str = "rkit admin",
     max_body_bytes: int = MAX_BODY_BYTES,
 ) -> FastAPI:
-    """A FastAPI app serving ``/health`` and the admin routes for ``app``'s components:
+    """A FastAPI app serving ``/health``, ``/metrics``, ``/dashboard`` and the admin
+    routes for ``app``'s components:
     the built-in kinds' routers, and every router a component registered with
     ``app.components.add_router`` (behind the admin token; those added with
     ``public=True``, vendor webhooks verifying their own signatures, without it).
@@ -42,7 +43,8 @@ def create_api(
     :mod:`rkit.api.validation`); invalid input is a 4xx that never echoes it."""
     api = FastAPI(title=title)
     api.state.rkit = app
-    admin = RequireAdmin(resolve_token(admin_token))
+    token = resolve_token(admin_token)
+    admin = RequireAdmin(token)
     guard = [Depends(admin)]
     api.add_exception_handler(RequestValidationError, validation_error_handler)
     api.add_exception_handler(ConfigError, config_error_handler)
@@ -53,7 +55,7 @@ def create_api(
         BodyGuard,
         guard=admin,
         open_paths={p for p in open_paths if p},
-        open_prefixes=tuple(prefix.rstrip("/") + "/" for prefix in public),
+        open_prefixes=(*(prefix.rstrip("/") + "/" for prefix in public), "/dashboard/"),
         max_body_bytes=max_body_bytes,
     )
     add_redis_error_handlers(api)
@@ -87,6 +89,10 @@ def create_api(
     api.include_router(aggregate.router(app), prefix="/aggregates", dependencies=guard)
     api.include_router(workpool.router(app), prefix="/workpools", dependencies=guard)
     api.include_router(workpool.retrier_router(app), prefix="/retriers", dependencies=guard)
+    # operator surface: /metrics (behind the token: Prometheus sends it as a bearer
+    # token) and /dashboard (its own login: a session cookie made from the token)
+    api.include_router(metrics.router(app), dependencies=guard)
+    api.include_router(dashboard.router(app, admin_token=token), prefix="/dashboard")
     # routers that other components registered with the App ("module:function")
     for prefix, ref in sorted(app.components.routers().items()):
         module, _, attr = ref.partition(":")

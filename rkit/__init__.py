@@ -48,6 +48,8 @@ from .integrations.workos import (
     AuthKitEvent,
     InvalidToken,
 )
+from .logs import JsonFormatter, configure_json_logs
+from .operator import OperatorHooks, Panel, RowAction, Sample, Section, operator_hooks
 from .presence import Presence, PresenceEntry, PresenceSession
 from .rate_limit import (
     DAY,
@@ -123,6 +125,7 @@ __all__ = [
     "Hit",
     "InvalidNodeSize",
     "InvalidToken",
+    "JsonFormatter",
     "KeyEncodingError",
     "KeyExistsError",
     "KeyNotFoundError",
@@ -133,6 +136,8 @@ __all__ = [
     "NotFound",
     "OffsetOutOfRange",
     "OnCompleteArgs",
+    "OperatorHooks",
+    "Panel",
     "PayloadTooLarge",
     "Pending",
     "PendingOperationsError",
@@ -151,9 +156,12 @@ __all__ = [
     "RetryBehavior",
     "RetryPolicy",
     "RkitError",
+    "RowAction",
     "RunNotCompleted",
     "RunNotFound",
     "Running",
+    "Sample",
+    "Section",
     "SerializationError",
     "ServerClock",
     "SessionConflict",
@@ -173,6 +181,8 @@ __all__ = [
     "Workpool",
     "__version__",
     "calculate_rate_limit",
+    "configure_json_logs",
     "is_non_retryable_error",
     "is_rate_limit_error",
+    "operator_hooks",
 ]

@@ -415,6 +415,10 @@ class Presence:
 
     # -- heartbeat -----------------------------------------------------------------------
 
+    def _ev(self, event: str, **ids: str) -> dict[str, str]:
+        """Structured-log fields of a presence event (see :mod:`rkit.logs`)."""
+        return {"component": "presence", "instance": self.name, "event": event, **ids}
+
     async def heartbeat(
         self, room_id: str, user_id: str, session_id: str, interval: float | None = None
     ) -> HeartbeatResult:
@@ -607,7 +611,12 @@ class Presence:
         encoded = "" if data is None else codec.dumps(data, what="presence data")
         res = await self._room("update", room_id, user_id, "0" if data is None else "1", encoded)
         if res[0] == "0":
-            logger.warning("update_room_user: %r has no presence record in %r", user_id, room_id)
+            logger.warning(
+                "update_room_user: %r has no presence record in %r",
+                user_id,
+                room_id,
+                extra=self._ev("no_record", room_id=room_id, user_id=user_id),
+            )
         return bool(res[0] == "1")
 
     async def disconnect(self, session_token: str) -> DisconnectResult | None:
@@ -620,7 +629,11 @@ class Presence:
         await self._settle_due(room_id, earliest)
         if len(res) < 3:
             if res:
-                logger.warning("disconnect: deleted an orphan session token in %r", room_id)
+                logger.warning(
+                    "disconnect: deleted an orphan session token in %r",
+                    room_id,
+                    extra=self._ev("orphan_token_deleted", room_id=room_id),
+                )
             return None
         return DisconnectResult(room_id, res[0], res[1], res[2] == "1")
 
@@ -632,7 +645,12 @@ class Presence:
         earliest, *res = await self._room("remove_user", room_id, user_id)
         await self._settle_due(room_id, earliest)
         if res[0] != "1":
-            logger.warning("remove_room_user: %r has no presence record in %r", user_id, room_id)
+            logger.warning(
+                "remove_room_user: %r has no presence record in %r",
+                user_id,
+                room_id,
+                extra=self._ev("no_record", room_id=room_id, user_id=user_id),
+            )
             return False
         await self._unindex([(room_id, user_id)])
         return True
@@ -778,7 +796,11 @@ class Presence:
                         gap = float(first[0][1]) - await self.app.server_time()
                         wait = min(poll, max(gap, 1.0))
             except RedisError:
-                logger.exception("presence sweeper %s: Redis error; retrying", self.name)
+                logger.exception(
+                    "presence sweeper %s: Redis error; retrying",
+                    self.name,
+                    extra=self._ev("sweep_failed"),
+                )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), wait / 1000)
         with contextlib.suppress(RedisError):

@@ -9,8 +9,10 @@ unless the App has a test clock. Spec: rate-limiter.md.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import random
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -48,7 +50,15 @@ __all__ = [
     "TokenBucket",
     "calculate_rate_limit",
     "is_rate_limit_error",
+    "read_counts",
 ]
+
+logger = logging.getLogger("rkit.rate_limit")
+
+COUNTS_FLUSH_S = 1.0
+"""How often (at most) a limiter adds its counts of ``limit`` outcomes to Redis."""
+MAX_COUNTED_NAMES = 10_000
+"""Limit names counted separately in Redis (more are counted together under "")."""
 
 SECOND: int = 1_000
 MINUTE: int = 60 * SECOND
@@ -388,6 +398,11 @@ class RateLimiter:
         self._value = scripts.load("rate_limit", "value")
         self._limit_all = scripts.load("rate_limit", "limit_all")
         self._clear_one = scripts.load("rate_limit", "clear_one")
+        self._count_script = scripts.load("rate_limit", "count")
+        stats = app.keys.tag("rl_stats")
+        self.counts_keys = (f"{stats}:allowed", f"{stats}:limited")
+        self._counts: dict[str, list[int]] = {}  # name -> [allowed, limited], not yet added
+        self._counted_at = time.monotonic()
         if name is None:
             n = len(app.components.of_kind("rate_limit")) + 1
             while app.components.get("rate_limit", f"limiter-{n}") is not None:
@@ -696,8 +711,62 @@ class RateLimiter:
         is set, writing nothing. ``detail=True`` fills ``limit``, ``remaining`` and
         ``reset_at`` (for ``RateLimit-*`` headers) from the same script call; not
         with ``spread_shards`` (ConfigError).
+
+        Outcomes are counted per name (``counts``: allowed / limited, for metrics):
+        in this process, added to Redis at most a second later (:meth:`flush_counts`).
         """
-        return await self._run(b"limit", name, key, count, reserve, throws, config, detail)
+        try:
+            res = await self._run(b"limit", name, key, count, reserve, throws, config, detail)
+        except RateLimited:
+            self._tally(name, 1)
+            await self._flush_due()
+            raise
+        self._tally(name, 0 if res.ok else 1)
+        await self._flush_due()
+        return res
+
+    # -- outcome counts (metrics) -------------------------------------------------------
+
+    def _tally(self, name: str, which: int) -> None:
+        c = self._counts.get(name)
+        if c is None:
+            c = self._counts[name] = [0, 0]
+        c[which] += 1
+
+    async def _flush_due(self) -> None:
+        if time.monotonic() - self._counted_at < COUNTS_FLUSH_S:
+            return
+        try:
+            await self.flush_counts()
+        except Exception:  # counting must never fail a limit call that succeeded
+            logger.warning("rate limiter %s: could not add counts to Redis", self.name)
+
+    async def flush_counts(self) -> None:
+        """Add the counts of ``limit`` outcomes this limiter has not written yet to
+        Redis now (otherwise done at most a second after a call; call it at shutdown
+        to lose none). On failure the counts are kept for the next try."""
+        self._counted_at = time.monotonic()
+        if not self._counts:
+            return
+        counts, self._counts = self._counts, {}
+        args: list[str | int] = [MAX_COUNTED_NAMES]
+        for name, (allowed, limited) in counts.items():
+            args += [name, allowed, limited]
+        try:
+            await self._count_script(self.app.redis, self.counts_keys, args)
+        except BaseException:
+            for name, (allowed, limited) in counts.items():
+                c = self._counts.setdefault(name, [0, 0])
+                c[0] += allowed
+                c[1] += limited
+            raise
+
+    async def counts(self) -> dict[str, tuple[int, int]]:
+        """``{name: (allowed, limited)}``: every process's ``limit`` outcomes in this
+        App's namespace (after adding this limiter's own); ``""`` sums the names
+        beyond :data:`MAX_COUNTED_NAMES`."""
+        await self.flush_counts()
+        return await read_counts(self.app)
 
     async def check(
         self,
@@ -928,6 +997,23 @@ class RateLimiter:
 
     def names(self) -> dict[str, TokenBucket | FixedWindow]:
         return dict(self.limits)
+
+
+async def read_counts(app: App) -> dict[str, tuple[int, int]]:
+    """``{name: (allowed, limited)}`` of every limit name counted in ``app``'s
+    namespace (what every process added; see :meth:`RateLimiter.flush_counts`)."""
+    stats = app.keys.tag("rl_stats")
+    redis: Any = app.redis
+    allowed = await redis.hgetall(f"{stats}:allowed")
+    limited = await redis.hgetall(f"{stats}:limited")
+    return {
+        _text(n): (int(allowed.get(n, 0)), int(limited.get(n, 0)))
+        for n in sorted(set(allowed) | set(limited))
+    }
+
+
+def _text(v: Any) -> str:
+    return v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
 
 
 async def _scan_all(redis: Any, pattern: str) -> Any:

@@ -251,6 +251,7 @@ end
 -- the terminal transition and the callback obligation, atomically. `fast`: the
 -- caller delivers the callback itself right away (outbox entry hidden for a lease).
 -- Returns {"DONE", on_complete, context, kind} or {"DONE"}.
+local ATTEMPT_MS = nil -- the ending attempt's run time (set by finish_attempt), for events
 local function finalize(id, wk, kind, payload, fast)
   redis.call("HSET", wk, "state", "finished", "result_kind", kind, "finished_at", rk_fmt(NOW))
   redis.call("HDEL", wk, "lease_until", "worker")
@@ -270,13 +271,15 @@ local function finalize(id, wk, kind, payload, fast)
   count("completed")
   redis.call("ZREM", K_LIVE, id)
   local ev = {work_id = id, fn_name = redis.call("HGET", wk, "label"), completed_at = ms(NOW),
-    attempts = tonumber(redis.call("HGET", wk, "attempts")), status = kind}
+    attempts = tonumber(redis.call("HGET", wk, "attempts")), status = kind,
+    duration_ms = ATTEMPT_MS}
   if kind == "failed" then
     ev.error = clip(payload, 2000)
     emit("ERROR", "completed", ev) -- a final failure
   else
     emit("INFO", "completed", ev)
   end
+  ATTEMPT_MS = nil
   if oc and oc ~= "" then
     if fast then
       redis.call("ZADD", K_OUTBOX, rk_fmt(NOW + O.oc_lease_ms), id)
@@ -296,6 +299,11 @@ end
 -- traceback (tb, bounded by the caller; "" = none) is kept as the item's last one.
 local function finish_attempt(id, wk, kind, payload, non_retryable, rand, fast, tb)
   local attempts = redis.call("HINCRBY", wk, "attempts", 1)
+  local began = tonumber(redis.call("HGET", wk, "started_at") or "")
+  ATTEMPT_MS = nil
+  if began and redis.call("HGET", wk, "state") == "running" then
+    ATTEMPT_MS = ms(NOW - began)
+  end
   redis.call("ZREM", K_RUNNING, id)
   redis.call("HSET", wk, "token_done", redis.call("HGET", wk, "token"))
   local retry = nil
@@ -327,7 +335,8 @@ local function finish_attempt(id, wk, kind, payload, non_retryable, rand, fast, 
     count("completed")
     emit("WARN", "completed", {work_id = id, fn_name = redis.call("HGET", wk, "label"),
       completed_at = ms(NOW), attempts = attempts, status = "retrying", retry_at = ms(due),
-      error = clip(payload, 2000)})
+      error = clip(payload, 2000), duration_ms = ATTEMPT_MS})
+    ATTEMPT_MS = nil
     return {"RETRY", rk_fmt(due), rk_fmt(due - NOW)}
   end
   return finalize(id, wk, kind, payload, fast)
