@@ -49,7 +49,8 @@ def create_api(
     api.add_middleware(
         BodyGuard,
         guard=admin,
-        open_paths={p for p in open_paths if p},
+        # a public router may serve its prefix itself (e.g. POST /stripe/webhook)
+        open_paths={p for p in open_paths if p} | {prefix.rstrip("/") for prefix in public},
         open_prefixes=tuple(prefix.rstrip("/") + "/" for prefix in public),
         max_body_bytes=max_body_bytes,
     )
