@@ -60,9 +60,7 @@ class FakeStripe:
             return 200, {"id": "cs_fake_1", "object": "checkout.session", "url": "https://co/1"}
         if req.method == "POST" and req.path == "/v1/billing_portal/sessions":
             return 200, {"id": "bps_1", "object": "billing_portal.session", "url": "https://bp/1"}
-        return 404, {
-            "error": {"type": "invalid_request_error", "message": f"No route {req.path}"}
-        }
+        return 404, {"error": {"type": "invalid_request_error", "message": f"No route {req.path}"}}
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":

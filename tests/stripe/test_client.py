@@ -101,9 +101,7 @@ async def test_get_or_create_creates_once_then_reads_locally(
     assert len(fake.requests) == 1
 
 
-async def test_concurrent_get_or_create_makes_one_stripe_call(
-    app: App, fake: FakeStripe
-) -> None:
+async def test_concurrent_get_or_create_makes_one_stripe_call(app: App, fake: FakeStripe) -> None:
     """50 callers on 2 Apps (processes) at once: one POST, one customer."""
     fake.delay_s = 0.05
     peer = peer_app(app)
@@ -254,16 +252,17 @@ async def test_bad_input_is_refused_before_anything_is_written(
         await sync.cancel_subscription(subscription_id=123)  # type: ignore[arg-type]
     with pytest.raises(ConfigError):
         await sync.create_checkout_session(
-            price_id="p", mode="rent", success_url="s", cancel_url="c"  # type: ignore[arg-type]
+            price_id="p",
+            mode="rent",
+            success_url="s",
+            cancel_url="c",  # type: ignore[arg-type]
         )
     with pytest.raises(ConfigError):
         await sync.get_or_create_customer(user_id="u" * 2000)
     assert await snapshot(app) == before and fake.requests == []
 
 
-async def test_no_secret_key(
-    app: App, fake: FakeStripe, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_no_secret_key(app: App, fake: FakeStripe, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("STRIPE_SECRET_KEY", raising=False)
     s = make_sync(app, fake, secret_key=None)
     with pytest.raises(StripeNotConfigured, match="STRIPE_SECRET_KEY environment variable"):
