@@ -1,10 +1,16 @@
 -- Claim a verified webhook event for processing (spec §7.4).
 -- KEYS: 1 P:evt:<id> (HASH), 2 P:events (ZSET id -> received ms: the dedupe log)
 -- ARGV: 1 now|"", 2 lease ms, 3 type, 4 created (s), 5 body, 6 retention ms,
---       7 log cap, 8 id
+--       7 log cap, 8 id, 9 signature timestamp (s), 10 tolerance (s, 0 = none)
 -- Reply: {"DONE"} | {"BUSY", lease_until} | {"CLAIMED", token, applied "1"/"0"}
+--        | {"TOO_OLD", now} (the signature's timestamp is outside the tolerance
+--        on this clock: nothing is written)
 local now = rk_now(ARGV[1])
 local key, id = KEYS[1], ARGV[8]
+local tolerance = tonumber(ARGV[10])
+if tolerance > 0 and tonumber(ARGV[9]) < now / 1000 - tolerance then
+  return { "TOO_OLD", rk_fmt(now) }
+end
 local rec = redis.call("HMGET", key, "state", "lease_until", "applied", "token")
 if rec[1] == "done" then
   redis.call("HINCRBY", key, "duplicates", 1)

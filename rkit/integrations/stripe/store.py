@@ -238,7 +238,12 @@ class StripeStore:
         body: str,
         lease_ms: float,
         retention_ms: float,
+        timestamp: int = 0,
+        tolerance_s: int = 0,
     ) -> EventClaim:
+        """Claim ``event_id`` (DONE, BUSY, CLAIMED), or TOO_OLD when the signature's
+        ``timestamp`` is more than ``tolerance_s`` before now on the App's clock (then
+        nothing is written)."""
         reply = await self._s["event_claim"](
             self.app.redis,
             [self.event_key(event_id), self.events_key],
@@ -251,6 +256,8 @@ class StripeStore:
                 fmt_num(retention_ms),
                 str(EVENT_LOG_MAX),
                 event_id,
+                str(timestamp),
+                str(tolerance_s),
             ],
         )
         state = str(reply[0])
@@ -259,13 +266,29 @@ class StripeStore:
         return EventClaim(state)
 
     async def mark(
-        self, event_id: str, token: str, action: str, retention_ms: float, error: str = ""
+        self,
+        event_id: str,
+        token: str,
+        action: str,
+        retention_ms: float,
+        error: str = "",
+        *,
+        applied: bool = False,
     ) -> str:
+        """``applied`` / ``release`` / ``done`` under the claim's token (STALE when the
+        claim was taken over); ``applied=True`` on release records the default sync."""
         return str(
             await self._s["event_mark"](
                 self.app.redis,
                 [self.event_key(event_id)],
-                [argv_now(self.app.clock), token, action, fmt_num(retention_ms), error],
+                [
+                    argv_now(self.app.clock),
+                    token,
+                    action,
+                    fmt_num(retention_ms),
+                    error,
+                    "1" if applied else "0",
+                ],
             )
         )
 

@@ -583,6 +583,11 @@ class StripeSync:
         except (stripe.SignatureVerificationError, ValueError) as exc:
             return _text(400, f"Webhook signature verification failed: {exc}")
         event_id: str = event["id"]
+        timestamp, _ = stripe.WebhookSignature._get_timestamp_and_signatures(
+            signature, stripe.WebhookSignature.EXPECTED_SCHEME
+        )
+        # the tolerance is judged inside the claim, on the App's clock (the SDK's own
+        # check would read this host's time.time())
         claim = await self.store.claim(
             event_id,
             event_type=event["type"],
@@ -590,15 +595,27 @@ class StripeSync:
             body=body.decode("utf-8"),
             lease_ms=self.lease_ms,
             retention_ms=self.event_retention_ms,
+            timestamp=timestamp,
+            tolerance_s=self.tolerance_s,
         )
+        if claim.state == "TOO_OLD":
+            return _text(
+                400,
+                "Webhook signature verification failed: "
+                f"Timestamp outside the tolerance zone ({timestamp})",
+            )
         if claim.state == "DONE":
             return _OK
         if claim.state == "BUSY":
             return _text(409, "Event is being processed")
+        applied = claim.applied
+        handlers = self._on_event is not None or event["type"] in self._handlers
         try:
-            if not claim.applied:
+            if not applied:
                 await self.process_event(event)
-                await self.store.mark(event_id, claim.token, "applied", self.event_retention_ms)
+                applied = True
+                if handlers:  # a crash inside a handler must not re-run the sync
+                    await self.store.mark(event_id, claim.token, "applied", self.event_retention_ms)
             await self._run_handlers(event)
         except Exception as exc:
             logger.exception("Error processing Stripe webhook %s (%s)", event_id, event["type"])
@@ -608,6 +625,7 @@ class StripeSync:
                 "release",
                 self.event_retention_ms,
                 f"{type(exc).__name__}: {exc}"[:1000],
+                applied=applied,
             )
             return _text(500, "Error processing webhook")
         await self.store.mark(event_id, claim.token, "done", self.event_retention_ms)
@@ -618,17 +636,8 @@ class StripeSync:
             text = body.decode("utf-8")
         except UnicodeDecodeError:
             raise ValueError("body is not UTF-8") from None
-        # the SDK's own check of the scheme and HMAC; the tolerance is judged below on
-        # the App's clock (the SDK's own check would read the host's time.time())
+        # the SDK's own check of the scheme and the HMAC (any v1 may match)
         stripe.WebhookSignature.verify_header(text, signature, secret, tolerance=None)
-        timestamp, _ = stripe.WebhookSignature._get_timestamp_and_signatures(
-            signature, stripe.WebhookSignature.EXPECTED_SCHEME
-        )
-        now_s = await self.app.server_time() / 1000.0
-        if self.tolerance_s and timestamp < now_s - self.tolerance_s:
-            raise stripe.SignatureVerificationError(  # type: ignore[no-untyped-call]
-                f"Timestamp outside the tolerance zone ({timestamp})", signature, text
-            )
         try:
             event = json.loads(text)
         except ValueError:
