@@ -58,6 +58,16 @@ def router(app: App) -> APIRouter:
             raise HTTPException(502, detail=f"Stripe: {exc.user_message or exc}") from None
         return {"subscription": None if found is None else found.model_dump()}
 
+    @r.post("/{instance}/customers/{customer_id}/resync")
+    async def resync_customer(instance: Name, customer_id: Name) -> dict[str, Any]:
+        try:
+            found = await _sync(app, instance).resync_customer(customer_id)
+        except StripeNotConfigured as exc:
+            raise HTTPException(503, detail=str(exc)) from None
+        except stripe.StripeError as exc:
+            raise HTTPException(502, detail=f"Stripe: {exc.user_message or exc}") from None
+        return {"customer": None if found is None else found.model_dump()}
+
     @r.get("/{instance}/users/{user_id}/subscriptions")
     async def user_subscriptions(
         instance: Name, user_id: Name, status: QueryStr = ""

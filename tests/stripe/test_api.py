@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from rkit import App, TestClock
-from rkit.api import create_api
 from rkit.integrations.stripe import StripeSync
 from rkit.testing import run_until_idle
 
@@ -18,6 +19,18 @@ from ._fake import FakeStripe
 from .conftest import T0, event, make_sync, signed, snapshot, sub_obj
 
 AUTH = {"Authorization": "Bearer tok"}
+
+
+def create_api(app: App, **kwargs: Any) -> FastAPI:
+    from rkit.api import create_api as make  # alone in its block: sorts the same anywhere
+
+    return make(app, **kwargs)
+
+
+def webhook_router(sync: StripeSync, path: str) -> Any:
+    from rkit.api.webhooks.stripe import webhook_router as make
+
+    return make(sync, path)
 
 
 @pytest.fixture
@@ -143,3 +156,28 @@ async def test_the_dead_letter_route_lists_exhausted_follow_ups(
     (rec,) = r.json()["dead"]
     assert rec["args"]["subscription_id"] == "sub_d" and "down" in rec["error"]
     await s.aclose()
+
+
+async def test_resync_customer_route(
+    app: App, sync: StripeSync, fake: FakeStripe, client: httpx.AsyncClient
+) -> None:
+    fake.on("GET", "/v1/customers/cus_r", (200, {"id": "cus_r", "email": "r@x.io",
+                                                 "metadata": {"userId": "ur"}}))  # fmt: skip
+    r = await client.post("/stripe/default/customers/cus_r/resync", headers=AUTH)
+    assert r.status_code == 200 and r.json()["customer"]["user_id"] == "ur"
+    fake.on("GET", "/v1/customers/cus_r", (200, {"id": "cus_r", "deleted": True}))
+    r = await client.post("/stripe/default/customers/cus_r/resync", headers=AUTH)
+    assert r.json()["customer"]["email"] is None and r.json()["customer"]["user_id"] == "ur"
+
+
+async def test_webhook_router_mounts_an_instance_in_your_own_app(
+    app: App, sync: StripeSync
+) -> None:
+    mine = FastAPI()
+    mine.include_router(webhook_router(sync, "/hooks/billing"))
+    body = json.dumps(event("customer.created", {"id": "cus_w"})).encode()
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=mine), base_url="http://t") as c:
+        assert (await c.post("/hooks/billing", content=body)).status_code == 400
+        r = await c.post("/hooks/billing", content=body, headers=signed(body))
+        assert r.status_code == 200
+    assert await sync.get_customer("cus_w") is not None

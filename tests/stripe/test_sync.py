@@ -288,3 +288,33 @@ async def test_customer_updated_upserts_and_keeps_user(sync: StripeSync) -> None
     # customer.created never overwrites an existing row
     await ok(sync, "customer.created", {"id": "cus_2", "email": "d@x.io"}, created=NOW_S + 2)
     assert (await sync.get_customer("cus_2")).email == "c@x.io"  # type: ignore[union-attr]
+
+
+async def test_a_follow_up_runs_on_another_process_after_this_one_is_gone(
+    queue_app: App, fake: FakeStripe, clock: TestClock
+) -> None:
+    """The inline fetch failed in one process, which then went away; a worker of
+    another process (its own App and StripeSync on the same Redis) runs the retry."""
+    from rkit.testing import peer_app
+
+    from .conftest import make_sync
+
+    first = make_sync(queue_app, fake)
+    fake.on("GET", "/v1/subscriptions/sub_p", (500, {"error": {"type": "api_error",
+                                                               "message": "down"}}))  # fmt: skip
+    cs = {"id": "cs_p", "mode": "subscription", "customer": "cus_p", "subscription": "sub_p"}
+    await ok(first, "checkout.session.completed", cs)
+    await first.aclose()
+    fake.on("GET", "/v1/subscriptions/sub_p", (200, sub_obj("sub_p", latest_invoice="in_p")))
+    fake.on("GET", "/v1/invoices/in_p", (200, inv("in_p", customer="cus_p", status="paid")))
+    worker = peer_app(queue_app)
+    second = make_sync(worker, fake)
+    try:
+        clock.set(T0 + 1000)
+        await run_until_idle(worker)
+        i = await second.get_invoice("in_p")
+        assert i is not None and i.stripe_subscription_id == "sub_p"
+    finally:
+        await second.aclose()
+        if worker.redis is not queue_app.redis:
+            await worker.aclose()

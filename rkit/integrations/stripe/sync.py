@@ -420,6 +420,25 @@ class StripeSync:
         await self._client_sync(await self.client.v1.subscriptions.retrieve_async(subscription_id))
         return await self.get_subscription(subscription_id)
 
+    async def resync_customer(self, customer_id: str) -> Customer | None:
+        """Fetch a customer from Stripe and apply it like ``customer.updated`` without
+        a watermark (backfill of data created outside the app); a deleted customer is
+        scrubbed."""
+        _id_arg("customer_id", customer_id)
+        obj = _dict(await self.client.v1.customers.retrieve_async(customer_id))
+        if obj.get("deleted"):
+            scrub: dict[str, str | bool] = {"email": False, "name": False, "metadata": "{}"}
+            await self.store.apply("cus", customer_id, policy="never", set=scrub)
+        else:
+            user, _ = linkage(_dict(obj.get("metadata")), self.user_key, self.org_key)
+            await self.store.apply(
+                "cus",
+                customer_id,
+                set=customer_fields(obj),
+                ins={"user_id": user} if user else None,
+            )
+        return await self.get_customer(customer_id)
+
     # -- local queries (spec §3.3) -------------------------------------------------------
 
     async def get_customer(self, stripe_customer_id: str) -> Customer | None:
