@@ -1,7 +1,9 @@
 -- Claim a verified webhook event for processing (spec §7.4).
--- KEYS: 1 P:evt:<id> (HASH), 2 P:events (ZSET id -> received ms: the dedupe log)
+-- KEYS: 1 P:evt:<id> (HASH), 2 P:events (ZSET id -> received ms: the dedupe log),
+--       3 P:evb:<id> (STRING: the event's body, for replay; its own, shorter expiry)
 -- ARGV: 1 now|"", 2 lease ms, 3 type, 4 created (s), 5 body, 6 retention ms,
---       7 log cap, 8 id, 9 signature timestamp (s), 10 tolerance (s, 0 = none)
+--       7 log cap, 8 id, 9 signature timestamp (s), 10 tolerance (s, 0 = none),
+--       11 body retention ms (0 = the body is not kept)
 -- Reply: {"DONE"} | {"BUSY", lease_until} | {"CLAIMED", token, applied "1"/"0"}
 --        | {"TOO_OLD", now} (the signature's timestamp is outside the tolerance
 --        on this clock: nothing is written)
@@ -25,7 +27,11 @@ local retention = tonumber(ARGV[6])
 redis.call("HSET", key, "state", "processing", "lease_until", rk_fmt(now + tonumber(ARGV[2])),
   "token", token, "type", ARGV[3], "created", ARGV[4], "updated_at", rk_fmt(now))
 if rec[1] == false then
-  redis.call("HSET", key, "received_at", rk_fmt(now), "body", ARGV[5], "applied", "0")
+  redis.call("HSET", key, "received_at", rk_fmt(now), "applied", "0")
+  local keep = tonumber(ARGV[11])
+  if keep > 0 then
+    redis.call("SET", KEYS[3], ARGV[5], "PX", math.ceil(math.min(keep, retention)))
+  end
 end
 redis.call("PEXPIRE", key, math.ceil(retention))
 -- the dedupe log: bounded by retention and by count

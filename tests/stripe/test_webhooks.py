@@ -5,6 +5,7 @@ refused delivery, one default sync per event id, user handlers until they succee
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -209,7 +210,7 @@ async def test_an_unhandled_type_still_reaches_handlers(app: App, sync: StripeSy
 
     r = await post(sync, event("product.created", {"id": "prod_1", "object": "product"}))
     assert r.status_code == 200 and order == ["on_event", "typed"]
-    rows = [k for k in await sync.store.keys() if ":evt:" not in k and not k.endswith("events")]
+    rows = [k for k in await sync.store.keys() if not re.search(r":(evt|evb):|:events$", k)]
     assert rows == []
 
 
@@ -236,9 +237,19 @@ async def test_a_delivery_while_another_holds_the_lease_is_409(
     assert rec is not None and rec["state"] == "done"
 
 
-async def test_done_records_expire_after_the_retention(
-    app: App, sync: StripeSync, clock: TestClock
+async def test_records_and_bodies_expire_after_their_retentions(
+    app: App, sync: StripeSync, fake: FakeStripe
 ) -> None:
     await post(sync, event("customer.created", CUS, id_="evt_r"))
     ttl = await app.redis.pttl(sync.store.event_key("evt_r"))
-    assert 0 < ttl <= sync.event_retention_ms
+    assert 6 * 86_400_000 < ttl <= sync.event_retention_ms
+    body_ttl = await app.redis.pttl(sync.store.body_key("evt_r"))
+    assert 0 < body_ttl <= 86_400_000
+    assert await sync.replay_event("evt_r")
+    lean = make_sync(app, fake, instance="lean", event_body_retention_ms=0)
+    await post(lean, event("customer.created", CUS, id_="evt_l"))
+    assert not await app.redis.exists(lean.store.body_key("evt_l"))
+    rec = await lean.store.event("evt_l")
+    assert rec is not None and rec["state"] == "done" and rec["event"] is None
+    assert not await lean.replay_event("evt_l")
+    await lean.aclose()

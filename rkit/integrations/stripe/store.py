@@ -171,6 +171,9 @@ class StripeStore:
     def event_key(self, event_id: str) -> str:
         return f"{self.prefix}:evt:{event_id}"
 
+    def body_key(self, event_id: str) -> str:
+        return f"{self.prefix}:evb:{event_id}"
+
     def lock_key(self, user_id: str) -> str:
         return f"{self.prefix}:lock:goc:{_b64(user_id)}"
 
@@ -240,13 +243,14 @@ class StripeStore:
         retention_ms: float,
         timestamp: int = 0,
         tolerance_s: int = 0,
+        body_retention_ms: float = 0,
     ) -> EventClaim:
         """Claim ``event_id`` (DONE, BUSY, CLAIMED), or TOO_OLD when the signature's
         ``timestamp`` is more than ``tolerance_s`` before now on the App's clock (then
         nothing is written)."""
         reply = await self._s["event_claim"](
             self.app.redis,
-            [self.event_key(event_id), self.events_key],
+            [self.event_key(event_id), self.events_key, self.body_key(event_id)],
             [
                 argv_now(self.app.clock),
                 fmt_num(lease_ms),
@@ -258,6 +262,7 @@ class StripeStore:
                 event_id,
                 str(timestamp),
                 str(tolerance_s),
+                fmt_num(body_retention_ms),
             ],
         )
         state = str(reply[0])
@@ -298,7 +303,7 @@ class StripeStore:
         if not h:
             return None
         out: dict[str, Any] = dict(h)
-        body = out.pop("body", None)
+        body = await self.app.redis.get(self.body_key(event_id))
         out["event"] = _js(body) if body else None
         return out
 

@@ -134,7 +134,9 @@ class StripeSync:
     ``api_base`` points the SDK elsewhere (a local fake in tests). ``instance``
     separates accounts: each has its own hash tag, webhook route
     (``/stripe/webhook/<instance>``; ``default`` also at ``/stripe/webhook``) and pool.
-    ``register=False`` gives a read/admin handle that registers nothing."""
+    Each event's id is remembered ``event_retention_ms`` (7 days: a redelivery within
+    it is a no-op) and its body ``event_body_retention_ms`` (1 day, for replay; 0 =
+    not kept). ``register=False`` gives a read/admin handle that registers nothing."""
 
     def __init__(
         self,
@@ -149,6 +151,7 @@ class StripeSync:
         max_network_retries: int = 2,
         tolerance_s: int = 300,
         event_retention_ms: float = 7 * DAY_MS,
+        event_body_retention_ms: float = DAY_MS,
         lease_ms: float = 60_000,
         lock_ttl_ms: int = 15_000,
         follow_up_attempts: int = 5,
@@ -184,6 +187,9 @@ class StripeSync:
         self.max_network_retries = max_network_retries
         self.tolerance_s = tolerance_s
         self.event_retention_ms = _positive_ms("event_retention_ms", event_retention_ms)
+        if event_body_retention_ms != 0:
+            _positive_ms("event_body_retention_ms", event_body_retention_ms)
+        self.event_body_retention_ms = float(event_body_retention_ms)
         self.lease_ms = _positive_ms("lease_ms", lease_ms)
         self.lock_ttl_ms = int(_positive_ms("lock_ttl_ms", lock_ttl_ms))
         self.follow_up_attempts = follow_up_attempts
@@ -616,6 +622,7 @@ class StripeSync:
             retention_ms=self.event_retention_ms,
             timestamp=timestamp,
             tolerance_s=self.tolerance_s,
+            body_retention_ms=self.event_body_retention_ms,
         )
         if claim.state == "TOO_OLD":
             return _text(
