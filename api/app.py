@@ -65,6 +65,12 @@ def create_api(
             )
         return {"status": "ok", "redis": "ok", "namespace": app.namespace, "embedded": app.embedded}
 
+    # public routers first (vendor webhooks: each verifies the vendor's signature
+    # itself): a delivery is matched without scanning every admin route before it
+    for prefix, ref in sorted(public.items()):
+        module, _, attr = ref.partition(":")
+        factory = getattr(importlib.import_module(module), attr)
+        api.include_router(factory(app), prefix=prefix)
     api.include_router(rate_limits.router(app), prefix="/rate-limits", dependencies=guard)
     api.include_router(action_cache.router(app), prefix="/action-cache", dependencies=guard)
     api.include_router(presence.router(app), prefix="/presence", dependencies=guard)
@@ -76,9 +82,4 @@ def create_api(
         module, _, attr = ref.partition(":")
         factory = getattr(importlib.import_module(module), attr)
         api.include_router(factory(app), prefix=prefix, dependencies=guard)
-    # public routers (vendor webhooks: each verifies the vendor's signature itself)
-    for prefix, ref in sorted(public.items()):
-        module, _, attr = ref.partition(":")
-        factory = getattr(importlib.import_module(module), attr)
-        api.include_router(factory(app), prefix=prefix)
     return api

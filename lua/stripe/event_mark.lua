@@ -22,7 +22,5 @@ if action == "release" then
   redis.call("HDEL", key, "lease_until")
   return "OK"
 end
-redis.call("HSET", key, "state", "done", "applied", "1", "done_at", rk_fmt(now))
-redis.call("HDEL", key, "lease_until")
-redis.call("PEXPIRE", key, math.ceil(tonumber(ARGV[4])))
+sk_done(key, now, tonumber(ARGV[4]))
 return "OK"

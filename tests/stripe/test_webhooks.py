@@ -184,17 +184,35 @@ async def test_handler_failure_then_retry(sync: StripeSync) -> None:
 
 
 async def test_a_failing_default_sync_is_rerun_on_redelivery(app: App, sync: StripeSync) -> None:
-    """The default sync failing (here Redis answers WRONGTYPE for the row) leaves the
-    event unapplied and answers 500; the next delivery runs it again."""
+    """The default sync failing (here Redis answers WRONGTYPE for the row) answers
+    500 and leaves no claim (the sync runs before the claim is written, in one
+    script); the next delivery processes the event."""
     ev = event("customer.created", CUS, id_="evt_3")
     row = sync.store.row_key("cus", "cus_1")
     await app.redis.set(row, "not a hash")
+    before = await snapshot(app)
     assert (await post(sync, ev)).status_code == 500
-    rec = await sync.store.event("evt_3")
-    assert rec is not None and rec["state"] == "received" and "WRONGTYPE" in rec["last_error"]
+    assert await snapshot(app) == before and await sync.store.event("evt_3") is None
     await app.redis.delete(row)
     assert (await post(sync, ev)).status_code == 200
     assert await sync.get_customer("cus_1") is not None
+
+
+async def test_a_failing_sync_after_stripe_calls_releases_the_claim(
+    app: App, sync: StripeSync, fake: FakeStripe
+) -> None:
+    """An event whose sync calls Stripe first (a checkout) is claimed before; a
+    failure releases the claim at once, so a redelivery does not wait for the lease."""
+    cs = {"id": "cs_f", "mode": "payment", "customer": "cus_f", "payment_intent": "pi_f"}
+    ev = event("checkout.session.completed", cs, id_="evt_4")
+    row = sync.store.row_key("cs", "cs_f")
+    await app.redis.set(row, "not a hash")
+    assert (await post(sync, ev)).status_code == 500
+    rec = await sync.store.event("evt_4")
+    assert rec is not None and rec["state"] == "received" and "WRONGTYPE" in rec["last_error"]
+    await app.redis.delete(row)
+    assert (await post(sync, ev)).status_code == 200
+    assert await sync.get_checkout_session("cs_f") is not None
 
 
 async def test_an_unhandled_type_still_reaches_handlers(app: App, sync: StripeSync) -> None:

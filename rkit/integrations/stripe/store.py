@@ -21,7 +21,7 @@ from .models import CheckoutSession, Customer, Invoice, Payment, Subscription
 if TYPE_CHECKING:
     from ...app import App
 
-__all__ = ["EventClaim", "StripeStore"]
+__all__ = ["EventClaim", "Plan", "StripeStore"]
 
 M = TypeVar("M", bound=BaseModel)
 FieldMap = Mapping[str, str | bool]
@@ -123,6 +123,17 @@ DECODERS: dict[str, Any] = {
 }
 
 
+Plan = tuple[str, str, dict[str, Any]]
+"""A default-sync operation: (table, row id, operation for ``sk_op`` in Lua)."""
+
+
+def _claim_of(reply: Any) -> EventClaim:
+    state = str(reply[0])
+    if state == "CLAIMED":
+        return EventClaim(state, str(reply[1]), str(reply[2]) == "1")
+    return EventClaim(state)
+
+
 class EventClaim:
     """The outcome of claiming a webhook event: ``state`` DONE, BUSY or CLAIMED."""
 
@@ -153,6 +164,7 @@ class StripeStore:
                 "invoice_apply",
                 "payment_apply",
                 "event_claim",
+                "event_apply",
                 "event_mark",
                 "lock_acquire",
                 "lock_release",
@@ -232,6 +244,35 @@ class StripeStore:
 
     # -- webhook progress ---------------------------------------------------------------
 
+    def _claim_args(
+        self,
+        event_id: str,
+        event_type: str,
+        created: int,
+        body: str,
+        lease_ms: float,
+        retention_ms: float,
+        timestamp: int,
+        tolerance_s: int,
+        body_retention_ms: float,
+    ) -> list[str]:
+        return [
+            argv_now(self.app.clock),
+            fmt_num(lease_ms),
+            event_type,
+            str(created),
+            body,
+            fmt_num(retention_ms),
+            str(EVENT_LOG_MAX),
+            event_id,
+            str(timestamp),
+            str(tolerance_s),
+            fmt_num(body_retention_ms),
+        ]
+
+    def _event_keys(self, event_id: str) -> list[str]:
+        return [self.event_key(event_id), self.events_key, self.body_key(event_id)]
+
     async def claim(
         self,
         event_id: str,
@@ -248,27 +289,66 @@ class StripeStore:
         """Claim ``event_id`` (DONE, BUSY, CLAIMED), or TOO_OLD when the signature's
         ``timestamp`` is more than ``tolerance_s`` before now on the App's clock (then
         nothing is written)."""
-        reply = await self._s["event_claim"](
+        args = self._claim_args(
+            event_id, event_type, created, body, lease_ms, retention_ms,
+            timestamp, tolerance_s, body_retention_ms,
+        )  # fmt: skip
+        reply = await self._s["event_claim"](self.app.redis, self._event_keys(event_id), args)
+        return _claim_of(reply)
+
+    async def claim_apply(
+        self,
+        event_id: str,
+        plan: Plan,
+        *,
+        finish: str,
+        event_type: str,
+        created: int,
+        body: str,
+        lease_ms: float,
+        retention_ms: float,
+        timestamp: int,
+        tolerance_s: int,
+        body_retention_ms: float,
+    ) -> EventClaim:
+        """``event_apply.lua``: the claim, the planned default sync and the ``done``
+        (or ``applied``, when handlers run next) mark in one script."""
+        table, row_id, op = plan
+        row = self.row_key(table, row_id) if row_id else self.seq_key
+        args = self._claim_args(
+            event_id, event_type, created, body, lease_ms, retention_ms,
+            timestamp, tolerance_s, body_retention_ms,
+        )  # fmt: skip
+        reply = await self._s["event_apply"](
             self.app.redis,
-            [self.event_key(event_id), self.events_key, self.body_key(event_id)],
-            [
-                argv_now(self.app.clock),
-                fmt_num(lease_ms),
-                event_type,
-                str(created),
-                body,
-                fmt_num(retention_ms),
-                str(EVENT_LOG_MAX),
-                event_id,
-                str(timestamp),
-                str(tolerance_s),
-                fmt_num(body_retention_ms),
-            ],
+            [self.seq_key, row, *self._event_keys(event_id)],
+            [self.prefix, *args, row_id, jdump({**op, "table": table}), finish],
         )
-        state = str(reply[0])
-        if state == "CLAIMED":
-            return EventClaim(state, str(reply[1]), str(reply[2]) == "1")
-        return EventClaim(state)
+        return _claim_of(reply)
+
+    async def run(self, plan: Plan) -> str:
+        """Run a planned default-sync operation on its own (no event record)."""
+        table, row_id, op = plan
+        kind = op["op"]
+        if kind == "row":
+            return await self.apply(
+                table,
+                row_id,
+                policy=op["policy"],
+                wm=op.get("wm"),
+                set=op.get("set"),
+                ins=op.get("ins"),
+                fill=op.get("fill"),
+            )
+        if kind == "sub_created":
+            return await self.subscription_created(
+                row_id, op["wm"], op["fields"], op["user_id"], op["org_id"]
+            )
+        if kind == "invoice":
+            return await self.invoice(op["mode"], row_id, op.get("fields"))
+        if kind == "payment":
+            return await self.payment(op["mode"], row_id, op["fields"])
+        return "NONE"
 
     async def mark(
         self,

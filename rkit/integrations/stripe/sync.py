@@ -59,7 +59,7 @@ from .models import (
     SubscriptionNotFound,
     WebhookResponse,
 )
-from .store import StripeStore
+from .store import EventClaim, Plan, StripeStore
 
 if TYPE_CHECKING:
     from ...app import App
@@ -88,6 +88,21 @@ _INVOICE_UPSERT = frozenset(
         "invoice.payment_succeeded",
     }
 )
+
+
+_NO_OP: Plan = ("", "", {"op": "none"})
+
+
+def _row(
+    policy: str,
+    wm: int,
+    set_: Mapping[str, str | bool],
+    ins: Mapping[str, str | bool] | None = None,
+) -> dict[str, Any]:
+    op: dict[str, Any] = {"op": "row", "policy": policy, "wm": wm, "set": dict(set_)}
+    if ins:
+        op["ins"] = dict(ins)
+    return op
 
 
 def _text(status: int, message: str) -> WebhookResponse:
@@ -613,17 +628,56 @@ class StripeSync:
         )
         # the tolerance is judged inside the claim, on the App's clock (the SDK's own
         # check would read this host's time.time())
-        claim = await self.store.claim(
-            event_id,
-            event_type=event["type"],
-            created=event["created"],
-            body=body.decode("utf-8"),
-            lease_ms=self.lease_ms,
-            retention_ms=self.event_retention_ms,
-            timestamp=timestamp,
-            tolerance_s=self.tolerance_s,
-            body_retention_ms=self.event_body_retention_ms,
-        )
+        handlers = self._on_event is not None or event["type"] in self._handlers
+        claim_args: dict[str, Any] = {
+            "event_type": event["type"],
+            "created": event["created"],
+            "body": body.decode("utf-8"),
+            "lease_ms": self.lease_ms,
+            "retention_ms": self.event_retention_ms,
+            "timestamp": timestamp,
+            "tolerance_s": self.tolerance_s,
+            "body_retention_ms": self.event_body_retention_ms,
+        }
+        plan = self.plan(event)
+        applied = False
+        claim: EventClaim | None = None
+        try:
+            if plan is not None:  # claim, sync and mark in one script
+                finish = "applied" if handlers else "done"
+                claim = await self.store.claim_apply(event_id, plan, finish=finish, **claim_args)
+                applied = True
+            else:
+                claim = await self.store.claim(event_id, **claim_args)
+            refused = self._refusal(claim, timestamp)
+            if refused is not None:
+                return refused
+            if plan is not None and not handlers:
+                return _OK
+            applied = claim.applied
+            if not applied:
+                await self.process_event(event)
+                applied = True
+                if handlers:  # a crash inside a handler must not re-run the sync
+                    await self.store.mark(event_id, claim.token, "applied", self.event_retention_ms)
+            await self._run_handlers(event)
+        except Exception as exc:
+            logger.exception("Error processing Stripe webhook %s (%s)", event_id, event["type"])
+            if claim is not None and claim.state == "CLAIMED":
+                await self.store.mark(
+                    event_id,
+                    claim.token,
+                    "release",
+                    self.event_retention_ms,
+                    f"{type(exc).__name__}: {exc}"[:1000],
+                    applied=applied,
+                )
+            return _text(500, "Error processing webhook")
+        await self.store.mark(event_id, claim.token, "done", self.event_retention_ms)
+        return _OK
+
+    @staticmethod
+    def _refusal(claim: EventClaim, timestamp: int) -> WebhookResponse | None:
         if claim.state == "TOO_OLD":
             return _text(
                 400,
@@ -634,28 +688,7 @@ class StripeSync:
             return _OK
         if claim.state == "BUSY":
             return _text(409, "Event is being processed")
-        applied = claim.applied
-        handlers = self._on_event is not None or event["type"] in self._handlers
-        try:
-            if not applied:
-                await self.process_event(event)
-                applied = True
-                if handlers:  # a crash inside a handler must not re-run the sync
-                    await self.store.mark(event_id, claim.token, "applied", self.event_retention_ms)
-            await self._run_handlers(event)
-        except Exception as exc:
-            logger.exception("Error processing Stripe webhook %s (%s)", event_id, event["type"])
-            await self.store.mark(
-                event_id,
-                claim.token,
-                "release",
-                self.event_retention_ms,
-                f"{type(exc).__name__}: {exc}"[:1000],
-                applied=applied,
-            )
-            return _text(500, "Error processing webhook")
-        await self.store.mark(event_id, claim.token, "done", self.event_retention_ms)
-        return _OK
+        return None
 
     async def _verify(self, body: bytes, signature: str, secret: str) -> dict[str, Any]:
         try:
@@ -701,64 +734,69 @@ class StripeSync:
             await self._run_handlers(event)
         return True
 
-    async def process_event(self, event: dict[str, Any]) -> None:
-        """The default sync of one event (spec §3.7 with the §4.9 deviations)."""
+    def plan(self, event: Mapping[str, Any]) -> Plan | None:
+        """The default sync of ``event`` as one Redis operation, or ``None`` when it
+        needs Stripe calls first (a subscription checkout's first invoice, a
+        PaymentIntent's invoice look-up)."""
         kind = event.get("type")
         data = event.get("data")
         obj = data.get("object") if isinstance(data, Mapping) else None
-        if not isinstance(obj, Mapping):
-            logger.info("Stripe event %s has no data.object; ignored", event.get("id"))
-            return
+        row_id = obj_id(obj.get("id")) if isinstance(obj, Mapping) else None
+        if not isinstance(obj, Mapping) or row_id is None:
+            logger.info("Stripe event %s has no object with an id; ignored", event.get("id"))
+            return _NO_OP
         created = event.get("created")
         wm = created if isinstance(created, int) and not isinstance(created, bool) else 0
-        row_id = obj_id(obj.get("id"))
-        if row_id is None:
-            logger.info("Stripe event %s: object without id; ignored", event.get("id"))
-            return
         uk, ok = self.user_key, self.org_key
+        user, org = linkage(_dict(obj.get("metadata")), uk, ok)
         if kind == "customer.created":
             fields: dict[str, str | bool] = dict(customer_fields(obj))
-            user, _ = linkage(_dict(obj.get("metadata")), uk, ok)
             if user:
                 fields["user_id"] = user
-            await self.store.apply("cus", row_id, policy="insert", wm=wm, set=fields)
-        elif kind == "customer.updated":
-            user, _ = linkage(_dict(obj.get("metadata")), uk, ok)
-            await self.store.apply(
-                "cus",
-                row_id,
-                wm=wm,
-                set=customer_fields(obj),
-                ins={"user_id": user} if user else None,
-            )
-        elif kind == "customer.deleted":
+            return "cus", row_id, _row("insert", wm, fields)
+        if kind == "customer.updated":
+            ins = {"user_id": user} if user else {}
+            return "cus", row_id, _row("upsert", wm, customer_fields(obj), ins)
+        if kind == "customer.deleted":
             scrub: dict[str, str | bool] = {"email": False, "name": False, "metadata": "{}"}
-            await self.store.apply("cus", row_id, policy="never", wm=wm, set=scrub)
-        elif kind == "customer.subscription.created":
+            return "cus", row_id, _row("never", wm, scrub)
+        if kind == "customer.subscription.created":
             fields, _ = subscription_fields(obj, mode="created", user_key=uk, org_key=ok)
-            user, org = linkage(_dict(obj.get("metadata")), uk, ok)
-            await self.store.subscription_created(row_id, wm, fields, user, org)
-        elif kind in ("customer.subscription.updated", "customer.subscription.deleted"):
+            op = {"op": "sub_created", "wm": wm, "fields": fields, "user_id": user, "org_id": org}
+            return "sub", row_id, op
+        if kind in ("customer.subscription.updated", "customer.subscription.deleted"):
             mode = "updated" if kind.endswith("updated") else "deleted"
             fields, insertable = subscription_fields(obj, mode=mode, user_key=uk, org_key=ok)
-            policy = "upsert" if insertable else "never"
-            await self.store.apply("sub", row_id, policy=policy, wm=wm, set=fields)
-        elif kind == "checkout.session.completed":
+            return "sub", row_id, _row("upsert" if insertable else "never", wm, fields)
+        if kind in _INVOICE_UPSERT:
+            fields_i = invoice_fields(obj, user_key=uk, org_key=ok)
+            return "inv", row_id, {"op": "invoice", "mode": "upsert", "fields": fields_i}
+        if kind == "invoice.payment_failed":
+            return "inv", row_id, {"op": "invoice", "mode": "payment_failed", "fields": {}}
+        if kind in ("payment_intent.succeeded", "payment_intent.payment_failed"):
+            if kind == "payment_intent.succeeded" and obj_id(obj.get("invoice")):
+                return None  # is it a subscription's invoice? Stripe must tell
+            mode = "succeeded" if kind.endswith("succeeded") else "failed"
+            fields_p = payment_fields(obj, user_key=uk, org_key=ok)
+            return "pay", row_id, {"op": "payment", "mode": mode, "fields": fields_p}
+        if kind == "checkout.session.completed":
+            return None
+        logger.info("Unhandled Stripe event type %s", kind)
+        return _NO_OP
+
+    async def process_event(self, event: dict[str, Any]) -> None:
+        """The default sync of one event (spec §3.7 with the §4.9 deviations)."""
+        plan = self.plan(event)
+        if plan is not None:
+            await self.store.run(plan)
+            return
+        obj: Mapping[str, Any] = event["data"]["object"]
+        row_id = str(obj_id(obj.get("id")))
+        if event.get("type") == "checkout.session.completed":
             await self._checkout_completed(row_id, obj)
-        elif kind in _INVOICE_UPSERT:
-            await self.store.invoice("upsert", row_id, invoice_fields(obj, user_key=uk, org_key=ok))
-        elif kind == "invoice.payment_failed":
-            await self.store.invoice("payment_failed", row_id)
-        elif kind == "payment_intent.succeeded":
-            if await self._is_subscription_payment(obj):
-                return
-            await self.store.payment(
-                "succeeded", row_id, payment_fields(obj, user_key=uk, org_key=ok)
-            )
-        elif kind == "payment_intent.payment_failed":
-            await self.store.payment("failed", row_id, payment_fields(obj, user_key=uk, org_key=ok))
-        else:
-            logger.info("Unhandled Stripe event type %s", kind)
+        elif not await self._is_subscription_payment(obj):  # payment_intent.succeeded
+            fields = payment_fields(obj, user_key=self.user_key, org_key=self.org_key)
+            await self.store.payment("succeeded", row_id, fields)
 
     async def _is_subscription_payment(self, pi: Mapping[str, Any]) -> bool:
         invoice = pi.get("invoice")
