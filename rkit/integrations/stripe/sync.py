@@ -77,6 +77,10 @@ ENV_WEBHOOK_SECRET = "STRIPE_WEBHOOK_SECRET"
 DAY_MS = 86_400_000
 SYNC_INVOICE_ACTION = "rkit.stripe:sync_latest_invoice"
 FOLLOW_UP_DONE_ACTION = "rkit.stripe:follow_up_done"
+PROCESS_EVENT_ACTION = "rkit.stripe:process_event"
+QUEUED_ATTEMPTS = 10
+"""Attempts of a queued delivery: 1 s, 2 s, ... 256 s apart (about 8.5 minutes in all,
+beyond the 60 s lease of an event another process holds)."""
 _INSTANCE_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 _OK = WebhookResponse(200, b'{"received":true}', "application/json")
 _INVOICE_UPSERT = frozenset(
@@ -172,6 +176,7 @@ class StripeSync:
         follow_up_attempts: int = 5,
         follow_up_backoff_ms: float = 1_000,
         rng: Callable[[], float] | None = None,
+        queue_webhooks: bool = False,
         user_key: str = "userId",
         org_key: str = "orgId",
         register: bool = True,
@@ -209,6 +214,7 @@ class StripeSync:
         self.lock_ttl_ms = int(_positive_ms("lock_ttl_ms", lock_ttl_ms))
         self.follow_up_attempts = follow_up_attempts
         self.follow_up_backoff_ms = _positive_ms("follow_up_backoff_ms", follow_up_backoff_ms)
+        self.queue_webhooks = bool(queue_webhooks)
         self.user_key = user_key
         self.org_key = org_key
         self.store = StripeStore(app, instance)
@@ -622,21 +628,71 @@ class StripeSync:
             event = await self._verify(body, signature, secret)
         except (stripe.SignatureVerificationError, ValueError) as exc:
             return _text(400, f"Webhook signature verification failed: {exc}")
-        event_id: str = event["id"]
         timestamp, _ = stripe.WebhookSignature._get_timestamp_and_signatures(
             signature, stripe.WebhookSignature.EXPECTED_SCHEME
         )
+        text = body.decode("utf-8")
+        if self.queue_webhooks:
+            return await self._queue_delivery(event, text, timestamp)
+        return await self._deliver(event, text, timestamp, self.tolerance_s)
+
+    async def _queue_delivery(
+        self, event: dict[str, Any], text: str, timestamp: int
+    ) -> WebhookResponse:
+        """Queued mode: check the timestamp now, run the delivery on the workpool
+        (retried with backoff: a failing handler, or another process holding the
+        event, is retried by rkit instead of Stripe) and answer 200 at once."""
+        now_s = await self.app.server_time() / 1000.0
+        if self.tolerance_s and timestamp < now_s - self.tolerance_s:
+            return _text(
+                400,
+                "Webhook signature verification failed: "
+                f"Timestamp outside the tolerance zone ({timestamp})",
+            )
+        await self.workpool.enqueue(
+            PROCESS_EVENT_ACTION,
+            {"instance": self.instance, "body": text},
+            retry_behavior=RetryBehavior(
+                max_attempts=QUEUED_ATTEMPTS, initial_backoff_ms=1_000, base=2
+            ),
+            on_complete=FOLLOW_UP_DONE_ACTION,
+            context={
+                "job": "stripe_process_event",
+                "args": {"instance": self.instance, "event_id": event["id"]},
+            },
+        )
+        return _OK
+
+    async def process_queued(self, text: str) -> None:
+        """The queued delivery's job: the same steps as an inline delivery (the
+        signature and timestamp were checked when it was received); raises when the
+        delivery would not be a 200, so the workpool retries it."""
+        event = json.loads(text)
+        created = event.get("created")
+        event["created"] = created if isinstance(created, int) else 0
+        response = await self._deliver(event, text, 0, 0)
+        if response.status_code != 200:
+            raise StripeSyncError(
+                f"event {event.get('id')}: {response.status_code} "
+                f"{response.body.decode('utf-8', 'replace')}"
+            )
+
+    async def _deliver(
+        self, event: dict[str, Any], text: str, timestamp: int, tolerance_s: int
+    ) -> WebhookResponse:
+        """Claim, sync, handlers and done mark of one verified event."""
+        event_id: str = event["id"]
         # the tolerance is judged inside the claim, on the App's clock (the SDK's own
         # check would read this host's time.time())
         handlers = self._on_event is not None or event["type"] in self._handlers
         claim_args: dict[str, Any] = {
             "event_type": event["type"],
             "created": event["created"],
-            "body": body.decode("utf-8"),
+            "body": text,
             "lease_ms": self.lease_ms,
             "retention_ms": self.event_retention_ms,
             "timestamp": timestamp,
-            "tolerance_s": self.tolerance_s,
+            "tolerance_s": tolerance_s,
             "body_retention_ms": self.event_body_retention_ms,
         }
         plan = self.plan(event)
@@ -920,5 +976,9 @@ def _register_actions(app: App) -> None:
         logger.error("Stripe follow-up %s failed for good: %s", record["job"], record["error"])
         await StripeSync.view(app, instance).store.dead_push(record)
 
+    async def process_event(instance: str, body: str) -> None:
+        await _sync_of(app, instance).process_queued(body)
+
     app.action(name=SYNC_INVOICE_ACTION)(sync_latest_invoice)
+    app.action(name=PROCESS_EVENT_ACTION)(process_event)
     app.action(name=FOLLOW_UP_DONE_ACTION)(follow_up_done)
