@@ -23,6 +23,15 @@ SECRET = "whsec_test"
 _evt = itertools.count(1)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The stripe SDK's HTTPXClient posts bytes with httpx's deprecated ``data=``:
+    not ours to fix, and not a signal in these tests."""
+    mark = pytest.mark.filterwarnings("ignore:Use 'content=<...>':DeprecationWarning")
+    for item in items:
+        if "tests/stripe/" in str(item.path):
+            item.add_marker(mark)
+
+
 @pytest.fixture(scope="session")
 def fake_server() -> Iterator[FakeServer]:
     server = FakeServer()

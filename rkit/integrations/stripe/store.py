@@ -172,6 +172,12 @@ class StripeStore:
             )
         }
 
+    @property
+    def _redis(self) -> Any:
+        """The state client for plain commands (redis-py types some async replies as
+        ``T | Awaitable[T]``)."""
+        return self.app.redis
+
     # -- keys ---------------------------------------------------------------------------
 
     def row_key(self, table: str, row_id: str) -> str:
@@ -379,17 +385,17 @@ class StripeStore:
 
     async def event(self, event_id: str) -> dict[str, Any] | None:
         """The progress record of an event (its stored body decoded), or ``None``."""
-        h: dict[str, str] = await self.app.redis.hgetall(self.event_key(event_id))
+        h: dict[str, str] = await self._redis.hgetall(self.event_key(event_id))
         if not h:
             return None
         out: dict[str, Any] = dict(h)
-        body = await self.app.redis.get(self.body_key(event_id))
+        body = await self._redis.get(self.body_key(event_id))
         out["event"] = _js(body) if body else None
         return out
 
     async def event_log(self, limit: int = 100) -> list[dict[str, Any]]:
         """The newest ``limit`` event ids received (the dedupe log), newest first."""
-        rows = await self.app.redis.zrevrange(self.events_key, 0, limit - 1, withscores=True)
+        rows = await self._redis.zrevrange(self.events_key, 0, limit - 1, withscores=True)
         return [{"id": str(m), "received_at": float(s)} for m, s in rows]
 
     # -- lock and dead letters ------------------------------------------------------------
@@ -404,7 +410,7 @@ class StripeStore:
         await self._s["lock_release"](self.app.redis, [self.lock_key(user_id)], [token])
 
     async def locked(self, user_id: str) -> bool:
-        return bool(await self.app.redis.exists(self.lock_key(user_id)))
+        return bool(await self._redis.exists(self.lock_key(user_id)))
 
     async def dead_push(self, record: Mapping[str, Any]) -> int:
         return int(
@@ -414,7 +420,7 @@ class StripeStore:
         )
 
     async def dead(self, limit: int = 100) -> list[Any]:
-        raw = await self.app.redis.lrange(self.dead_key, -limit, -1)
+        raw = await self._redis.lrange(self.dead_key, -limit, -1)
         return [json.loads(r) for r in raw]
 
     # -- reads --------------------------------------------------------------------------
@@ -422,13 +428,13 @@ class StripeStore:
     async def get(self, table: str, row_id: str) -> Any:
         if not isinstance(row_id, str) or not row_id:
             return None
-        h = await self.app.redis.hgetall(self.row_key(table, row_id))
+        h = await self._redis.hgetall(self.row_key(table, row_id))
         return DECODERS[table](h) if h else None
 
     async def _rows(self, table: str, ids: Sequence[str]) -> list[Any]:
         if not ids:
             return []
-        pipe = self.app.redis.pipeline(transaction=False)
+        pipe = self._redis.pipeline(transaction=False)
         for i in ids:
             pipe.hgetall(self.row_key(table, i))
         found = await pipe.execute()
@@ -439,7 +445,7 @@ class StripeStore:
         first (or the oldest, ``first=True``)."""
         if not isinstance(value, str) or not value:
             return None if first else []
-        ids = await self.app.redis.zrange(self.index_key(name, value), 0, 0 if first else -1)
+        ids = await self._redis.zrange(self.index_key(name, value), 0, 0 if first else -1)
         rows = await self._rows(table, [str(i) for i in ids])
         if first:
             return rows[0] if rows else None
@@ -447,4 +453,4 @@ class StripeStore:
 
     async def keys(self) -> list[str]:
         """Every key of this instance's mirror (tests and admin)."""
-        return sorted([str(k) async for k in self.app.redis.scan_iter(match=f"{self.prefix}:*")])
+        return sorted([str(k) async for k in self._redis.scan_iter(match=f"{self.prefix}:*")])
