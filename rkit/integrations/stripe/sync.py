@@ -222,6 +222,7 @@ class StripeSync:
         self._on_event: EventHandler | None = None
         self._client: stripe.StripeClient | None = None
         self._client_key: str | None = None
+        self._http_made: stripe.HTTPXClient | None = None
         self.workpool = Workpool(
             app, instance, kind=STRIPE, rng=rng, keep_result_ms=0, register=register
         )
@@ -263,10 +264,15 @@ class StripeSync:
             kwargs: dict[str, Any] = {}
             if self.api_base:
                 kwargs["base_addresses"] = {"api": self.api_base}
+            http = self.http_client
+            if http is None:
+                if self._http_made is None:
+                    self._http_made = stripe.HTTPXClient()
+                http = self._http_made
             self._client = stripe.StripeClient(
                 key,
                 stripe_version=self.api_version,
-                http_client=self.http_client or stripe.HTTPXClient(),
+                http_client=http,
                 max_network_retries=self.max_network_retries,
                 **kwargs,
             )
@@ -935,15 +941,11 @@ class StripeSync:
         return await self.store.dead(limit)
 
     async def aclose(self) -> None:
-        """Close the SDK's HTTP client."""
-        if self._client is not None:
-            http = self.http_client
-            if http is None:
-                http = self._client._requestor._client  # the HTTPXClient we made
-            close = getattr(http, "close_async", None)
-            if close is not None:
-                await close()
-            self._client = None
+        """Close the HTTP client this instance made for the SDK (not one passed in)."""
+        made, self._http_made = self._http_made, None
+        self._client = None
+        if made is not None:
+            await made.close_async()  # type: ignore[no-untyped-call]
 
 
 def _sync_of(app: App, instance: str) -> StripeSync:
