@@ -54,7 +54,8 @@ def create_api(
     api.add_middleware(
         BodyGuard,
         guard=admin,
-        open_paths={p for p in open_paths if p},
+        # a public router may serve its prefix itself (e.g. POST /stripe/webhook)
+        open_paths={p for p in open_paths if p} | {prefix.rstrip("/") for prefix in public},
         open_prefixes=(*(prefix.rstrip("/") + "/" for prefix in public), "/dashboard/"),
         max_body_bytes=max_body_bytes,
     )
@@ -83,6 +84,12 @@ def create_api(
             body["errors"] = {role: err for role, err in checks.items() if err is not None}
         return JSONResponse(body, status_code=200 if ok else 503)
 
+    # public routers first (vendor webhooks: each verifies the vendor's signature
+    # itself): a delivery is matched without scanning every admin route before it
+    for prefix, ref in sorted(public.items()):
+        module, _, attr = ref.partition(":")
+        factory = getattr(importlib.import_module(module), attr)
+        api.include_router(factory(app), prefix=prefix)
     api.include_router(rate_limits.router(app), prefix="/rate-limits", dependencies=guard)
     api.include_router(action_cache.router(app), prefix="/action-cache", dependencies=guard)
     api.include_router(presence.router(app), prefix="/presence", dependencies=guard)
@@ -98,11 +105,6 @@ def create_api(
         module, _, attr = ref.partition(":")
         factory = getattr(importlib.import_module(module), attr)
         api.include_router(factory(app), prefix=prefix, dependencies=guard)
-    # public routers (vendor webhooks: each verifies the vendor's signature itself)
-    for prefix, ref in sorted(public.items()):
-        module, _, attr = ref.partition(":")
-        factory = getattr(importlib.import_module(module), attr)
-        api.include_router(factory(app), prefix=prefix)
     return api
 
 

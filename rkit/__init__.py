@@ -4,6 +4,8 @@ State lives in Redis and changes only through atomic Lua scripts; side effects r
 on arq workers. Start with :class:`App`, then build components on it.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from .action_cache import ActionCache, CacheStats, Hit, Miss, PutResult
 from .aggregate import DirectAggregate, TableAggregate
 from .app import Action, App
@@ -92,6 +94,36 @@ from .workpool import (
 
 __version__ = "0.1.0"
 
+if TYPE_CHECKING:
+    from .integrations.stripe import (
+        CustomerResult,
+        StripeNotConfigured,
+        StripeSync,
+        StripeSyncError,
+        SubscriptionNotFound,
+    )
+
+# Stripe needs the optional ``stripe`` SDK (``pip install 'rkit[stripe]'``): its
+# names are imported on first use, so ``import rkit`` works without it
+_STRIPE_NAMES = frozenset(
+    {
+        "CustomerResult",
+        "StripeNotConfigured",
+        "StripeSync",
+        "StripeSyncError",
+        "SubscriptionNotFound",
+    }
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _STRIPE_NAMES:
+        from .integrations import stripe
+
+        return getattr(stripe, name)
+    raise AttributeError(f"module 'rkit' has no attribute {name!r}")
+
+
 __all__ = [
     "DAY",
     "DEFAULT_RETRY_BEHAVIOR",
@@ -117,6 +149,7 @@ __all__ = [
     "Canceled",
     "Clock",
     "ConfigError",
+    "CustomerResult",
     "DirectAggregate",
     "Failed",
     "Finished",
@@ -168,6 +201,10 @@ __all__ = [
     "SingleFlightFailed",
     "StepCtx",
     "StepFailed",
+    "StripeNotConfigured",
+    "StripeSync",
+    "StripeSyncError",
+    "SubscriptionNotFound",
     "Success",
     "TableAggregate",
     "TestClock",
