@@ -47,6 +47,17 @@ local function push_history(id, entry, max)
   redis.call("LTRIM", hk, 0, max - 1)
 end
 
+-- whether the outcome of `tick` is in the cron's history
+local function in_history(id, tick)
+  local ts = rk_fmt(tick)
+  for _, raw in ipairs(redis.call("LRANGE", hkey(id), 0, -1)) do
+    if cjson.decode(raw).tick == ts then
+      return true
+    end
+  end
+  return false
+end
+
 -- true while the last fired execution is still pending or running (overlap "skip").
 -- A fired tick whose work item is gone without a report (never enqueued, or the data
 -- was lost) is recorded as "lost" once the grace has passed, and is not busy.

@@ -7,7 +7,8 @@
 local jk = KEYS[7]
 local tick = tonumber(ARGV[3])
 local h = redis.call("HMGET", jk, "next_run", "claim_token", "last_fired", "last_finished",
-  "last_started", "fn", "args", "id")
+  "last_started", "fn", "args", "id", "overlap")
+local allow = h[9] == "allow"
 if h[6] == false then
   return {"SKIP", "deleted"}
 end
@@ -16,14 +17,14 @@ local claimed = h[2] ~= false and num(h[1]) == tick
 if not (claimed or (lf ~= nil and tick <= lf)) then
   return {"SKIP", "not fired"}
 end
-if lfin ~= nil and tick <= lfin then
-  return {"SKIP", "finished"}
+if lfin ~= nil and tick <= lfin and (not allow or in_history(h[8], tick)) then
+  return {"SKIP", "finished"} -- (overlap "allow": executions may finish out of order)
 end
 local attempt = 1
 if ls == tick then
   attempt = redis.call("HINCRBY", jk, "attempts", 1)
 else
-  if ls ~= nil and tick < ls then
+  if ls ~= nil and tick < ls and not allow then
     return {"SKIP", "superseded"}
   end
   redis.call("HSET", jk, "last_started", rk_fmt(tick), "started_at", rk_fmt(NOW), "attempts", 1)

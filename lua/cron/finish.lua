@@ -2,7 +2,7 @@
 -- on_complete, delivered at least once: a tick already in the history is a no-op).
 -- KEYS: 1-6, 7 = the cron hash, 8 = its history. ARGV: now, id, tick, status, error.
 -- Reply: "OK" | "GONE" (the cron was deleted, e.g. by its own execution) | "DUP"
-local jk, hk = KEYS[7], KEYS[8]
+local jk = KEYS[7] -- KEYS[8], its history, is written through hkey(id)
 local tick, status, err = tonumber(ARGV[3]), ARGV[4], ARGV[5]
 local h = redis.call("HMGET", jk, "id", "last_finished", "last_started", "started_at",
   "history_len", "attempts")
@@ -10,10 +10,8 @@ if h[1] == false then
   return "GONE"
 end
 local ts = rk_fmt(tick)
-for _, raw in ipairs(redis.call("LRANGE", hk, 0, -1)) do
-  if cjson.decode(raw).tick == ts then
-    return "DUP"
-  end
+if in_history(h[1], tick) then
+  return "DUP"
 end
 local entry = {tick = ts, status = status, finished_at = rk_fmt(NOW)}
 if num(h[3]) == tick and h[4] then

@@ -5,6 +5,8 @@ scheduler round and the queued executions at each."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from rkit import App, TestClock
@@ -69,5 +71,42 @@ class Env:
         await self.step()
 
 
-async def settle() -> None:
-    await asyncio.sleep(0)
+async def settle(cond: Any, timeout: float = 5.0) -> None:
+    """Wait (real time, bounded) until background work reached ``cond``."""
+    end = asyncio.get_running_loop().time() + timeout
+    while not cond():
+        assert asyncio.get_running_loop().time() < end, "condition not reached"
+        await asyncio.sleep(0.005)
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 5.0) -> None:
+    """Wait (real time, bounded) until the async ``check`` holds."""
+    end = asyncio.get_running_loop().time() + timeout
+    while not await check():
+        assert asyncio.get_running_loop().time() < end, "condition not reached"
+        await asyncio.sleep(0.005)
+
+
+def utc_ms(text: str) -> int:
+    """``"2023-11-15T00:00:00"`` (UTC) in ms."""
+    return int(datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp() * 1000)
+
+
+async def snapshot(app: App) -> dict[str, Any]:
+    """Every key of the App's namespace with its type and value (to show that a
+    refused call wrote nothing)."""
+    out: dict[str, Any] = {}
+    async for key in app.redis.scan_iter(match=f"*{app.namespace}*"):
+        kind = await app.redis.type(key)
+        if kind == "hash":
+            value: Any = await app.redis.hgetall(key)
+        elif kind == "zset":
+            value = await app.redis.zrange(key, 0, -1, withscores=True)
+        elif kind == "list":
+            value = await app.redis.lrange(key, 0, -1)
+        elif kind == "stream":
+            value = await app.redis.xlen(key)
+        else:
+            value = await app.redis.get(key)
+        out[key] = (kind, value)
+    return out
