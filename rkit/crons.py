@@ -92,6 +92,7 @@ __all__ = [
     "InvalidSchedule",
     "Schedule",
     "TickReport",
+    "compile_schedule",
     "current_tick",
 ]
 
@@ -104,7 +105,7 @@ MAX_SLEEP_MS = 1_000.0
 MIN_SLEEP_MS = 10.0
 HISTORY_LEN = 20
 MAX_HISTORY_LEN = 1_000
-MAX_MISFIRE_COUNT = 10_000
+MAX_MISFIRE_COUNT = 1_000
 """Missed cron-expression ticks counted one by one at most (beyond: this number)."""
 MAX_ID_LEN = 200
 RUN_ACTION = "rkit.crons:run"

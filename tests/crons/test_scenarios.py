@@ -588,3 +588,38 @@ async def test_bad_options_are_refused_before_redis(app: App, env: Env) -> None:
     with pytest.raises(ConfigError):
         Crons(app, "other", claim_limit=0)
     assert await snapshot(app) == before
+
+
+async def test_a_restarted_process_continues_the_schedule(app: App, env: Env) -> None:
+    """State lives in Redis only: a second App (another process, after this one
+    stopped) runs the same crons from where they were."""
+    cid = await env.crons.register(Interval(10_000), "record", {"n": 1}, name="r")
+    await env.advance(10_000)
+    other = peer_app(app)
+    try:
+        later = Env(other)  # the new process registers the same function name
+        later.clock.set(T0 + 20_000)
+        await later.step()
+        assert later.calls == [(T0 + 20_000, {"n": 1})] and len(env.calls) == 1
+        details = await later.crons.details(name="r")
+        assert details is not None and details.id == cid
+        assert [r.tick_ms for r in details.history] == [T0 + 20_000, T0 + 10_000]
+    finally:
+        await other.aclose()
+
+
+async def test_an_execution_whose_function_the_worker_lacks_is_a_recorded_failure(
+    app: App, env: Env
+) -> None:
+    cid = await env.crons.register(Interval(1000), "record")
+    other = peer_app(app)  # a worker whose App has the crons but not "record"
+    try:
+        Crons(other)
+        env.clock.set(T0 + 1000)
+        await env.scheduler.tick()
+        await run_until_idle(other)
+    finally:
+        await other.aclose()
+    details = await env.crons.details(id=cid)
+    assert details is not None and details.last_status == "failed"
+    assert "record" in (details.last_error or "") and env.calls == []
