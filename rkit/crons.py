@@ -298,6 +298,10 @@ def _instant_ms(wall: datetime, zone: ZoneInfo) -> int:
             lo = mid
         else:
             hi = mid
+    # transitions happen on whole seconds: the one in (lo, hi]
+    whole = lo.replace(microsecond=0) + timedelta(seconds=1)
+    if whole <= hi and whole.astimezone(zone).utcoffset() != before:
+        hi = whole
     return round(hi.timestamp() * 1000)
 
 
@@ -949,8 +953,11 @@ class Crons:
                 if "already exists" not in str(exc):
                     raise
                 for item in items:  # one of them was enqueued before: one by one
-                    with contextlib.suppress(ResponseError):
+                    try:
                         await self._enqueue_batch([item], retry, timeout)
+                    except ResponseError as one:
+                        if "already exists" not in str(one):
+                            raise
 
     async def _enqueue_batch(
         self, items: Sequence[tuple[str, int]], retry: RetryBehavior | None, timeout: float
