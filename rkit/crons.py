@@ -624,6 +624,7 @@ class Crons:
             register=register,
         )
         self.wake = asyncio.Event()
+        self.wake_channel = f"{self.tag}:cr:wake"
         _register_actions(app)
         if register:
             app.components.add(CRON.kind, namespace, self)
@@ -660,6 +661,17 @@ class Crons:
         if history:
             keys.append(self._history_key(cron_id))
         return await self._call(op, cron_id, *args, keys=keys)
+
+    async def _wake(self) -> None:
+        """Wake the schedulers now (a new next fire time may be earlier than they
+        sleep): this process's at once, the others through the wake channel."""
+        self.wake.set()
+        if self.app.is_cluster:
+            return
+        try:
+            await self.app.redis.publish(self.wake_channel, "1")
+        except (RedisError, OSError) as exc:  # the change is made; they wake within 1 s
+            logger.debug("could not publish a cron wake-up: %s", exc)
 
     async def _now(self) -> float:
         return await self.app.server_time()
@@ -804,7 +816,8 @@ class Crons:
             raise CronNameTaken(name or "", found)
         if status == "EXISTS":
             raise ConfigError(f"cron id {cron_id!r} already exists (id_factory repeated an id)")
-        self.wake.set()
+        if status == "OK":
+            await self._wake()
         return found
 
     # -- reading ------------------------------------------------------------------------
@@ -919,7 +932,8 @@ class Crons:
         reply = _s(await self._call_one("resume", cron_id, str(int(nxt))))
         if reply == "NOT_FOUND":
             raise CronNotFound(f"Cron {cron_id} not found")
-        self.wake.set()
+        if reply == "OK":
+            await self._wake()
         return reply == "OK"
 
     async def trigger(self, *, id: str | None = None, name: str | None = None) -> bool:
@@ -1075,22 +1089,52 @@ class CronScheduler:
 
     async def run_forever(self) -> None:
         """Tick, then sleep until the earliest due time (at most ``max_sleep_ms``, at
-        least 10 ms) or until this process registers or resumes a cron."""
+        least 10 ms) or until a cron is registered or resumed (in this process, or
+        in another one: ``PUBLISH`` on the namespace's wake channel; not on Cluster
+        clients, where the sleep bounds the delay)."""
         wake = self.crons.wake
+        listener = None
+        if not self.crons.app.is_cluster:
+            listener = asyncio.get_running_loop().create_task(self._listen())
+        try:
+            while True:
+                wake.clear()
+                delay = self.max_sleep_ms / 1000.0
+                try:
+                    report = await self.tick()
+                except (RedisError, OSError) as exc:
+                    logger.warning("cron scheduler %s: %s; retrying", self.crons.namespace, exc)
+                else:
+                    if report.claimed >= self.claim_limit:
+                        continue
+                    if report.next_due_ms is not None:
+                        due_in = max(0.0, report.next_due_ms - report.now_ms) / 1000.0
+                        delay = min(delay, due_in)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), max(delay, MIN_SLEEP_MS / 1000.0))
+        finally:
+            if listener is not None:
+                listener.cancel()
+                await asyncio.gather(listener, return_exceptions=True)
+
+    async def _listen(self) -> None:
+        """Set the wake event on each message of the wake channel (resubscribing
+        after a connection error)."""
+        redis = self.crons.app.redis
         while True:
-            delay = self.max_sleep_ms / 1000.0
+            pubsub = redis.pubsub()
             try:
-                report = await self.tick()
+                await pubsub.subscribe(self.crons.wake_channel)
+                while True:
+                    msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                    if msg is not None:
+                        self.crons.wake.set()
             except (RedisError, OSError) as exc:
-                logger.warning("cron scheduler %s: %s; retrying", self.crons.namespace, exc)
-            else:
-                if report.claimed >= self.claim_limit:
-                    continue
-                if report.next_due_ms is not None:
-                    delay = min(delay, max(0.0, report.next_due_ms - report.now_ms) / 1000.0)
-            wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), max(delay, MIN_SLEEP_MS / 1000.0))
+                logger.debug("cron wake channel: %s; resubscribing", exc)
+                await asyncio.sleep(self.max_sleep_ms / 1000.0)
+            finally:
+                with contextlib.suppress(RedisError, OSError):
+                    await pubsub.aclose()
 
 
 _TASKS = "crons.schedulers"
