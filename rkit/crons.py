@@ -608,6 +608,7 @@ class Crons:
                 "pause",
                 "resume",
                 "trigger",
+                "update",
                 "get",
                 "list",
                 "stats",
@@ -949,6 +950,38 @@ class Crons:
         tick = int(_s(reply[1]))
         await self._enqueue([(cron_id, tick, _s(reply[2]), _s(reply[3]))])
         return True
+
+    async def update(
+        self,
+        *,
+        id: str | None = None,
+        name: str | None = None,
+        schedule: IntervalSchedule | CronSchedule | Mapping[str, Any] | None = None,
+        args: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Replace the schedule and/or the arguments of a cron in place (same id and
+        name, history kept). A new schedule starts from its first tick after now."""
+        fields: dict[str, str] = {}
+        compiled = None
+        if schedule is not None:
+            compiled = compile_schedule(schedule)
+            s = compiled.schedule
+            fields["kind"] = s.kind
+            if isinstance(s, IntervalSchedule):
+                fields.update(ms=repr(float(s.ms)), cronspec="", tz="")
+            else:
+                fields.update(ms="", cronspec=s.cronspec, tz=s.tz or "")
+        if args is not None:
+            if not isinstance(args, Mapping) or not all(isinstance(k, str) for k in args):
+                raise TypeError("args must be a mapping with str keys")
+            fields["args"] = codec.dumps(dict(args), what="args of the cron function")
+        cron_id, _ = await self._resolve(id, name)
+        nxt = "" if compiled is None else str(compiled.next_after(await self._now()))
+        reply = _s(await self._call_one("update", cron_id, codec.dumps(fields), nxt))
+        if reply == "NOT_FOUND":
+            raise CronNotFound(f"Cron {cron_id} not found")
+        if nxt:
+            await self._wake()
 
     # -- executions ---------------------------------------------------------------------
 

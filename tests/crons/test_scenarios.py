@@ -623,3 +623,27 @@ async def test_an_execution_whose_function_the_worker_lacks_is_a_recorded_failur
     details = await env.crons.details(id=cid)
     assert details is not None and details.last_status == "failed"
     assert "record" in (details.last_error or "") and env.calls == []
+
+
+async def test_update_in_place(app: App, env: Env) -> None:
+    cid = await env.crons.register(Interval(60_000), "record", {"m": "x"}, name="u")
+    await env.advance(60_000)
+    await env.crons.update(name="u", schedule=Interval(10_000), args={"m": "y"})
+    details = await env.crons.details(name="u")
+    assert details is not None and details.id == cid
+    assert details.schedule == IntervalSchedule(ms=10_000)
+    assert details.next_run_ms == T0 + 70_000 and len(details.history) == 1
+    await env.crons.update(id=cid, args={"m": "z"})  # the schedule is unchanged
+    await env.advance(10_000)
+    assert env.calls == [(T0 + 60_000, {"m": "x"}), (T0 + 70_000, {"m": "z"})]
+    await env.crons.update(id=cid, schedule=Cron("0 0 * * *"))
+    details = await env.crons.details(id=cid)
+    assert details is not None and details.next_run_ms == utc_ms("2023-11-15T00:00:00")
+    before = await snapshot(app)
+    with pytest.raises(InvalidSchedule):
+        await env.crons.update(id=cid, schedule=Interval(10))
+    with pytest.raises(TypeError):
+        await env.crons.update(id=cid, args=[1])  # type: ignore[arg-type]
+    with pytest.raises(CronNotFound):
+        await env.crons.update(id="nope", args={})
+    assert await snapshot(app) == before
