@@ -506,11 +506,8 @@ def _register_actions(app: App) -> None:
         except ActionNotFound:
             raise FunctionNotRegistered(fn_name) from None
         token = _current.set((id, int(tick)))
-        try:
+        try:  # a failure is logged by the pool (an ERROR on rkit.crons, with traceback)
             await action.fn(**args)
-        except Exception:
-            logger.exception("cron %s (%s) failed for tick %s", id, fn_name, tick)
-            raise
         finally:
             _current.reset(token)
         return None

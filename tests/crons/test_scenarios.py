@@ -4,6 +4,7 @@ fakeredis for Cluster); the multi-process scenario is in test_processes.py."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import pytest
@@ -403,7 +404,10 @@ async def test_args_contract(app: App, env: Env) -> None:
 
 
 # 22
-async def test_failures_do_not_stop_the_schedule(env: Env) -> None:
+async def test_failures_do_not_stop_the_schedule(
+    env: Env, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, "rkit.crons")
     cid = await env.crons.register(Interval(1000), "boom")
     await env.advance(3000)
     assert env.times == [T0 + 1000, T0 + 2000, T0 + 3000]  # once per tick, no retry
@@ -412,6 +416,8 @@ async def test_failures_do_not_stop_the_schedule(env: Env) -> None:
     assert details.last_status == "failed" and details.last_error == "boom"
     assert [r.status for r in details.history] == ["failed"] * 3
     assert (await env.crons.stats())["failed"] == 3
+    errors = [r for r in caplog.records if r.name == "rkit.crons" and r.levelno == logging.ERROR]
+    assert len(errors) == 3 and all("boom" in r.getMessage() and r.exc_info for r in errors)
 
 
 async def test_retry_option_retries_a_failed_execution(app: App) -> None:
