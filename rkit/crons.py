@@ -59,7 +59,13 @@ from redis.exceptions import RedisError, ResponseError
 
 from . import codec, scripts
 from .clock import MAX_DURATION_MS, argv_now
-from .errors import ActionNotFound, ConfigError, FunctionNotRegistered, RkitError
+from .errors import (
+    ActionNotFound,
+    ConfigError,
+    FunctionNotRegistered,
+    PayloadTooLarge,
+    RkitError,
+)
 from .keys import check_part
 from .registry import Service
 from .workpool import (
@@ -108,6 +114,8 @@ MAX_HISTORY_LEN = 1_000
 MAX_MISFIRE_COUNT = 1_000
 """Missed cron-expression ticks counted one by one at most (beyond: this number)."""
 MAX_ID_LEN = 200
+MAX_ARGS_BYTES = 1_000_000
+"""Largest JSON of a cron's arguments (stored in its hash, passed on every run)."""
 RUN_ACTION = "rkit.crons:run"
 FINISH_ACTION = "rkit.crons:finish"
 MisfirePolicy = Literal["coalesce", "catch_up"]
@@ -706,6 +714,7 @@ class Crons:
         if not all(isinstance(k, str) for k in args):
             raise TypeError("args must have str keys")
         args_s = codec.dumps(dict(args), what=f"args of cron function {fn_name}")
+        _check_args_size(args_s)
         misfire = self.misfire if misfire is None else misfire
         overlap = self.overlap if overlap is None else overlap
         _check_policies(misfire, overlap)
@@ -972,6 +981,7 @@ class Crons:
             if not isinstance(args, Mapping) or not all(isinstance(k, str) for k in args):
                 raise TypeError("args must be a mapping with str keys")
             fields["args"] = codec.dumps(dict(args), what="args of the cron function")
+            _check_args_size(fields["args"])
         cron_id, _ = await self._resolve(id, name)
         nxt = "" if compiled is None else str(compiled.next_after(await self._now()))
         reply = _s(await self._call_one("update", cron_id, codec.dumps(fields), nxt))
@@ -1036,6 +1046,12 @@ def _check_timeout(timeout_ms: Any) -> None:
         or not 0 < timeout_ms <= MAX_TIMEOUT_MS
     ):
         raise ConfigError(f"timeout_ms must be a number in (0, {MAX_TIMEOUT_MS:.0f}]")
+
+
+def _check_args_size(args_s: str) -> None:
+    size = len(args_s.encode("utf-8"))
+    if size > MAX_ARGS_BYTES:
+        raise PayloadTooLarge(f"cron args are {size} bytes (max: {MAX_ARGS_BYTES} bytes)")
 
 
 def _check_history_len(n: Any) -> None:

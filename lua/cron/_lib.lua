@@ -49,9 +49,9 @@ end
 
 -- whether the outcome of `tick` is in the cron's history
 local function in_history(id, tick)
-  local ts = rk_fmt(tick)
+  local needle = '"tick":"' .. rk_fmt(tick) .. '"'
   for _, raw in ipairs(redis.call("LRANGE", hkey(id), 0, -1)) do
-    if cjson.decode(raw).tick == ts then
+    if string.find(raw, needle, 1, true) then
       return true
     end
   end

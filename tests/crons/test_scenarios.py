@@ -574,7 +574,7 @@ async def test_history_is_bounded(app: App) -> None:
 
 
 async def test_bad_options_are_refused_before_redis(app: App, env: Env) -> None:
-    from rkit import ConfigError
+    from rkit import ConfigError, PayloadTooLarge
 
     before = await snapshot(app)
     bad: list[dict[str, Any]] = [
@@ -593,6 +593,8 @@ async def test_bad_options_are_refused_before_redis(app: App, env: Env) -> None:
         await env.crons.get(name="x" * 2000)
     with pytest.raises(ConfigError):
         Crons(app, "other", claim_limit=0)
+    with pytest.raises(PayloadTooLarge):
+        await env.crons.register(Interval(1000), "record", {"big": "x" * 1_000_001})
     assert await snapshot(app) == before
 
 
