@@ -178,6 +178,7 @@ def Cron(cronspec: str, tz: str | None = None) -> CronSchedule:
     return CronSchedule(cronspec=cronspec, tz=tz)
 
 
+_NAMESPACE_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")  # a workpool name
 _HASH_FIELD = re.compile(r"(?<![A-Za-z])H")
 _LAST_WEEKDAY = re.compile(r"^([0-7])L$")
 
@@ -578,6 +579,12 @@ class Crons:
         id_factory: Callable[[], str] | None = None,
         register: bool = True,
     ) -> None:
+        if not isinstance(namespace, str) or not _NAMESPACE_RE.match(namespace):
+            raise ConfigError(
+                f"crons namespace must match {_NAMESPACE_RE.pattern}, got {namespace!r:.80}"
+            )
+        if register and app.components.get(CRON.kind, namespace) is not None:
+            app.components.add(CRON.kind, namespace, self)  # raises: one per name and App
         _check_policies(misfire, overlap)
         self._retry = _retry_json(retry)
         _check_timeout(timeout_ms)

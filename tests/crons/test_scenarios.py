@@ -659,3 +659,17 @@ async def test_update_in_place(app: App, env: Env) -> None:
     with pytest.raises(CronNotFound):
         await env.crons.update(id="nope", args={})
     assert await snapshot(app) == before
+
+
+def test_one_crons_instance_per_namespace_and_app() -> None:
+    from rkit import ConfigError
+
+    app = App()
+    first = Crons(app)
+    with pytest.raises(ConfigError, match=r"already has a cron named 'default'"):
+        Crons(app)
+    assert Crons.view(app) is first
+    assert Crons(peer_app(app)) is not first  # another process may have its own
+    assert Crons(app, "other") is not first
+    with pytest.raises(ConfigError, match="namespace must match"):
+        Crons(app, "no spaces")
