@@ -109,6 +109,8 @@ CLAIM_LIMIT = 100
 CLAIM_LEASE_MS = 30_000.0
 MAX_SLEEP_MS = 1_000.0
 MIN_SLEEP_MS = 10.0
+ROUND_GRACE_S = 10.0
+"""How long a stopping scheduler lets its current round finish."""
 HISTORY_LEN = 20
 MAX_HISTORY_LEN = 1_000
 MAX_MISFIRE_COUNT = 1_000
@@ -1154,7 +1156,7 @@ class CronScheduler:
                 wake.clear()
                 delay = self.max_sleep_ms / 1000.0
                 try:
-                    report = await self.tick()
+                    report = await self._round()
                 except (RedisError, OSError) as exc:
                     logger.warning("cron scheduler %s: %s; retrying", self.crons.namespace, exc)
                 else:
@@ -1169,6 +1171,18 @@ class CronScheduler:
             if listener is not None:
                 listener.cancel()
                 await asyncio.gather(listener, return_exceptions=True)
+
+    async def _round(self) -> TickReport:
+        """:meth:`tick`, finished even when the loop is cancelled meanwhile (a worker
+        stopping): a round stopped between claim and commit would hold its crons
+        until the claim lease ends (``claim_lease_ms``, 30 s by default)."""
+        round_ = asyncio.ensure_future(self.tick())
+        try:
+            return await asyncio.shield(round_)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(round_, ROUND_GRACE_S)
+            raise
 
     async def _listen(self) -> None:
         """Set the wake event on each message of the wake channel (resubscribing
