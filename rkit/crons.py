@@ -32,6 +32,10 @@ Design:
   zone). Daylight saving: local wall times are what match; a time skipped by a
   spring-forward transition fires once at the first instant after the gap, a time
   repeated by a fall-back transition fires once, at its first instant.
+* **Scheduling loop**: every worker runs one scheduler per namespace its App
+  constructs; it sleeps until the earliest due time (at most ``max_sleep_ms``) and is
+  woken at once by a register or resume in any process (``PUBLISH`` on the
+  namespace's wake channel).
 * **Clock**: the Redis server's (or the App's test clock), passed to every script.
 """
 
@@ -41,6 +45,7 @@ import asyncio
 import builtins
 import contextlib
 import contextvars
+import functools
 import logging
 import math
 import re
@@ -257,6 +262,12 @@ def compile_schedule(schedule: Any) -> _Compiled:
     except (CroniterError, ValueError, KeyError, IndexError, OverflowError):
         raise InvalidSchedule(f'Invalid cronspec: "{schedule.cronspec}"') from None
     return compiled
+
+
+@functools.lru_cache(maxsize=4096)
+def _compiled_cron(cronspec: str, tz: str | None) -> _Compiled:
+    """A stored (valid) cron expression, compiled once per process."""
+    return compile_schedule(CronSchedule(cronspec=cronspec, tz=tz))
 
 
 def _first_error(exc: ValidationError) -> str:
@@ -1117,7 +1128,7 @@ class CronScheduler:
                 if kind == "interval":
                     compiled = _Compiled(IntervalSchedule(ms=float(ms)))
                 else:
-                    compiled = compile_schedule(CronSchedule(cronspec=spec, tz=tz or None))
+                    compiled = _compiled_cron(spec, tz or None)
                 nxt = compiled.next_after(tick)
                 missed = 0
                 if nxt <= now and misfire != "catch_up":
