@@ -17,7 +17,7 @@ from rkit import App
 from rkit.cli import main
 from rkit.testing import run_until_idle
 
-from ._env import T0, Env
+from ._env import T0, Env, snapshot
 
 AUTH = {"Authorization": "Bearer tok"}
 
@@ -45,6 +45,7 @@ async def test_register_get_list_and_control(client: tuple[httpx.AsyncClient, En
     assert (await c.post("/crons/default", json=body)).status_code == 409
     again = await c.post("/crons/default", json={**body, "if_absent": True})
     assert again.status_code == 201 and again.json() == {"id": cid}
+    before = await snapshot(env.app)
     bad = {**body, "name": "x", "schedule": {"kind": "interval", "ms": 10}}
     r = await c.post("/crons/default", json=bad)
     assert r.status_code == 422 and "Interval must be >= 1000ms" in r.text
@@ -52,6 +53,13 @@ async def test_register_get_list_and_control(client: tuple[httpx.AsyncClient, En
     assert r.status_code == 422
     r = await c.post("/crons/default", json={**body, "name": "z", "schedule": {"kind": "x"}})
     assert r.status_code == 422
+    r = await c.post("/crons/default", json={**body, "name": "w", "args": [1]})
+    assert r.status_code == 422
+    r = await c.post("/crons/default", json={**body, "name": "v", "misfire": "later"})
+    assert r.status_code == 422
+    r = await c.post("/crons/default", json={**body, "if_absent": True, "name": None})
+    assert r.status_code == 422
+    assert await snapshot(env.app) == before  # refused requests wrote nothing
 
     got = (await c.get(f"/crons/default/{cid}")).json()
     assert got["name"] == "daily" and got["next_run_ms"] == T0 + 60_000
