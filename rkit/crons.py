@@ -60,6 +60,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import croniter
 from croniter.croniter import CroniterError
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError, ResponseError
 
 from . import codec, scripts
@@ -692,10 +693,11 @@ class Crons:
         """Wake the schedulers now (a new next fire time may be earlier than they
         sleep): this process's at once, the others through the wake channel."""
         self.wake.set()
-        if self.app.is_cluster:
+        redis: Any = self.app.redis  # a plain client (pub/sub; not on Cluster clients)
+        if isinstance(redis, RedisCluster):
             return
         try:
-            await self.app.redis.publish(self.wake_channel, "1")
+            await redis.publish(self.wake_channel, "1")
         except (RedisError, OSError) as exc:  # the change is made; they wake within 1 s
             logger.debug("could not publish a cron wake-up: %s", exc)
 
@@ -1198,7 +1200,9 @@ class CronScheduler:
     async def _listen(self) -> None:
         """Set the wake event on each message of the wake channel (resubscribing
         after a connection error)."""
-        redis = self.crons.app.redis
+        redis: Any = self.crons.app.redis
+        if isinstance(redis, RedisCluster):  # pragma: no cover - run_forever never starts it
+            return
         while True:
             pubsub = redis.pubsub()
             try:
