@@ -1,80 +1,30 @@
-"""Dynamic crons: recurring jobs registered, inspected, paused and deleted at run time
-from any process (spec crons.md).
-
-Design:
-
-* **State** lives under one hash tag per namespace (``app.keys.tag("cron", ns)``):
-  one hash per cron (``cr:j:<id>``), ``cr:names`` (name -> id), ``cr:due`` (ZSET of
-  next fire times), ``cr:order`` (creation order), ``cr:stats``, ``cr:events`` (a
-  stream capped at about 10,000) and a bounded run history per cron (``cr:h:<id>``,
-  the last ``history_len`` outcomes). Every change is one script in ``lua/cron/``.
-* **Exactly one fire per due time**: any number of :class:`CronScheduler` loops (one
-  per worker process) *claim* due crons in one script; a claim re-scores the cron at
-  its claim deadline and carries a token. The scheduler enqueues the tick's execution
-  (work id ``<cron id>:<tick>``: a second enqueue of a tick is refused) and then
-  *commits* the next fire time, only under its token and only if the claimed tick is
-  still the cron's next one. A scheduler that dies between claim and commit leaves
-  the tick to be claimed again after the lease; its execution runs once (the work
-  id, and ``begin`` refusing a finished tick).
-* **Executions** run on a workpool of the ``cron`` kind (the one execution path):
-  an internal action begins the tick (fenced: a deleted cron, a tick never fired or
-  already finished is skipped), calls the cron's function with its arguments, and
-  the pool's durable ``on_complete`` records the outcome (success, failed, lost,
-  canceled), duration and attempts in the cron's hash and history. Retries follow
-  the cron's ``retry`` (default none: one execution per tick, the reference's rule).
-* **Overlap** ``skip`` (default): a tick whose previous execution is still pending
-  or running is skipped (counted, not queued); ``allow`` fires regardless.
-* **Missed ticks** (all schedulers down): ``coalesce`` (default) fires once for the
-  overdue tick and continues at the first tick after now, in phase; ``catch_up``
-  processes every missed tick in order (each subject to the overlap rule).
-* **Schedules**: :func:`Interval` (ms >= 1,000; fire times ``prev + floor(ms)``, no
-  drift) or :func:`Cron` (5 fields, or 6 with seconds first, croniter, in an IANA
-  zone). Daylight saving: local wall times are what match; a time skipped by a
-  spring-forward transition fires once at the first instant after the gap, a time
-  repeated by a fall-back transition fires once, at its first instant.
-* **Scheduling loop**: every worker runs one scheduler per namespace its App
-  constructs; it sleeps until the earliest due time (at most ``max_sleep_ms``) and is
-  woken at once by a register or resume in any process (``PUBLISH`` on the
-  namespace's wake channel).
-* **Clock**: the Redis server's (or the App's test clock), passed to every script.
-"""
+"""The crons component: registering, reading and controlling crons (one script per
+change), and the execution path on a workpool of the ``cron`` kind."""
 
 from __future__ import annotations
 
 import asyncio
 import builtins
-import contextlib
-import contextvars
-import functools
 import logging
-import math
 import re
-import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Annotated, Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from croniter import croniter
-from croniter.croniter import CroniterError
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError, ResponseError
 
-from . import codec, scripts
-from .clock import MAX_DURATION_MS, argv_now
-from .errors import (
+from .. import codec, scripts
+from ..clock import MAX_DURATION_MS, argv_now
+from ..errors import (
     ActionNotFound,
     ConfigError,
     FunctionNotRegistered,
     PayloadTooLarge,
-    RkitError,
 )
-from .keys import check_part
-from .registry import Service
-from .workpool import (
+from ..keys import check_part
+from ..registry import Service
+from ..workpool import (
     MAX_TIMEOUT_MS,
     Canceled,
     Failed,
@@ -85,415 +35,47 @@ from .workpool import (
     Workpool,
     _runtime,
 )
+from .scheduler import MIN_SLEEP_MS, CronScheduler
+from .schedules import (
+    CronSchedule,
+    IntervalSchedule,
+    _Compiled,
+    compile_schedule,
+)
+from .types import (
+    CronDetails,
+    CronInfo,
+    CronNameTaken,
+    CronNotFound,
+    MisfirePolicy,
+    OverlapPolicy,
+    _check_id,
+    _current,
+    _default_id,
+    _details,
+    _info,
+    _num,
+    _one_of,
+    _pairs,
+    _s,
+    _schedule_of,
+)
 
 if TYPE_CHECKING:
-    from .app import App
-
-__all__ = [
-    "Cron",
-    "CronDetails",
-    "CronInfo",
-    "CronNameTaken",
-    "CronNotFound",
-    "CronRun",
-    "CronSchedule",
-    "CronScheduler",
-    "Crons",
-    "Interval",
-    "IntervalSchedule",
-    "InvalidSchedule",
-    "Schedule",
-    "TickReport",
-    "compile_schedule",
-    "current_tick",
-]
+    from ..app import App
 
 logger = logging.getLogger("rkit.crons")
+_NAMESPACE_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")  # a workpool name
 
-MIN_INTERVAL_MS = 1_000
 CLAIM_LIMIT = 100
 CLAIM_LEASE_MS = 30_000.0
 MAX_SLEEP_MS = 1_000.0
-MIN_SLEEP_MS = 10.0
-ROUND_GRACE_S = 10.0
-"""How long a stopping scheduler lets its current round finish."""
 HISTORY_LEN = 20
 MAX_HISTORY_LEN = 1_000
-MAX_MISFIRE_COUNT = 1_000
-"""Missed cron-expression ticks counted one by one at most (beyond: this number)."""
-MAX_ID_LEN = 200
 MAX_ARGS_BYTES = 1_000_000
 """Largest JSON of a cron's arguments (stored in its hash, passed on every run)."""
 RUN_ACTION = "rkit.crons:run"
 FINISH_ACTION = "rkit.crons:finish"
-MisfirePolicy = Literal["coalesce", "catch_up"]
-OverlapPolicy = Literal["skip", "allow"]
-
-
-# -- errors ---------------------------------------------------------------------------
-
-
-class InvalidSchedule(ConfigError):
-    """A schedule that can never run: interval below 1,000 ms or not finite, a bad
-    cron expression, an unknown time zone. Raised before Redis is touched."""
-
-
-class CronNameTaken(RkitError):
-    """A cron with this name exists in the namespace (reference wording)."""
-
-    def __init__(self, name: str, existing_id: str) -> None:
-        super().__init__(f'Cron with name "{name}" already exists')
-        self.name = name
-        self.existing_id = existing_id
-
-
-class CronNotFound(RkitError, LookupError):
-    """No cron with this id / name (reference wording)."""
-
-
-# -- schedules ------------------------------------------------------------------------
-
-
-class IntervalSchedule(BaseModel):
-    """Every ``ms`` milliseconds (finite, >= 1,000); fire times ``prev + floor(ms)``."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-    kind: Literal["interval"] = "interval"
-    ms: float
-
-
-class CronSchedule(BaseModel):
-    """A cron expression (5 fields, or 6 with seconds first) in ``tz`` (IANA, UTC when
-    ``None``)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-    kind: Literal["cron"] = "cron"
-    cronspec: str
-    tz: str | None = None
-
-
-Schedule = Annotated[IntervalSchedule | CronSchedule, Field(discriminator="kind")]
-_SCHEDULE: TypeAdapter[IntervalSchedule | CronSchedule] = TypeAdapter(Schedule)
-
-
-def Interval(ms: float) -> IntervalSchedule:
-    """``Interval(60_000)``: every minute (validated on register)."""
-    return IntervalSchedule(ms=ms)
-
-
-def Cron(cronspec: str, tz: str | None = None) -> CronSchedule:
-    """``Cron("0 9 * * 1-5", tz="Europe/Berlin")`` (validated on register)."""
-    return CronSchedule(cronspec=cronspec, tz=tz)
-
-
-_NAMESPACE_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")  # a workpool name
-_HASH_FIELD = re.compile(r"(?<![A-Za-z])H")
-_LAST_WEEKDAY = re.compile(r"^([0-7])L$")
-
-
-@dataclass(frozen=True)
-class _Compiled:
-    """A validated schedule, ready to compute fire times."""
-
-    schedule: IntervalSchedule | CronSchedule
-    expr: str = ""
-    seconds: bool = False
-    zone: ZoneInfo | None = None
-
-    @property
-    def step(self) -> int:
-        assert isinstance(self.schedule, IntervalSchedule)
-        return math.floor(self.schedule.ms)
-
-    def next_after(self, after_ms: float) -> int:
-        """The first fire time strictly after ``after_ms`` (integer ms)."""
-        if isinstance(self.schedule, IntervalSchedule):
-            return math.floor(after_ms) + self.step
-        return _next_cron(self, after_ms)
-
-    def next_after_now(self, tick: float, now: float) -> tuple[int, int]:
-        """Coalesce: the first fire time strictly after ``now`` in the phase of
-        ``tick``, and how many ticks in (tick, now] are skipped."""
-        if isinstance(self.schedule, IntervalSchedule):
-            k = int((now - tick) // self.step)
-            return int(tick) + (k + 1) * self.step, k
-        missed, t = 0, self.next_after(tick)
-        while t <= now and missed < MAX_MISFIRE_COUNT:
-            missed += 1
-            t = self.next_after(t)
-        return (t if t > now else self.next_after(now)), missed
-
-
-def _cron_expr(spec: str) -> tuple[str, bool]:
-    """The croniter form of a reference cron expression and whether it has seconds."""
-    fields = spec.split()
-    if len(fields) == 1 and fields[0].startswith("@") and fields[0] != "@reboot":
-        return fields[0], False
-    if len(fields) not in (5, 6) or _HASH_FIELD.search(spec):
-        raise InvalidSchedule(f'Invalid cronspec: "{spec}"')
-    # the reference's last-weekday form "5L" is croniter's "L5"
-    dow = ",".join(_LAST_WEEKDAY.sub(r"L\1", part) for part in fields[-1].split(","))
-    return " ".join([*fields[:-1], dow]), len(fields) == 6
-
-
-def compile_schedule(schedule: Any) -> _Compiled:
-    """Validate a schedule (a model or a mapping); :class:`InvalidSchedule` if bad."""
-    if isinstance(schedule, Mapping):
-        try:
-            schedule = _SCHEDULE.validate_python(dict(schedule))
-        except ValidationError as exc:
-            raise InvalidSchedule(f"invalid schedule: {_first_error(exc)}") from None
-    if isinstance(schedule, IntervalSchedule):
-        ms = schedule.ms
-        if isinstance(ms, bool) or not math.isfinite(ms) or ms < MIN_INTERVAL_MS:
-            raise InvalidSchedule("Interval must be >= 1000ms")
-        if ms > MAX_DURATION_MS:
-            raise InvalidSchedule(f"Interval must be <= {MAX_DURATION_MS:.0f}ms")
-        return _Compiled(schedule)
-    if not isinstance(schedule, CronSchedule):
-        raise InvalidSchedule(
-            "schedule must be an IntervalSchedule, a CronSchedule or a mapping, "
-            f"got {schedule!r:.80}"
-        )
-    zone = _zone(schedule.tz)
-    expr, seconds = _cron_expr(schedule.cronspec)
-    compiled = _Compiled(schedule, expr, seconds, zone)
-    try:  # the first fire time proves the expression can match at all
-        _next_cron(compiled, time.time() * 1000)
-    except (CroniterError, ValueError, KeyError, IndexError, OverflowError):
-        raise InvalidSchedule(f'Invalid cronspec: "{schedule.cronspec}"') from None
-    return compiled
-
-
-@functools.lru_cache(maxsize=4096)
-def _compiled_cron(cronspec: str, tz: str | None) -> _Compiled:
-    """A stored (valid) cron expression, compiled once per process."""
-    return compile_schedule(CronSchedule(cronspec=cronspec, tz=tz))
-
-
-def _first_error(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    where = ".".join(str(p) for p in err.get("loc", ()))
-    return f"{where}: {err.get('msg', 'invalid')}" if where else str(err.get("msg"))
-
-
-def _zone(tz: str | None) -> ZoneInfo:
-    if tz is None:
-        return ZoneInfo("UTC")
-    try:
-        return ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError, TypeError, OSError):
-        raise InvalidSchedule(f'Invalid timezone: "{tz}"') from None
-
-
-def _next_cron(c: _Compiled, after_ms: float) -> int:
-    """Match local wall times in the cron's zone, from the wall time of ``after_ms``;
-    map each match to its instant (a time in a spring-forward gap -> the first instant
-    after the gap; a repeated fall-back time -> its first instant) and return the first
-    one strictly after ``after_ms``."""
-    zone = c.zone or ZoneInfo("UTC")
-    after = datetime.fromtimestamp(after_ms / 1000.0, UTC)
-    wall = after.astimezone(zone).replace(tzinfo=None, microsecond=0)
-    it = croniter(c.expr, wall, second_at_beginning=c.seconds, day_or=True)
-    for _ in range(1000):
-        cand: datetime = it.get_next(datetime)
-        at = _instant_ms(cand, zone)
-        if at > after_ms:
-            return at
-    raise InvalidSchedule(f'Invalid cronspec: "{c.expr}"')  # pragma: no cover
-
-
-def _instant_ms(wall: datetime, zone: ZoneInfo) -> int:
-    first = wall.replace(tzinfo=zone, fold=0)
-    utc = first.astimezone(UTC)
-    if utc.astimezone(zone).replace(tzinfo=None) == wall:
-        return round(utc.timestamp() * 1000)
-    # a wall time that does not exist (spring-forward gap): the transition instant,
-    # found between the two readings of the wall time (offsets before/after the gap)
-    lo = wall.replace(tzinfo=zone, fold=1).astimezone(UTC)
-    hi = utc
-    if lo > hi:
-        lo, hi = hi, lo
-    before = lo.astimezone(zone).utcoffset()
-    while hi - lo > timedelta(seconds=1):
-        mid = lo + (hi - lo) / 2
-        if mid.astimezone(zone).utcoffset() == before:
-            lo = mid
-        else:
-            hi = mid
-    # transitions happen on whole seconds: the one in (lo, hi]
-    whole = lo.replace(microsecond=0) + timedelta(seconds=1)
-    if whole <= hi and whole.astimezone(zone).utcoffset() != before:
-        hi = whole
-    return round(hi.timestamp() * 1000)
-
-
-# -- values ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CronInfo:
-    """A cron as ``get``/``list`` show it (reference shape; ``function`` is the
-    registered action name)."""
-
-    id: str
-    name: str | None
-    function: str
-    args: dict[str, Any]
-    schedule: IntervalSchedule | CronSchedule
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["schedule"] = self.schedule.model_dump(exclude_none=True)
-        return d
-
-
-@dataclass(frozen=True)
-class CronRun:
-    """One finished execution in a cron's history."""
-
-    tick_ms: float
-    status: str
-    """``success``, ``failed``, ``lost`` (its worker died) or ``canceled``."""
-    finished_at: float
-    started_at: float | None = None
-    duration_ms: float | None = None
-    attempts: int | None = None
-    error: str | None = None
-
-
-@dataclass(frozen=True)
-class CronDetails(CronInfo):
-    """:class:`CronInfo` plus the schedule's state and the last runs."""
-
-    next_run_ms: float | None = None
-    """``None`` while paused."""
-    last_fired_ms: float | None = None
-    last_started_ms: float | None = None
-    last_finished_ms: float | None = None
-    last_status: str | None = None
-    last_error: str | None = None
-    last_duration_ms: float | None = None
-    paused: bool = False
-    created_at: float = 0.0
-    misfire: MisfirePolicy = "coalesce"
-    overlap: OverlapPolicy = "skip"
-    skipped: int = 0
-    history: list[CronRun] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = super().to_dict()
-        d["history"] = [asdict(r) for r in self.history]
-        return d
-
-
-@dataclass(frozen=True)
-class TickReport:
-    """What one scheduler round did."""
-
-    now_ms: float
-    claimed: int
-    fired: int
-    skipped: int
-    misfired: int
-    stale: int
-    next_due_ms: float | None
-
-
-_current: contextvars.ContextVar[tuple[str, int] | None] = contextvars.ContextVar(
-    "rkit_cron_tick", default=None
-)
-
-
-def current_tick() -> tuple[str, int] | None:
-    """Inside a cron's execution: ``(cron id, tick ms)`` of the tick being run."""
-    return _current.get()
-
-
-def _num(x: str | None) -> float | None:
-    return None if x is None or x == "" else float(x)
-
-
-def _s(v: Any) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
-
-
-def _pairs(flat: Sequence[Any]) -> dict[str, str]:
-    it = iter(flat)
-    return {_s(k): _s(v) for k, v in zip(it, it, strict=True)}
-
-
-def _schedule_of(h: Mapping[str, str]) -> IntervalSchedule | CronSchedule:
-    if h.get("kind") == "interval":
-        return IntervalSchedule(ms=float(h["ms"]))
-    return CronSchedule(cronspec=h.get("cronspec", ""), tz=h.get("tz") or None)
-
-
-def _info(cron_id: str, h: Mapping[str, str]) -> CronInfo:
-    return CronInfo(
-        id=cron_id,
-        name=h.get("name") or None,
-        function=h.get("fn", ""),
-        args=codec.loads(h.get("args") or "{}"),
-        schedule=_schedule_of(h),
-    )
-
-
-def _run(raw: str) -> CronRun:
-    e = codec.loads(raw)
-    return CronRun(
-        tick_ms=float(e["tick"]),
-        status=e["status"],
-        finished_at=float(e["finished_at"]),
-        started_at=_num(e.get("started_at")),
-        duration_ms=_num(e.get("duration_ms")),
-        attempts=e.get("attempts"),
-        error=e.get("error"),
-    )
-
-
-def _details(cron_id: str, h: Mapping[str, str], hist: Sequence[Any]) -> CronDetails:
-    info = _info(cron_id, h)
-    paused = h.get("paused") == "1"
-    return CronDetails(
-        **{k: getattr(info, k) for k in ("id", "name", "function", "args", "schedule")},
-        next_run_ms=None if paused else _num(h.get("next_run")),
-        last_fired_ms=_num(h.get("last_fired")),
-        last_started_ms=_num(h.get("last_started")),
-        last_finished_ms=_num(h.get("last_finished")),
-        last_status=h.get("last_status") or None,
-        last_error=h.get("last_error") or None,
-        last_duration_ms=_num(h.get("last_duration_ms")),
-        paused=paused,
-        created_at=float(h.get("created_at", 0)),
-        misfire=h.get("misfire", "coalesce"),  # type: ignore[arg-type]
-        overlap=h.get("overlap", "skip"),  # type: ignore[arg-type]
-        skipped=int(h.get("skipped", 0)),
-        history=[_run(_s(r)) for r in hist],
-    )
-
-
-def _default_id() -> str:
-    return f"{int(time.time() * 1000):011x}{uuid.uuid4().hex[:10]}"
-
-
-def _check_id(cron_id: Any) -> str:
-    if not isinstance(cron_id, str) or not cron_id or len(cron_id) > MAX_ID_LEN:
-        raise ConfigError(
-            f"cron id must be a non-empty str of at most {MAX_ID_LEN} chars, got {cron_id!r:.80}"
-        )
-    return cron_id
-
-
-def _one_of(cron_id: str | None, name: str | None) -> tuple[str, str]:
-    if (cron_id is None) == (name is None):
-        raise ConfigError("pass exactly one of id= or name=")
-    if cron_id is not None:
-        return _check_id(cron_id), ""
-    if not isinstance(name, str) or not name:
-        raise ConfigError(f"cron name must be a non-empty str, got {name!r:.80}")
-    return "", check_part(name, "cron name")
-
 
 # -- the pool kind and the execution path ---------------------------------------------
 
@@ -1089,134 +671,6 @@ def _retry_json(retry: RetryBehavior | bool | None) -> str:
     if isinstance(retry, RetryBehavior):
         return retry.to_json()
     raise ConfigError("retry must be a RetryBehavior, a bool or None")
-
-
-# -- the scheduler --------------------------------------------------------------------
-
-
-class CronScheduler:
-    """Claims due crons, enqueues their executions and commits their next fire
-    times; any number of schedulers may run against one namespace (each tick fires
-    once). Every worker runs one per namespace; tests call :meth:`tick`."""
-
-    def __init__(
-        self,
-        crons: Crons,
-        *,
-        claim_limit: int | None = None,
-        claim_lease_ms: float | None = None,
-        max_sleep_ms: float | None = None,
-    ) -> None:
-        self.crons = crons
-        self.claim_limit = crons.claim_limit if claim_limit is None else claim_limit
-        self.claim_lease_ms = crons.claim_lease_ms if claim_lease_ms is None else claim_lease_ms
-        self.max_sleep_ms = crons.max_sleep_ms if max_sleep_ms is None else max_sleep_ms
-
-    async def tick(self) -> TickReport:
-        """One round: claim what is due, enqueue what fires, commit."""
-        c = self.crons
-        token = uuid.uuid4().hex
-        now_s, recs, first = await c._call(
-            "claim", self.claim_limit, codec.fmt_num(self.claim_lease_ms), token
-        )
-        now = float(now_s)
-        fires: list[tuple[str, int, str, str]] = []
-        commit: list[str] = []
-        skipped = misfired = 0
-        for rec in recs:
-            cron_id, tick_s, kind, ms, spec, tz, misfire, retry_s, tmo, busy = (_s(x) for x in rec)
-            tick = int(float(tick_s))
-            try:
-                if kind == "interval":
-                    compiled = _Compiled(IntervalSchedule(ms=float(ms)))
-                else:
-                    compiled = _compiled_cron(spec, tz or None)
-                nxt = compiled.next_after(tick)
-                missed = 0
-                if nxt <= now and misfire != "catch_up":
-                    nxt, missed = compiled.next_after_now(tick, now)
-            except (ConfigError, ValueError) as exc:  # pragma: no cover - validated on register
-                logger.error("cron %s has an unusable schedule (%s); pausing it", cron_id, exc)
-                await c._call_one("pause", cron_id)
-                continue
-            fire = busy != "1"
-            if fire:
-                fires.append((cron_id, tick, retry_s, tmo))
-            else:
-                skipped += 1
-            misfired += missed
-            commit += [cron_id, str(tick), str(nxt), "1" if fire else "0", str(missed)]
-        if fires:
-            await c._enqueue(fires)
-        stale = 0
-        if commit:
-            replies = await c._call("commit", token, *commit)
-            stale = sum(1 for r in replies if _s(r) != "OK")
-        due = _num(_s(first)) if first not in (None, "", b"") else None
-        return TickReport(now, len(recs), len(fires), skipped, misfired, stale, due)
-
-    async def run_forever(self) -> None:
-        """Tick, then sleep until the earliest due time (at most ``max_sleep_ms``, at
-        least 10 ms) or until a cron is registered or resumed (in this process, or
-        in another one: ``PUBLISH`` on the namespace's wake channel; not on Cluster
-        clients, where the sleep bounds the delay)."""
-        wake = self.crons.wake
-        listener = None
-        if not self.crons.app.is_cluster:
-            listener = asyncio.get_running_loop().create_task(self._listen())
-        try:
-            while True:
-                wake.clear()
-                delay = self.max_sleep_ms / 1000.0
-                try:
-                    report = await self._round()
-                except (RedisError, OSError) as exc:
-                    logger.warning("cron scheduler %s: %s; retrying", self.crons.namespace, exc)
-                else:
-                    if report.claimed >= self.claim_limit:
-                        continue
-                    if report.next_due_ms is not None:
-                        due_in = max(0.0, report.next_due_ms - report.now_ms) / 1000.0
-                        delay = min(delay, due_in)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), max(delay, MIN_SLEEP_MS / 1000.0))
-        finally:
-            if listener is not None:
-                listener.cancel()
-                await asyncio.gather(listener, return_exceptions=True)
-
-    async def _round(self) -> TickReport:
-        """:meth:`tick`, finished even when the loop is cancelled meanwhile (a worker
-        stopping): a round stopped between claim and commit would hold its crons
-        until the claim lease ends (``claim_lease_ms``, 30 s by default)."""
-        round_ = asyncio.ensure_future(self.tick())
-        try:
-            return await asyncio.shield(round_)
-        except asyncio.CancelledError:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(round_, ROUND_GRACE_S)
-            raise
-
-    async def _listen(self) -> None:
-        """Set the wake event on each message of the wake channel (resubscribing
-        after a connection error)."""
-        redis: Any = self.crons.app.redis
-        if isinstance(redis, RedisCluster):  # pragma: no cover - run_forever never starts it
-            return
-        while True:
-            pubsub = redis.pubsub()
-            try:
-                await pubsub.subscribe(self.crons.wake_channel)
-                while True:
-                    msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-                    if msg is not None:
-                        self.crons.wake.set()
-            except (RedisError, OSError) as exc:
-                logger.debug("cron wake channel: %s; resubscribing", exc)
-                await asyncio.sleep(self.max_sleep_ms / 1000.0)
-            finally:
-                with contextlib.suppress(RedisError, OSError):
-                    await pubsub.aclose()
 
 
 _TASKS = "crons.schedulers"
