@@ -13,9 +13,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
 from .. import codec
-from ..errors import (
-    ConfigError,
-)
+from ..errors import ConfigError
 from .schedules import IntervalSchedule, _Compiled, _compiled_cron
 from .types import TickReport, _num, _s
 
@@ -27,9 +25,6 @@ logger = logging.getLogger("rkit.crons")
 MIN_SLEEP_MS = 10.0
 ROUND_GRACE_S = 10.0
 """How long a stopping scheduler lets its current round finish."""
-
-
-# -- the scheduler --------------------------------------------------------------------
 
 
 class CronScheduler:

@@ -19,9 +19,7 @@ from croniter.croniter import CroniterError
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from ..clock import MAX_DURATION_MS
-from ..errors import (
-    ConfigError,
-)
+from ..errors import ConfigError
 
 MIN_INTERVAL_MS = 1_000
 MAX_MISFIRE_COUNT = 1_000
@@ -31,9 +29,6 @@ MAX_MISFIRE_COUNT = 1_000
 class InvalidSchedule(ConfigError):
     """A schedule that can never run: interval below 1,000 ms or not finite, a bad
     cron expression, an unknown time zone. Raised before Redis is touched."""
-
-
-# -- schedules ------------------------------------------------------------------------
 
 
 class IntervalSchedule(BaseModel):

@@ -11,10 +11,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from .. import codec
-from ..errors import (
-    ConfigError,
-    RkitError,
-)
+from ..errors import ConfigError, RkitError
 from ..keys import check_part
 from .schedules import CronSchedule, IntervalSchedule
 
