@@ -10,6 +10,19 @@ from .action_cache import ActionCache, CacheStats, Hit, Miss, PutResult
 from .aggregate import DirectAggregate, TableAggregate
 from .app import Action, App
 from .clock import Clock, ServerClock, TestClock
+from .crons import (
+    Cron,
+    CronDetails,
+    CronInfo,
+    CronNameTaken,
+    CronNotFound,
+    Crons,
+    CronSchedule,
+    CronScheduler,
+    Interval,
+    IntervalSchedule,
+    InvalidSchedule,
+)
 from .errors import (
     ActionNotFound,
     AggregateError,
@@ -150,15 +163,28 @@ __all__ = [
     "Clock",
     "ConfigError",
     "CustomerResult",
+
+    "Cron",
+    "CronDetails",
+    "CronInfo",
+    "CronNameTaken",
+    "CronNotFound",
+    "CronSchedule",
+    "CronScheduler",
+    "Crons",
     "DirectAggregate",
     "Failed",
     "Finished",
     "FixedWindow",
     "FunctionNotRegistered",
     "Hit",
+    "Interval",
+    "IntervalSchedule",
     "InvalidNodeSize",
     "InvalidToken",
     "JsonFormatter",
+
+    "InvalidSchedule",
     "KeyEncodingError",
     "KeyExistsError",
     "KeyNotFoundError",

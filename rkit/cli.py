@@ -1,4 +1,4 @@
-"""The ``rkit`` command: ``dev``, ``worker APP``, ``api APP``.
+"""The ``rkit`` command: ``dev``, ``worker APP``, ``api APP``, ``crons list APP``.
 
 ``APP`` is an import path like uvicorn's: ``myservice.tasks:app``.
 """
@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import contextlib
 import importlib
+import json
 import logging
 import os
 import secrets
@@ -16,6 +17,7 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from .app import ENV_QUEUE_URL, ENV_URL, App
@@ -220,6 +222,50 @@ def cmd_api(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_crons_list(args: argparse.Namespace) -> int:
+    """``rkit crons list APP``: every cron of a namespace with its schedule and state."""
+    from rkit.crons import Crons
+
+    app = load_served_app("crons", args)
+
+    async def run() -> list[dict[str, Any]]:
+        try:
+            crons = Crons.view(app, args.namespace)
+            rows, offset = [], 0
+            while True:
+                total, page = await crons.list_details(offset=offset, limit=500)
+                rows += [d.to_dict() for d in page]
+                offset += 500
+                if offset >= total:
+                    return rows
+        finally:
+            await app.aclose()
+
+    rows = asyncio.run(run())
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"{'ID':<22} {'NAME':<20} {'SCHEDULE':<28} {'NEXT RUN (UTC)':<20} {'LAST':<8} FUNCTION")
+    for row in rows:
+        s = row["schedule"]
+        sched = f"every {s['ms']:g} ms" if s["kind"] == "interval" else s["cronspec"]
+        if s.get("tz"):
+            sched += f" ({s['tz']})"
+        nxt = "paused" if row["paused"] else _utc(row["next_run_ms"])
+        print(
+            f"{row['id']:<22} {row['name'] or '-':<20} {sched:<28} {nxt:<20} "
+            f"{row['last_status'] or '-':<8} {row['function']}"
+        )
+    print(f"{len(rows)} cron(s) in namespace {args.namespace!r}")
+    return 0
+
+
+def _utc(ms: float | None) -> str:
+    if ms is None:
+        return "-"
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
 def _served(p: argparse.ArgumentParser) -> None:
     p.add_argument("app", help="APP import path, e.g. myservice.tasks:app")
     p.add_argument("--redis-url", default=None, help=f"the Redis to use (default: {ENV_URL})")
@@ -270,6 +316,14 @@ def build_parser() -> argparse.ArgumentParser:
     api.add_argument("--host", default="127.0.0.1")
     api.add_argument("--port", type=int, default=8000)
     api.set_defaults(func=cmd_api)
+
+    crons = sub.add_parser("crons", help="inspect the dynamic crons of APP")
+    crons_sub = crons.add_subparsers(dest="crons_command", required=True)
+    crons_list = crons_sub.add_parser("list", help="list the crons of a namespace")
+    _served(crons_list)
+    crons_list.add_argument("--namespace", default="default", help="crons namespace")
+    crons_list.add_argument("--json", action="store_true", help="print JSON")
+    crons_list.set_defaults(func=cmd_crons_list)
     return p
 
 
