@@ -39,6 +39,15 @@ from .errors import (
     is_non_retryable_error,
     is_rate_limit_error,
 )
+from .integrations.resend import (
+    EmailAlreadySent,
+    EmailNotFound,
+    InvalidEmail,
+    Resend,
+    ResendComponentError,
+    ResendConfigError,
+    TestModeViolation,
+)
 from .presence import Presence, PresenceEntry, PresenceSession
 from .rate_limit import (
     DAY,
@@ -93,11 +102,14 @@ __all__ = [
     "Clock",
     "ConfigError",
     "DirectAggregate",
+    "EmailAlreadySent",
+    "EmailNotFound",
     "Failed",
     "Finished",
     "FixedWindow",
     "FunctionNotRegistered",
     "Hit",
+    "InvalidEmail",
     "InvalidNodeSize",
     "KeyEncodingError",
     "KeyExistsError",
@@ -124,6 +136,9 @@ __all__ = [
     "RateLimitValue",
     "RateLimited",
     "RateLimiter",
+    "Resend",
+    "ResendComponentError",
+    "ResendConfigError",
     "RetryBehavior",
     "RkitError",
     "RunNotCompleted",
@@ -136,6 +151,7 @@ __all__ = [
     "Success",
     "TableAggregate",
     "TestClock",
+    "TestModeViolation",
     "TokenBucket",
     "TreeAlreadyInitialized",
     "TreeCorrupted",
