@@ -31,6 +31,8 @@ class FakeResend:
     script: list[tuple[int, Any, dict[str, str]]] = field(default_factory=list)
     default: tuple[int, Any, dict[str, str]] | None = None
     gate: threading.Event | None = None
+    hold_after: int = 0
+    """With a ``gate``: requests after the first ``hold_after`` wait for it."""
     arrived: threading.Event = field(default_factory=threading.Event)
     delay_s: float = 0.0
     _next_id: int = 0
@@ -46,6 +48,7 @@ class FakeResend:
             self.script.clear()
             self.default = None
             self.gate = None
+            self.hold_after = 0
             self.arrived.clear()
             self.delay_s = 0.0
             self._next_id = 0
@@ -66,6 +69,7 @@ class FakeResend:
         key = headers.get("idempotency-key", "")
         with self._lock:
             self.requests.append(Request(path, headers, body))
+            hold = self.gate is not None and len(self.requests) > self.hold_after
             if key and key in self._inflight:
                 return 409, {"name": "concurrent_idempotent_requests", "message": "in flight"}, {}
             if key and key in self._idem:
@@ -75,9 +79,9 @@ class FakeResend:
                 return status, response, {}
             if key:
                 self._inflight.add(key)
-        self.arrived.set()
         try:
-            if self.gate is not None:
+            if hold and self.gate is not None:
+                self.arrived.set()
                 self.gate.wait(10)
             if self.delay_s:
                 threading.Event().wait(self.delay_s)

@@ -424,21 +424,21 @@ async def test_26b_parked_event_expires(world: World) -> None:
     assert e is not None and e.status == "sent" and await world.r.list_delivery_events(eid) == []
 
 
-@pytest.mark.parametrize(
-    "body",
-    [
-        {"created_at": "2024", "data": {"email_id": "re_0"}},
-        {"type": "email.delivered", "created_at": "2024"},
-        {"type": "email.scheduled", "created_at": "2024", "data": {"email_id": "re_0"}},
-        "not an object",
-        None,
-    ],
-)
-async def test_27_invalid_or_unsupported_events_are_ignored(world: World, body: Any) -> None:
+INVALID_BODIES: list[Any] = [
+    {"created_at": "2024", "data": {"email_id": "re_0"}},
+    {"type": "email.delivered", "created_at": "2024"},
+    {"type": "email.scheduled", "created_at": "2024", "data": {"email_id": "re_0"}},
+    "not an object",
+    None,
+]
+
+
+async def test_27_invalid_or_unsupported_events_are_ignored(world: World) -> None:
     eid = await sent_email(world)
     before = await world.keys()
-    assert (await world.hook(body, "msg_x")).status_code == 201
-    assert await world.keys() == before
+    for n, body in enumerate(INVALID_BODIES):
+        assert (await world.hook(body, f"msg_{n}")).status_code == 201, body
+        assert await world.keys() == before, body
     assert (await world.r.status(eid)).status == "sent"  # type: ignore[union-attr]
 
 
