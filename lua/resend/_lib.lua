@@ -11,6 +11,20 @@
 local RS_RANK = {waiting = 0, queued = 1, sent = 2, delivery_delayed = 3, delivered = 4,
   bounced = 5, failed = 5, cancelled = 100}
 local RS_MAX_EVENTS = 1000
+local RS_SCHED_GRACE = 60000
+
+-- Claim the batcher run: the marker holds the due time of the scheduled run; one
+-- that is `RS_SCHED_GRACE` overdue on the App's clock counts as lost (its process
+-- died between the script and the job enqueue). Returns true when claimed.
+local function rs_claim_sched(D, now, delay)
+  local sk = D .. ":sched"
+  local due = redis.call("GET", sk)
+  if due and tonumber(due) + RS_SCHED_GRACE >= now then
+    return false
+  end
+  redis.call("SET", sk, rk_fmt(now + delay), "PX", math.floor(delay + RS_SCHED_GRACE))
+  return true
+end
 
 local function rs_set_status(D, id, old, new)
   local ek = D .. ":e:" .. id
@@ -109,7 +123,8 @@ local function rs_record_rid(D, id, rid, now, out)
     redis.call("DEL", ok)
     for _, raw in ipairs(parked) do
       local p = cjson.decode(raw)
-      if rs_apply(D, id, p.t, p.c, rid, p.m, now) then
+      -- parked events live orphan_ttl_ms on the App's clock (PX bounds the memory)
+      if p.x >= now and rs_apply(D, id, p.t, p.c, rid, p.m, now) then
         out[#out + 1] = id
         out[#out + 1] = p.e
       end

@@ -17,7 +17,8 @@ end
 local id = redis.call("HGET", D .. ":rid", rid)
 if not id or redis.call("EXISTS", D .. ":e:" .. id) == 0 then
   local ok = D .. ":orphan:" .. rid
-  redis.call("RPUSH", ok, cjson.encode({t = etype, c = created_at, m = msg, e = raw}))
+  redis.call("RPUSH", ok, cjson.encode({t = etype, c = created_at, m = msg, e = raw,
+    x = NOW + ottl}))
   redis.call("LTRIM", ok, -tonumber(ARGV[10]), -1)
   redis.call("PEXPIRE", ok, ottl)
   redis.call("SET", wk, "o", "PX", ttl)

@@ -34,6 +34,4 @@ if manual then
 end
 rs_set_status(D, id, nil, "waiting")
 redis.call("ZADD", D .. ":waiting", seq, id)
-local ok = redis.call("SET", D .. ":sched", rk_fmt(NOW + delay), "NX", "PX",
-  math.floor(delay + 60000))
-return {id, 1, ok and 1 or 0, rk_fmt(NOW)}
+return {id, 1, rs_claim_sched(D, NOW, delay) and 1 or 0, rk_fmt(NOW)}

@@ -30,7 +30,7 @@ if #taken == 0 or (reloop and #taken < size and endpoint == "batch") then
     redis.call("DEL", D .. ":sched")
     return {"STOP", rk_fmt(NOW)}
   end
-  redis.call("SET", D .. ":sched", rk_fmt(NOW + delay), "PX", math.floor(delay + 60000))
+  redis.call("SET", D .. ":sched", rk_fmt(NOW + delay), "PX", math.floor(delay + RS_SCHED_GRACE))
   return {"RESCHEDULE", rk_fmt(NOW)}
 end
 local bid = taken[1]
@@ -42,5 +42,5 @@ end
 redis.call("HSET", D .. ":b:" .. bid, "ids", cjson.encode(taken), "attempts", 0,
   "state", "pending", "created_ms", rk_fmt(NOW), "endpoint", endpoint)
 redis.call("ZADD", D .. ":batches", rk_fmt(NOW), bid)
-redis.call("SET", D .. ":sched", rk_fmt(NOW + delay), "PX", math.floor(delay + 60000))
+redis.call("SET", D .. ":sched", rk_fmt(NOW + delay), "PX", math.floor(delay + RS_SCHED_GRACE))
 return {"TAKEN", bid, #taken, endpoint, rk_fmt(NOW)}

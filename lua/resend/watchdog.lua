@@ -6,12 +6,8 @@ local D = KEYS[1]
 local NOW = rk_now(ARGV[1])
 local delay = tonumber(ARGV[2])
 local must = 0
-if redis.call("ZCARD", D .. ":waiting") > 0 then
-  local ok = redis.call("SET", D .. ":sched", rk_fmt(NOW + delay), "NX", "PX",
-    math.floor(delay + 60000))
-  if ok then
-    must = 1
-  end
+if redis.call("ZCARD", D .. ":waiting") > 0 and rs_claim_sched(D, NOW, delay) then
+  must = 1
 end
 local stale = {}
 local ids = redis.call("ZRANGEBYSCORE", D .. ":batches", "-inf",

@@ -470,7 +470,7 @@ class Resend:
         lease_ms: float = 5_000,
         finalized_retention_ms: float = 7 * DAY_MS,
         abandoned_retention_ms: float = 30 * DAY_MS,
-        cleanup_cron: bool = False,
+        cleanup_cron: bool = True,
         watchdog_grace_ms: float = 60_000,
         rng: Callable[[], float] = random.random,
         id_factory: Callable[[], str] | None = None,
@@ -490,6 +490,12 @@ class Resend:
         if on_email_event is not None and not callable(on_email_event):
             raise ConfigError("on_email_event must be an async callable (email_id, event)")
         check_part(instance, "Resend instance")
+        existing = app.components.get(RESEND_KIND.kind, instance)
+        if existing is not None:  # before the limiter and pools register themselves
+            raise ConfigError(
+                f"this App already has a resend named {instance!r} ({existing!r}); "
+                "use that instance (or another name)"
+            )
         self.app = app
         self.instance = instance
         self.api_key = api_key if api_key is not None else os.environ.get("RESEND_API_KEY", "")
@@ -647,7 +653,10 @@ class Resend:
         if idempotency_key is not None:
             if not isinstance(idempotency_key, str) or not idempotency_key:
                 raise InvalidEmail("idempotency_key must be a non-empty string")
-            check_part(idempotency_key, "idempotency_key", 256)
+            try:
+                check_part(idempotency_key, "idempotency_key", 256)
+            except ConfigError as exc:
+                raise InvalidEmail(str(exc)) from None
             idem = base64.urlsafe_b64encode(idempotency_key.encode()).decode().rstrip("=")
         if not self.api_key:
             raise ResendConfigError("API key is not set")
@@ -1071,6 +1080,24 @@ class Resend:
             return WebhookResponse(201)
         await self._apply(event, msg_id)
         return WebhookResponse(201)
+
+    def router(self, *, path: str = "/resend-webhook") -> Any:
+        """A FastAPI ``APIRouter`` with this instance's webhook at ``POST {path}``, for
+        mounting in your own FastAPI app (``create_api`` already serves
+        ``/resend/webhook``)."""
+        from fastapi import APIRouter, Request, Response
+
+        r = APIRouter(tags=["resend webhooks"])
+
+        async def resend_webhook(request: Request) -> Response:
+            out = await self.handle_webhook(await request.body(), dict(request.headers))
+            media = None if out.status_code == 201 else "text/plain"
+            return Response(content=out.body, status_code=out.status_code, media_type=media)
+
+        # this module's annotations are strings and fastapi is imported lazily here
+        resend_webhook.__annotations__ = {"request": Request, "return": Response}
+        r.add_api_route(path, resend_webhook, methods=["POST"], status_code=201)
+        return r
 
     async def _apply(self, event: EmailEvent, svix_id: str) -> None:
         data = event.data

@@ -138,3 +138,20 @@ async def test_admin_routes(world: World, client: httpx.AsyncClient) -> None:
     r = await client.post("/admin/resend/cleanup-abandoned?older_than_ms=0", headers=AUTH)
     assert r.json() == {"deleted": 2}  # b (sent) and the copy
     assert (await client.get("/admin/resend/queue?instance=x", headers=AUTH)).status_code == 404
+
+
+async def test_the_instance_router_mounts_in_any_fastapi_app(world: World) -> None:
+    from fastapi import FastAPI
+
+    eid = await world.send()
+    await world.tick(T0 + 1000)
+    own = FastAPI()
+    own.include_router(world.r.router())
+    transport = httpx.ASGITransport(app=own)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+        body, headers = signed(event("email.delivered", "re_0"), "m1", T0 + 1000)
+        assert (await post_hook(c, body, headers, "/resend-webhook")).status_code == 201
+        body, headers = signed(event("email.bounced", "re_0"), "m2", T0)
+        r = await post_hook(c, body, {**headers, "svix-signature": "v1,x"}, "/resend-webhook")
+        assert r.status_code == 400
+    assert (await world.r.status(eid)).status == "delivered"  # type: ignore[union-attr]
