@@ -1,37 +1,53 @@
--- enqueue: create a waiting email (or return the live one of its idempotency key) and
--- claim the scheduled batcher run. ARGV: now, id, idem key ("" = none), batch_delay_ms,
--- manual ("1": status queued, never batched), then field/value pairs of the record.
--- Reply: {id, is_new, must_schedule, now}
+-- enqueue: create emails (status waiting, or queued for manual sends, never batched),
+-- or return the live email of a caller idempotency key, and claim the scheduled
+-- batcher run. Several concurrent send_email calls share one call (group commit).
+-- ARGV: now, batch_delay_ms, n, then per email: id, idem key ("" = none), manual
+-- ("1"/"0"), the record's fields as a JSON array [field, value, ...].
+-- Reply: {must_schedule, now, {id, is_new (1 new, 0 existing idem, -1 id taken)}...}
 local D = KEYS[1]
 local NOW = rk_now(ARGV[1])
-local id, idem, delay, manual = ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5] == "1"
-if idem ~= "" then
-  local existing = redis.call("GET", D .. ":idem:" .. idem)
+local delay, n = tonumber(ARGV[2]), tonumber(ARGV[3])
+local now_s = rk_fmt(NOW)
+local out = {}
+local batched = false
+local seq = tonumber(redis.call("GET", D .. ":seq") or "0")
+for k = 0, n - 1 do
+  local b = 4 + k * 4
+  local id, idem, manual = ARGV[b], ARGV[b + 1], ARGV[b + 2] == "1"
+  local existing = idem ~= "" and redis.call("GET", D .. ":idem:" .. idem)
+  local ek = D .. ":e:" .. id
   if existing then
-    return {existing, 0, 0, rk_fmt(NOW)}
+    out[#out + 1] = {existing, 0}
+  elseif redis.call("EXISTS", ek) == 1 then
+    out[#out + 1] = {id, -1}
+  else
+    seq = seq + 1
+    local f = cjson.decode(ARGV[b + 3])
+    local status = manual and "queued" or "waiting"
+    local extra = {"status", status, "created_ms", now_s, "enqueued_ms", now_s, "seq", seq,
+      "bounced", "0", "complained", "0", "failed", "0", "delivery_delayed", "0",
+      "opened", "0", "clicked", "0"}
+    for _, v in ipairs(extra) do
+      f[#f + 1] = v
+    end
+    if idem ~= "" then
+      redis.call("SET", D .. ":idem:" .. idem, id)
+      f[#f + 1] = "idem"
+      f[#f + 1] = idem
+    end
+    if manual then
+      f[#f + 1] = "manual"
+      f[#f + 1] = "1"
+    else
+      redis.call("ZADD", D .. ":waiting", seq, id)
+      batched = true
+    end
+    redis.call("HSET", ek, unpack(f))
+    redis.call("ZADD", D .. ":created", now_s, id)
+    redis.call("ZADD", D .. ":st:" .. status, now_s, id)
+    out[#out + 1] = {id, 1}
   end
 end
-local ek = D .. ":e:" .. id
-if redis.call("EXISTS", ek) == 1 then
-  return redis.error_reply("email id already exists: " .. id)
-end
-local seq = redis.call("INCR", D .. ":seq")
-if #ARGV > 5 then
-  redis.call("HSET", ek, unpack(ARGV, 6))
-end
-redis.call("HSET", ek, "created_ms", rk_fmt(NOW), "enqueued_ms", rk_fmt(NOW), "seq", seq,
-  "bounced", "0", "complained", "0", "failed", "0", "delivery_delayed", "0",
-  "opened", "0", "clicked", "0")
-if idem ~= "" then
-  redis.call("SET", D .. ":idem:" .. idem, id)
-  redis.call("HSET", ek, "idem", idem)
-end
-redis.call("ZADD", D .. ":created", rk_fmt(NOW), id)
-if manual then
-  redis.call("HSET", ek, "manual", "1")
-  rs_set_status(D, id, nil, "queued")
-  return {id, 1, 0, rk_fmt(NOW)}
-end
-rs_set_status(D, id, nil, "waiting")
-redis.call("ZADD", D .. ":waiting", seq, id)
-return {id, 1, rs_claim_sched(D, NOW, delay) and 1 or 0, rk_fmt(NOW)}
+redis.call("SET", D .. ":seq", seq)
+local must = batched and rs_claim_sched(D, NOW, delay)
+return {must and 1 or 0, now_s, out}

@@ -20,6 +20,7 @@ every state change is one script in ``lua/resend/``.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -51,6 +52,7 @@ from ..workpool import (
     PoolKind,
     RetryBehavior,
     Workpool,
+    _runtime,
 )
 
 if TYPE_CHECKING:
@@ -526,6 +528,9 @@ class Resend:
         self.rng = rng
         self.id_factory = id_factory or (lambda: uuid.uuid4().hex)
         self.key = app.keys.tag("resend", instance) + ":m"
+        self._queue: list[tuple[str, str, str, list[str], asyncio.Future[str]]] = []
+        self._flush_soon = False
+        self._flushes: set[asyncio.Task[None]] = set()
         self.limiter: RateLimiter | None = None
         if api_interval_ms is not None:
             self.limiter = RateLimiter(
@@ -737,21 +742,55 @@ class Resend:
         return await self._create(fields, idem, manual=False)
 
     async def _create(self, fields: list[str], idem: str, *, manual: bool) -> EmailId:
-        email_id = self.id_factory()
-        try:
-            eid, _new, must, now = await self._call(
-                "enqueue",
-                email_id,
-                idem,
-                codec.fmt_num(self.batch_delay_ms),
-                "1" if manual else "0",
-                *fields,
-            )
-        except ResponseError as exc:
-            raise ConfigError(str(exc)) from None
-        if int(must):
-            await self._schedule_make(float(now), self.batch_delay_ms)
-        return EmailId(_s(eid))
+        """Write one email, in a group commit with the other ``send_email`` calls of
+        this moment: calls made while no write is pending share the next script call
+        (up to 256 emails or 4 MB of arguments); each returns once its email is in
+        Redis."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[str] = loop.create_future()
+        self._queue.append((self.id_factory(), idem, "1" if manual else "0", fields, fut))
+        if not self._flush_soon:
+            self._flush_soon = True
+            loop.call_soon(self._start_flush)
+        return EmailId(await fut)
+
+    def _start_flush(self) -> None:
+        self._flush_soon = False
+        task = asyncio.get_running_loop().create_task(self._flush())
+        self._flushes.add(task)
+        task.add_done_callback(self._flushes.discard)
+
+    async def _flush(self) -> None:
+        while self._queue:
+            chunk: list[tuple[str, str, str, list[str], asyncio.Future[str]]] = []
+            argv: list[str] = []
+            size = 0
+            while self._queue and len(chunk) < 256 and (not chunk or size < 4_000_000):
+                item = self._queue.pop(0)
+                email_id, idem, manual, fields, _ = item
+                chunk.append(item)
+                argv += [email_id, idem, manual, codec.dumps(fields)]
+                size += sum(len(f) for f in fields)
+            try:
+                must, now, rows = await self._call(
+                    "enqueue", codec.fmt_num(self.batch_delay_ms), len(chunk), *argv
+                )
+                if int(must):
+                    await self._schedule_make(float(now), self.batch_delay_ms)
+            except BaseException as exc:
+                for *_, fut in chunk:
+                    if not fut.done():
+                        fut.set_exception(exc)
+                if not isinstance(exc, Exception):
+                    raise
+                continue
+            for (email_id, *_, fut), row in zip(chunk, rows, strict=True):
+                if fut.done():
+                    continue
+                if int(row[1]) < 0:
+                    fut.set_exception(ConfigError(f"email id already exists: {email_id}"))
+                else:
+                    fut.set_result(_s(row[0]))
 
     async def _schedule_make(self, now: float, delay: float, *, reloop: bool = False) -> None:
         cutoff = now + self.batch_delay_ms - self.settle_ms
@@ -761,6 +800,13 @@ class Resend:
             run_after=delay,
             retry_behavior=_JOB_RETRY,
         )
+        self._wake(delay)
+
+    def _wake(self, delay_ms: float) -> None:
+        """A job deferred by ``delay_ms``: have this process's workpool pump (when it
+        runs one: a worker) dispatch it on time rather than after its idle sleep."""
+        if delay_ms > 0:
+            _runtime(self.app).wake_in(delay_ms)
 
     async def _reserve(self) -> float:
         """Reserve one API call slot; the ms to wait for it (0 = now)."""
@@ -786,6 +832,7 @@ class Resend:
         except ResponseError as exc:
             if "already exists" not in str(exc):
                 raise
+        self._wake(delay)
 
     async def _make_batch(self, cutoff: float, reloop: bool) -> str:
         """The batcher job (spec §7.4)."""
@@ -1053,11 +1100,6 @@ class Resend:
             when = int(ts)
         except ValueError:
             return WebhookResponse(400, "Invalid signature headers")
-        now_s = (await self.app.server_time()) / 1000.0
-        if when < now_s - self.webhook_tolerance_s:
-            return WebhookResponse(400, "Message timestamp too old")
-        if when > now_s + self.webhook_tolerance_s:
-            return WebhookResponse(400, "Message timestamp too new")
         expected = _svix_signature(_svix_key(self.webhook_secret), msg_id, ts, body)
         ok = False
         for entry in sigs.split(" "):
@@ -1072,14 +1114,29 @@ class Resend:
             return WebhookResponse(400, "Webhook body is not JSON")
         event = _parse_event(raw)
         if event is None:
+            # (a valid event's timestamp is checked by its script: one round trip)
+            stale = self._stale(when, await self.app.server_time())
+            if stale is not None:
+                return stale
             logger.warning(
                 "Ignoring an invalid or unsupported Resend webhook event (%s); "
                 "unsubscribe from event types rkit does not handle",
                 (raw.get("type") if isinstance(raw, dict) else type(raw).__name__),
             )
             return WebhookResponse(201)
-        await self._apply(event, msg_id)
+        verdict = await self._apply(event, msg_id, when)
+        if verdict == "STALE old":
+            return WebhookResponse(400, "Message timestamp too old")
+        if verdict == "STALE new":
+            return WebhookResponse(400, "Message timestamp too new")
         return WebhookResponse(201)
+
+    def _stale(self, when_s: int, now_ms: float) -> WebhookResponse | None:
+        if when_s < now_ms / 1000.0 - self.webhook_tolerance_s:
+            return WebhookResponse(400, "Message timestamp too old")
+        if when_s > now_ms / 1000.0 + self.webhook_tolerance_s:
+            return WebhookResponse(400, "Message timestamp too new")
+        return None
 
     def router(self, *, path: str = "/resend-webhook") -> Any:
         """A FastAPI ``APIRouter`` with this instance's webhook at ``POST {path}``, for
@@ -1099,7 +1156,7 @@ class Resend:
         r.add_api_route(path, resend_webhook, methods=["POST"], status_code=201)
         return r
 
-    async def _apply(self, event: EmailEvent, svix_id: str) -> None:
+    async def _apply(self, event: EmailEvent, svix_id: str, when_s: int) -> str:
         data = event.data
         rid = data["email_id"]
         msg = ""
@@ -1119,18 +1176,24 @@ class Resend:
             msg,
             raw,
             _MAX_ORPHANS,
+            when_s * 1000,
+            self.webhook_tolerance_s * 1000,
+            "1" if self.on_email_event is not None else "0",
         )
         verdict = _s(reply[0])
         email_id: str | None = None
+        if verdict == "STALE":
+            return f"STALE {_s(reply[1])}"
         if verdict == "APPLIED":
             email_id = _s(reply[1])
         elif verdict == "DUPLICATE" and _s(reply[1]).startswith("a:"):
             email_id = _s(reply[1])[2:]  # applied, callback not confirmed queued: queue it
         if email_id is None:
-            return
+            return verdict
         if self.on_email_event is not None:
             await self._enqueue_callback(email_id, raw, "cb." + _digest(svix_id))
-        await self._call("hook_done", svix_id, self.webhook_dedupe_ttl_ms)
+            await self._call("hook_done", svix_id, self.webhook_dedupe_ttl_ms)
+        return verdict
 
     async def _enqueue_callback(self, email_id: str, event_json: str, work_id: str) -> None:
         try:

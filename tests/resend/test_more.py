@@ -219,3 +219,32 @@ def test_build_payload_matches_the_batch_shape() -> None:
         "headers": {"X": "2"},  # later duplicates win
         "template": {"id": "t"},  # an empty subject is left out with a template
     }
+
+
+async def test_a_retried_message_queues_the_callback_its_first_delivery_lost(
+    world: World,
+) -> None:
+    """The process died after the event was applied, before its callback was queued:
+    Svix retries (no 2xx), the retry is a duplicate, and it queues the callback."""
+    eid = (await asyncio.gather(world.send()))[0]
+    await world.tick(T0 + 1000)
+    ev = event("email.delivered", "re_0")
+    raw = __import__("json").dumps(ev)
+    args = ["m1", 86_400_000, 600_000, ev["type"], ev["created_at"], "re_0", "", raw, 100]
+    reply = await world.r._call("apply_event", *args, T0, 300_000, "1")
+    assert reply == ["APPLIED", eid]
+    assert await world.r.events_pool.pending() == []  # the callback was never queued
+    assert (await world.hook(ev, "m1")).status_code == 201
+    assert (await world.hook(ev, "m1")).status_code == 201  # queued once
+    await run_until_idle(world.app)
+    assert [i for i, _ in world.events] == [eid]
+    assert len(await world.r.list_delivery_events(eid)) == 1
+
+
+async def test_an_unsupported_event_with_a_stale_timestamp_is_still_refused(
+    world: World,
+) -> None:
+    body = {"type": "email.scheduled", "created_at": "x", "data": {"email_id": "re_0"}}
+    assert (await world.hook(body, "m1", ts=T0 - 301_000)).status_code == 400
+    assert (await world.hook(body, "m1", ts=T0 + 301_000)).status_code == 400
+    assert (await world.hook(body, "m1")).status_code == 201
