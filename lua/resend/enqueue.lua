@@ -24,12 +24,11 @@ for k = 0, n - 1 do
     seq = seq + 1
     local f = cjson.decode(ARGV[b + 3])
     local status = manual and "queued" or "waiting"
-    local extra = {"status", status, "created_ms", now_s, "enqueued_ms", now_s, "seq", seq,
-      "bounced", "0", "complained", "0", "failed", "0", "delivery_delayed", "0",
-      "opened", "0", "clicked", "0"}
-    for _, v in ipairs(extra) do
-      f[#f + 1] = v
-    end
+    -- flags (bounced, opened, ...) are absent until set: absent reads as false
+    f[#f + 1] = "status"
+    f[#f + 1] = status
+    f[#f + 1] = "created_ms"
+    f[#f + 1] = now_s
     if idem ~= "" then
       redis.call("SET", D .. ":idem:" .. idem, id)
       f[#f + 1] = "idem"

@@ -1,31 +1,60 @@
--- take_batch (§7.4): take up to batch_size waiting emails enqueued at or before the
--- cutoff, in enqueue order, into a new batch; or decide RESCHEDULE / STOP.
--- ARGV: now, cutoff, reloop ("1"/"0"), batch_size, batch_delay_ms.
--- Reply: {"TAKEN", batch_id, n, endpoint, now} | {"RESCHEDULE", now} | {"STOP", now}
+-- take_batch (§7.4): take waiting emails enqueued at or before the cutoff, in enqueue
+-- order, into up to `max_batches` batches of at most batch_size (an email with
+-- attachments or tags is a batch of its own: endpoint "single"); or decide
+-- RESCHEDULE / STOP. Batches after the first are taken only when full (as the
+-- reference's reloop would), so one call does the work of several batcher rounds.
+-- ARGV: now, cutoff, reloop ("1"/"0"), batch_size, batch_delay_ms, max_batches.
+-- Reply: {"TAKEN", now, {batch_id, n, endpoint}...} | {"RESCHEDULE", now} | {"STOP", now}
 local D = KEYS[1]
 local NOW = rk_now(ARGV[1])
 local cutoff, reloop, size, delay = tonumber(ARGV[2]), ARGV[3] == "1", tonumber(ARGV[4]),
   tonumber(ARGV[5])
+local max_batches = tonumber(ARGV[6])
 local wk = D .. ":waiting"
-local ids = redis.call("ZRANGE", wk, 0, size - 1)
-local taken, endpoint = {}, "batch"
-for _, id in ipairs(ids) do
-  local f = redis.call("HMGET", D .. ":e:" .. id, "enqueued_ms", "single")
-  if not f[1] then
-    redis.call("ZREM", wk, id)
-  elseif tonumber(f[1]) > cutoff then
-    break
-  elseif f[2] == "1" then
-    if #taken == 0 then
-      taken[1] = id
-      endpoint = "single"
+
+local function take_one(full_only)
+  local ids = redis.call("ZRANGE", wk, 0, size - 1)
+  local taken, endpoint = {}, "batch"
+  for _, id in ipairs(ids) do
+    local f = redis.call("HMGET", D .. ":e:" .. id, "created_ms", "single")
+    if not f[1] then
+      redis.call("ZREM", wk, id)
+    elseif tonumber(f[1]) > cutoff then
+      break
+    elseif f[2] == "1" then
+      if #taken == 0 then
+        taken[1] = id
+        endpoint = "single"
+      end
+      break
+    else
+      taken[#taken + 1] = id
     end
-    break
-  else
-    taken[#taken + 1] = id
   end
+  if #taken == 0 or (full_only and #taken < size and endpoint == "batch") then
+    return nil
+  end
+  local bid = taken[1]
+  for _, id in ipairs(taken) do
+    redis.call("ZREM", wk, id)
+    rs_set_status(D, id, "waiting", "queued")
+    redis.call("HSET", D .. ":e:" .. id, "batch_id", bid)
+  end
+  redis.call("HSET", D .. ":b:" .. bid, "ids", cjson.encode(taken), "attempts", 0,
+    "state", "pending", "created_ms", rk_fmt(NOW), "endpoint", endpoint)
+  redis.call("ZADD", D .. ":batches", rk_fmt(NOW), bid)
+  return {bid, #taken, endpoint}
 end
-if #taken == 0 or (reloop and #taken < size and endpoint == "batch") then
+
+local out = {}
+for k = 1, max_batches do
+  local b = take_one(reloop or k > 1)
+  if not b then
+    break
+  end
+  out[#out + 1] = b
+end
+if #out == 0 then
   if redis.call("ZCARD", wk) == 0 then
     redis.call("DEL", D .. ":sched")
     return {"STOP", rk_fmt(NOW)}
@@ -33,14 +62,5 @@ if #taken == 0 or (reloop and #taken < size and endpoint == "batch") then
   redis.call("SET", D .. ":sched", rk_fmt(NOW + delay), "PX", math.floor(delay + RS_SCHED_GRACE))
   return {"RESCHEDULE", rk_fmt(NOW)}
 end
-local bid = taken[1]
-for _, id in ipairs(taken) do
-  redis.call("ZREM", wk, id)
-  rs_set_status(D, id, "waiting", "queued")
-  redis.call("HSET", D .. ":e:" .. id, "batch_id", bid)
-end
-redis.call("HSET", D .. ":b:" .. bid, "ids", cjson.encode(taken), "attempts", 0,
-  "state", "pending", "created_ms", rk_fmt(NOW), "endpoint", endpoint)
-redis.call("ZADD", D .. ":batches", rk_fmt(NOW), bid)
 redis.call("SET", D .. ":sched", rk_fmt(NOW + delay), "PX", math.floor(delay + RS_SCHED_GRACE))
-return {"TAKEN", bid, #taken, endpoint, rk_fmt(NOW)}
+return {"TAKEN", rk_fmt(NOW), out}

@@ -425,8 +425,9 @@ def _register_actions(app: App) -> None:
 
     @app.action(name="resend_send_done")
     async def resend_send_done(args: OnCompleteArgs) -> None:
-        ctx = args.context
-        await _instance(app, ctx["instance"])._send_done(ctx["batch_id"], ctx["attempt"], args)
+        # the work id is "s.<batch id>.<attempt>"
+        head, _, attempt = str(args.work_id).rpartition(".")
+        await _instance(app, args.context["instance"])._send_done(head[2:], int(attempt), args)
 
     @app.action(name="resend_email_event_callback")
     async def resend_email_event_callback(
@@ -456,6 +457,7 @@ class Resend:
         on_email_event: EmailEventHandler | None = None,
         callback_max_attempts: int = 1,
         batch_size: int = MAX_BATCH,
+        batches_per_round: int = 8,
         batch_delay_ms: float = 1_000,
         settle_ms: float = 250,
         api_interval_ms: float | None = 600,
@@ -481,6 +483,8 @@ class Resend:
             raise ConfigError("batch_size must be an int in 1..100")
         if not 1 <= batch_size <= MAX_BATCH:
             raise ConfigError("batch_size must be an int in 1..100")
+        if not isinstance(batches_per_round, int) or not 1 <= batches_per_round <= 64:
+            raise ConfigError("batches_per_round must be an int in 1..64")
         if isinstance(retry_attempts, bool) or not isinstance(retry_attempts, int):
             raise ConfigError("retry_attempts must be an int >= 1")
         if retry_attempts < 1:
@@ -511,6 +515,7 @@ class Resend:
         self.retry_attempts = retry_attempts
         self.on_email_event = on_email_event
         self.batch_size = batch_size
+        self.batches_per_round = batches_per_round
         self.batch_delay_ms = _check_ms("batch_delay_ms", batch_delay_ms)
         self.settle_ms = _check_ms("settle_ms", settle_ms)
         self.api_interval_ms = api_interval_ms
@@ -817,6 +822,26 @@ class Resend:
             return 0.0
         return float(r.retry_after) + self.rng() * 100
 
+    async def _enqueue_sends(self, batch_ids: list[str], waits: list[float]) -> None:
+        """The first attempts of new batches: one enqueue per distinct delay."""
+        by_wait: dict[float, list[str]] = {}
+        for bid, wait in zip(batch_ids, waits, strict=True):
+            by_wait.setdefault(wait, []).append(bid)
+        for wait, bids in by_wait.items():
+            if len(bids) == 1:
+                await self._enqueue_send(bids[0], 1, wait)
+                continue
+            await self.workpool.enqueue_batch(
+                "resend_send_batch",
+                [{"instance": self.instance, "batch_id": b, "attempt": 1} for b in bids],
+                run_after=max(0.0, wait),
+                retry_behavior=_JOB_RETRY,
+                on_complete="resend_send_done",
+                context={"instance": self.instance},
+                ids=[f"s.{b}.1" for b in bids],
+            )
+            self._wake(wait)
+
     async def _enqueue_send(self, batch_id: str, attempt: int, delay: float) -> None:
         wid = f"s.{batch_id}.{attempt}"
         try:
@@ -826,7 +851,7 @@ class Resend:
                 run_after=max(0.0, delay),
                 retry_behavior=_JOB_RETRY,
                 on_complete="resend_send_done",
-                context={"instance": self.instance, "batch_id": batch_id, "attempt": attempt},
+                context={"instance": self.instance},
                 ids=[wid],
             )
         except ResponseError as exc:
@@ -842,18 +867,19 @@ class Resend:
             "1" if reloop else "0",
             self.batch_size,
             codec.fmt_num(self.batch_delay_ms),
+            self.batches_per_round,
         )
         verdict = _s(reply[0])
         if verdict == "TAKEN":
-            batch_id = _s(reply[1])
-            wait = await self._reserve()
-            await self._enqueue_send(batch_id, 1, wait)
+            batches = [_s(b[0]) for b in reply[2]]
+            waits = [await self._reserve() for _ in batches]  # one API slot per batch
+            await self._enqueue_sends(batches, waits)
             await self.workpool.enqueue(
                 "resend_make_batch",
                 {"instance": self.instance, "cutoff": cutoff, "reloop": True},
                 retry_behavior=_JOB_RETRY,
             )
-            return f"TAKEN {batch_id} {_s(reply[2])}"
+            return f"TAKEN {len(batches)}"
         if verdict == "RESCHEDULE":
             await self._schedule_make(float(reply[1]), self.batch_delay_ms)
         return verdict

@@ -84,7 +84,7 @@ async def test_watchdog_recovers_a_lost_batcher_run_and_a_lost_send_job(world: W
     world.clock.set(T0 + 62_001)
     for p in await world.r.workpool.pending():
         await world.r.workpool.cancel(p["work_id"])
-    await world.r._call("take_batch", str(T0 + 62_001), "0", 100, "1000")
+    await world.r._call("take_batch", str(T0 + 62_001), "0", 100, "1000", 1)
     await run_until_idle(world.app)
     assert (await world.r.status(eid)).status == "queued"  # type: ignore[union-attr]
     assert await world.r.watchdog() == 0  # within the grace period
