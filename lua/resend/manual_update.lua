@@ -16,6 +16,10 @@ if rid ~= "" then
 end
 if mode == "sent" then
   rs_set_status(D, id, st, "sent")
+  -- a cancel issued while the send ran is overwritten: the email did go out, and a
+  -- sent email is not final
+  redis.call("HDEL", ek, "finalized_ms")
+  redis.call("ZREM", D .. ":fin", id)
 else
   redis.call("HSET", ek, "error_message", ARGV[5])
   rs_set_status(D, id, st, "failed")

@@ -248,3 +248,42 @@ async def test_an_unsupported_event_with_a_stale_timestamp_is_still_refused(
     assert (await world.hook(body, "m1", ts=T0 - 301_000)).status_code == 400
     assert (await world.hook(body, "m1", ts=T0 + 301_000)).status_code == 400
     assert (await world.hook(body, "m1")).status_code == 201
+
+
+async def test_manual_send_through_the_resend_sdk_pointed_at_the_fake(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The README's pattern for manual sends: the official SDK inside the callback,
+    with the email id as Idempotency-Key (the SDK's globals pointed at the fake)."""
+    import resend
+
+    monkeypatch.setattr(resend, "api_url", world.fake.url)
+    monkeypatch.setattr(resend, "api_key", "re_test")
+
+    async def send(email_id: str) -> str:
+        params: Any = {
+            "from": "a@x.io",
+            "to": ["b@x.io"],
+            "subject": "S",
+            "html": "<p>x</p>",
+            "attachments": [{"filename": "a.txt", "content": "aGk="}],
+        }
+        out = await resend.Emails.send_async(params, {"idempotency_key": email_id})
+        return str(out["id"])
+
+    eid = await world.r.send_email_manually(from_="a@x.io", to="b@x.io", subject="S", send=send)
+    (req,) = world.fake.requests
+    assert req.path == "/emails" and req.headers["idempotency-key"] == eid
+    e = await world.r.get(eid)
+    assert e is not None and e.status == "sent" and e.resend_id == "re_s0"
+
+
+async def test_a_queued_manual_email_can_be_cancelled_while_its_send_runs(world: World) -> None:
+    async def send(email_id: str) -> str:
+        await world.r.cancel_email(email_id)  # allowed: manual and queued
+        return "re_m9"
+
+    eid = await world.r.send_email_manually(from_="a@x.io", to="b@x.io", subject="S", send=send)
+    e = await world.r.get(eid)  # the email did go out: the outcome is written anyway
+    assert e is not None and e.status == "sent" and e.resend_id == "re_m9"
+    assert e.finalized_at is None
