@@ -668,6 +668,11 @@ class Resend:
             except ConfigError as exc:
                 raise InvalidEmail(str(exc)) from None
             idem = base64.urlsafe_b64encode(idempotency_key.encode()).decode().rstrip("=")
+            # a live email of this key: its id, and nothing else happens (the new
+            # arguments are not even checked); the enqueue script checks again
+            existing = await self.app.redis.get(f"{self.key}:idem:{idem}")
+            if existing is not None:
+                return EmailId(_s(existing))
         if not self.api_key:
             raise ResendConfigError("API key is not set")
         if not isinstance(from_, str) or not from_:

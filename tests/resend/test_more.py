@@ -287,3 +287,10 @@ async def test_a_queued_manual_email_can_be_cancelled_while_its_send_runs(world:
     e = await world.r.get(eid)  # the email did go out: the outcome is written anyway
     assert e is not None and e.status == "sent" and e.resend_id == "re_m9"
     assert e.finalized_at is None
+
+
+async def test_an_oversized_webhook_body_is_refused_before_anything(world: World) -> None:
+    r = make_resend(world.app, world.fake, instance="small", max_webhook_bytes=100)
+    out = await world.hook(event("email.delivered", "re_0", pad="x" * 200), "m1", r=r)
+    assert out.status_code == 413 and await world.keys() == []
+    assert Resend.view(world.app, "small") is r
