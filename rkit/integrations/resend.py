@@ -493,6 +493,15 @@ class Resend:
             raise ConfigError("callback_max_attempts must be an int >= 1")
         if api_interval_ms is not None:
             _check_ms("api_interval_ms", api_interval_ms, positive=True)
+        for name, v, hi in (
+            ("webhook_tolerance_s", webhook_tolerance_s, 86_400),
+            ("max_webhook_bytes", max_webhook_bytes, 1 << 29),
+            ("max_attachment_bytes", max_attachment_bytes, 1 << 29),
+        ):
+            if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= hi:
+                raise ConfigError(f"{name} must be an int in 1..{hi}, got {v!r}")
+        if _check_ms("http_timeout_s", http_timeout_s, positive=True) > 290:
+            raise ConfigError("http_timeout_s must be at most 290 (the send job's timeout)")
         if on_email_event is not None and not callable(on_email_event):
             raise ConfigError("on_email_event must be an async callable (email_id, event)")
         check_part(instance, "Resend instance")
@@ -522,6 +531,7 @@ class Resend:
         self.api_base = api_base.rstrip("/")
         self.http_timeout_s = http_timeout_s
         self._http = http_client
+        self._own_http = http_client is None
         self.webhook_tolerance_s = webhook_tolerance_s
         self.webhook_dedupe_ttl_ms = int(_check_ms("webhook_dedupe_ttl_ms", webhook_dedupe_ttl_ms))
         self.orphan_ttl_ms = int(_check_ms("orphan_ttl_ms", orphan_ttl_ms, positive=True))
@@ -626,8 +636,8 @@ class Resend:
         return self._http
 
     async def aclose(self) -> None:
-        """Close the HTTP client this instance created."""
-        if self._http is not None:
+        """Close the HTTP client this instance created (one passed in is yours)."""
+        if self._http is not None and self._own_http:
             await self._http.aclose()
             self._http = None
 

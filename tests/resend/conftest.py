@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
 import pytest
 from svix.webhooks import Webhook
 
@@ -119,7 +118,7 @@ def make_resend(app: App, fake: FakeResend, **kw: Any) -> Resend:
         "api_key": "re_test",
         "webhook_secret": SECRET,
         "api_base": fake.url,
-        "http_client": httpx.AsyncClient(timeout=10),
+        "http_timeout_s": 10,
         "rng": lambda: 0.5,
         "id_factory": lambda: f"em_{next(counter):04d}",
     }

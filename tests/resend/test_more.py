@@ -172,6 +172,9 @@ async def test_bad_input_is_a_clear_error_and_writes_nothing(world: World) -> No
         {"orphan_ttl_ms": 0},
         {"callback_max_attempts": 0},
         {"on_email_event": "nope"},
+        {"webhook_tolerance_s": 0},
+        {"max_webhook_bytes": True},
+        {"http_timeout_s": 1000},
     ],
 )
 def test_constructor_rejects_bad_options(opts: dict[str, Any]) -> None:
