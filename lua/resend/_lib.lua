@@ -6,6 +6,7 @@
 --   D:st:<status> ZSET id -> created_ms (emails by status)   D:rid HASH resend id -> id
 --   D:ev:<id> LIST delivery events   D:b:<batch> HASH   D:batches ZSET batch -> last change
 --   D:sched STRING   D:wh:<svix id> STRING   D:orphan:<resend id> LIST   D:idem:<key> STRING
+--   D:scheduled ZSET id -> due ms (emails sent later; they join D:waiting when due)
 -- ARGV[1] is always now ("" = Redis TIME).
 
 local RS_RANK = {waiting = 0, queued = 1, sent = 2, delivery_delayed = 3, delivered = 4,
@@ -147,6 +148,7 @@ local function rs_delete(D, id)
   end
   redis.call("DEL", ek, D .. ":ev:" .. id)
   redis.call("ZREM", D .. ":waiting", id)
+  redis.call("ZREM", D .. ":scheduled", id)
   redis.call("ZREM", D .. ":created", id)
   redis.call("ZREM", D .. ":fin", id)
 end

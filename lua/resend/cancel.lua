@@ -12,6 +12,7 @@ if not st then
 end
 if st == "waiting" then
   redis.call("ZREM", D .. ":waiting", id)
+  redis.call("ZREM", D .. ":scheduled", id)
 elseif st == "queued" and f[2] ~= "1" then
   local b = redis.call("HMGET", D .. ":b:" .. (f[3] or ""), "state", "attempts")
   if b[1] ~= "pending" or tonumber(b[2]) ~= 0 then

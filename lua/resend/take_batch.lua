@@ -12,6 +12,16 @@ local cutoff, reloop, size, delay = tonumber(ARGV[2]), ARGV[3] == "1", tonumber(
 local max_batches = tonumber(ARGV[6])
 local wk = D .. ":waiting"
 
+-- scheduled emails that are due join the queue (in due order, after those waiting)
+local due = redis.call("ZRANGEBYSCORE", D .. ":scheduled", "-inf", rk_fmt(NOW), "LIMIT", 0, 1000)
+if #due > 0 then
+  local seq = redis.call("INCRBY", D .. ":seq", #due) - #due
+  for k, id in ipairs(due) do
+    redis.call("ZREM", D .. ":scheduled", id)
+    redis.call("ZADD", wk, seq + k, id)
+  end
+end
+
 local function take_one(full_only)
   local ids = redis.call("ZRANGE", wk, 0, size - 1)
   local taken, endpoint = {}, "batch"

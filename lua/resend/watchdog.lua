@@ -6,7 +6,9 @@ local D = KEYS[1]
 local NOW = rk_now(ARGV[1])
 local delay = tonumber(ARGV[2])
 local must = 0
-if redis.call("ZCARD", D .. ":waiting") > 0 and rs_claim_sched(D, NOW, delay) then
+local overdue = redis.call("ZRANGEBYSCORE", D .. ":scheduled", "-inf",
+  "(" .. rk_fmt(NOW - tonumber(ARGV[3])), "LIMIT", 0, 1)
+if (redis.call("ZCARD", D .. ":waiting") > 0 or #overdue > 0) and rs_claim_sched(D, NOW, delay) then
   must = 1
 end
 local stale = {}

@@ -259,6 +259,7 @@ class QueueInfo:
     batches_pending: int
     batches_inflight: int
     next_run_ms: float | None
+    scheduled: int
     by_status: dict[str, int]
 
     def to_dict(self) -> dict[str, Any]:
@@ -267,6 +268,7 @@ class QueueInfo:
             "batches_pending": self.batches_pending,
             "batches_inflight": self.batches_inflight,
             "next_run_ms": self.next_run_ms,
+            "scheduled": self.scheduled,
             "by_status": self.by_status,
         }
 
@@ -543,7 +545,7 @@ class Resend:
         self.rng = rng
         self.id_factory = id_factory or (lambda: uuid.uuid4().hex)
         self.key = app.keys.tag("resend", instance) + ":m"
-        self._queue: list[tuple[str, str, str, list[str], asyncio.Future[str]]] = []
+        self._queue: list[tuple[str, str, str, list[str], str, asyncio.Future[str]]] = []
         self._flush_soon = False
         self._flushes: set[asyncio.Task[None]] = set()
         self.limiter: RateLimiter | None = None
@@ -666,9 +668,11 @@ class Resend:
         attachments: Sequence[Attachment | Mapping[str, Any]] | None = None,
         tags: Sequence[Mapping[str, str]] | None = None,
         idempotency_key: str | None = None,
+        scheduled_at_ms: float | None = None,
     ) -> EmailId:
         """Queue an email; returns its id once it is durable in Redis. Validation
-        (nothing is written on failure): API key, test mode, content (spec §3.2)."""
+        (nothing is written on failure): API key, test mode, content (spec §3.2).
+        ``scheduled_at_ms`` (epoch ms, the App's clock) holds the email until then."""
         idem = ""
         if idempotency_key is not None:
             if not isinstance(idempotency_key, str) or not idempotency_key:
@@ -685,6 +689,13 @@ class Resend:
                 return EmailId(_s(existing))
         if not self.api_key:
             raise ResendConfigError("API key is not set")
+        at = ""
+        if scheduled_at_ms is not None:
+            if isinstance(scheduled_at_ms, bool) or not isinstance(scheduled_at_ms, int | float):
+                raise InvalidEmail("scheduled_at_ms must be a finite number of epoch ms")
+            if not math.isfinite(scheduled_at_ms) or not 0 <= scheduled_at_ms < 1e15:
+                raise InvalidEmail("scheduled_at_ms must be a finite number of epoch ms")
+            at = codec.fmt_num(scheduled_at_ms)
         if not isinstance(from_, str) or not from_:
             raise InvalidEmail("from_ must be a non-empty address string")
         to_l = _addresses(to, "to")
@@ -759,16 +770,16 @@ class Resend:
             fields += ["tags", codec.dumps(tag_l)]
         if atts or tag_l:
             fields += ["single", "1"]  # the batch endpoint has no attachments or tags
-        return await self._create(fields, idem, manual=False)
+        return await self._create(fields, idem, manual=False, at=at)
 
-    async def _create(self, fields: list[str], idem: str, *, manual: bool) -> EmailId:
+    async def _create(self, fields: list[str], idem: str, *, manual: bool, at: str = "") -> EmailId:
         """Write one email, in a group commit with the other ``send_email`` calls of
         this moment: calls made while no write is pending share the next script call
         (up to 256 emails or 4 MB of arguments); each returns once its email is in
         Redis."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[str] = loop.create_future()
-        self._queue.append((self.id_factory(), idem, "1" if manual else "0", fields, fut))
+        self._queue.append((self.id_factory(), idem, "1" if manual else "0", fields, at, fut))
         if not self._flush_soon:
             self._flush_soon = True
             loop.call_soon(self._start_flush)
@@ -782,14 +793,14 @@ class Resend:
 
     async def _flush(self) -> None:
         while self._queue:
-            chunk: list[tuple[str, str, str, list[str], asyncio.Future[str]]] = []
+            chunk: list[tuple[str, str, str, list[str], str, asyncio.Future[str]]] = []
             argv: list[str] = []
             size = 0
             while self._queue and len(chunk) < 256 and (not chunk or size < 4_000_000):
                 item = self._queue.pop(0)
-                email_id, idem, manual, fields, _ = item
+                email_id, idem, manual, fields, at, _ = item
                 chunk.append(item)
-                argv += [email_id, idem, manual, codec.dumps(fields)]
+                argv += [email_id, idem, manual, codec.dumps(fields), at]
                 size += sum(len(f) for f in fields)
             try:
                 must, now, rows = await self._call(
@@ -797,6 +808,8 @@ class Resend:
                 )
                 if int(must):
                     await self._schedule_make(float(now), self.batch_delay_ms)
+                for due in sorted({_s(row[2]) for row in rows if _s(row[2])}):
+                    await self._schedule_at(float(due))
             except BaseException as exc:
                 for *_, fut in chunk:
                     if not fut.done():
@@ -821,6 +834,24 @@ class Resend:
             retry_behavior=_JOB_RETRY,
         )
         self._wake(delay)
+
+    async def _schedule_at(self, due: float) -> None:
+        """A batcher run at ``due`` for the emails scheduled then (one job per due
+        time: its work id dedupes)."""
+        try:
+            await self.workpool.enqueue_batch(
+                "resend_make_batch",
+                [{"instance": self.instance, "cutoff": due, "reloop": False}],
+                run_at=due,
+                retry_behavior=_JOB_RETRY,
+                ids=[f"at.{int(due)}"],
+            )
+        except ResponseError as exc:
+            if "already exists" not in str(exc):
+                raise
+        now = self.app.clock.now_ms()
+        if now is not None:
+            self._wake(due - now)
 
     def _wake(self, delay_ms: float) -> None:
         """A job deferred by ``delay_ms``: have this process's workpool pump (when it
@@ -1118,7 +1149,8 @@ class Resend:
             batches_pending=batches - inflight,
             batches_inflight=inflight,
             next_run_ms=float(r[3]) if _s(r[3]) else None,
-            by_status={s: int(n) for s, n in zip(STATUSES, r[4:], strict=True)},
+            scheduled=int(r[4]),
+            by_status={s: int(n) for s, n in zip(STATUSES, r[5:], strict=True)},
         )
 
     # -- webhooks -------------------------------------------------------------------------

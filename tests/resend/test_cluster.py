@@ -60,6 +60,10 @@ async def test_send_pipeline_webhooks_and_parking_on_cluster(cworld: World) -> N
     await w.tick(T0 + 41_000)
     e = await w.r.get(late)
     assert e is not None and e.opened and e.resend_id == rid
+    held = await w.send(scheduled_at_ms=T0 + 50_000)  # scheduled sending
+    assert (await w.r.queue_info()).scheduled == 1
+    await w.tick(T0 + 50_000)
+    assert (await w.r.status(held)).status == "sent"  # type: ignore[union-attr]
 
 
 async def test_manual_cleanup_and_watchdog_on_cluster(cworld: World) -> None:

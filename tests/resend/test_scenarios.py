@@ -592,3 +592,28 @@ async def test_37_single_email_path_for_attachments(world: World) -> None:
     e = await world.r.get(eid)
     assert e is not None and e.status == "sent" and e.resend_id is not None
     assert (await world.r.status(plain)).status == "sent"  # type: ignore[union-attr]
+
+
+async def test_scheduled_sending_holds_the_email_until_due(world: World) -> None:
+    """Spec §7.9 MAY (#106): ``scheduled_at_ms`` keeps the email in the durable queue
+    (D:scheduled) until due, then the batcher sends it like any other."""
+    later = await world.send(scheduled_at_ms=T0 + 60_000)
+    now = await world.send(scheduled_at_ms=T0 - 5)  # already due: sent as usual
+    q = await world.r.queue_info()
+    assert (q.scheduled, q.waiting) == (1, 1)
+    await world.tick(T0 + 1000)
+    assert (await world.r.status(now)).status == "sent"  # type: ignore[union-attr]
+    assert (await world.r.status(later)).status == "waiting"  # type: ignore[union-attr]
+    await world.tick(T0 + 59_999)
+    assert len(world.fake.batch_requests) == 1
+    await world.tick(T0 + 60_000)
+    assert (await world.r.status(later)).status == "sent"  # type: ignore[union-attr]
+    assert (await world.r.queue_info()).scheduled == 0
+    # a scheduled email can be cancelled until it is due
+    c = await world.send(scheduled_at_ms=T0 + 120_000)
+    await world.r.cancel_email(c)
+    await world.tick(T0 + 121_000)
+    assert len(world.fake.batch_requests) == 2
+    assert (await world.r.status(c)).status == "cancelled"  # type: ignore[union-attr]
+    with pytest.raises(InvalidEmail, match="scheduled_at_ms"):
+        await world.send(scheduled_at_ms=float("inf"))
