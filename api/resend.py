@@ -60,6 +60,14 @@ def router(app: App) -> APIRouter:
             "events": await res.list_delivery_events(email_id),
         }
 
+    @r.get("/emails/{email_id}/events")
+    async def email_events(email_id: str, instance: str = Instance) -> dict[str, Any]:
+        """The email's delivery events (webhooks applied), oldest first."""
+        res = _resend(app, instance)
+        if await res.status(email_id) is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, detail="Email not found")
+        return {"events": await res.list_delivery_events(email_id)}
+
     @r.get("/emails/{email_id}/status")
     async def email_status_(email_id: str, instance: str = Instance) -> dict[str, Any]:
         found = await _resend(app, instance).status(email_id)

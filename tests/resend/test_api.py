@@ -122,6 +122,9 @@ async def test_admin_routes(world: World, client: httpx.AsyncClient) -> None:
     full = (await client.get(f"/admin/resend/emails/{a}", headers=AUTH)).json()
     assert full["from"] == "me@x.io" and full["status"] == "delivered"
     assert [e["event_type"] for e in full["events"]] == ["email.delivered"]
+    evs = (await client.get(f"/admin/resend/emails/{a}/events", headers=AUTH)).json()
+    assert [e["resend_id"] for e in evs["events"]] == ["re_0"]
+    assert (await client.get("/admin/resend/emails/x/events", headers=AUTH)).status_code == 404
     st = (await client.get(f"/admin/resend/emails/{b}/status", headers=AUTH)).json()
     assert st["status"] == "sent"
     assert (await client.get("/admin/resend/emails/nope", headers=AUTH)).status_code == 404
