@@ -469,7 +469,7 @@ class Resend:
         webhook_tolerance_s: int = 300,
         webhook_dedupe_ttl_ms: int = 3 * 86_400_000,
         orphan_ttl_ms: int = 600_000,
-        max_webhook_bytes: int = 1 << 20,
+        max_webhook_bytes: int = 256 << 10,
         max_attachment_bytes: int = 10 << 20,
         max_parallelism: int = 4,
         callback_parallelism: int = 4,
