@@ -125,6 +125,7 @@ TEST_MODE_MESSAGE = (
 _TEST_ADDRESS = re.compile(r"^(delivered|bounced|complained)(\+[a-zA-Z0-9_-]*)?@resend\.dev$")
 _MAX_ID_BYTES = 200
 _MAX_ORPHANS = 100
+_MAX_ERROR_CHARS = 2000
 # crash recovery of the pipeline's own jobs (a lost worker, a Redis blip); API
 # failures are retried by the send job itself with the configured backoff
 _JOB_RETRY = RetryBehavior(max_attempts=20, initial_backoff_ms=1000, base=2, max_backoff_ms=60_000)
@@ -284,6 +285,8 @@ def is_test_address(address: str) -> bool:
 def _addresses(value: str | Sequence[str] | None, what: str) -> list[str] | None:
     if value is None:
         return None
+    if not isinstance(value, str | Sequence):
+        raise InvalidEmail(f"{what} must be an address or a list of addresses")
     items = [value] if isinstance(value, str) else list(value)
     for a in items:
         if not isinstance(a, str) or not a:
@@ -294,6 +297,8 @@ def _addresses(value: str | Sequence[str] | None, what: str) -> list[str] | None
 def _headers(headers: Sequence[Header | Mapping[str, Any]] | None) -> list[Header] | None:
     if headers is None:
         return None
+    if isinstance(headers, str | bytes | Mapping):
+        raise InvalidEmail("headers must be a list of {name, value}")
     try:
         return [h if isinstance(h, Header) else Header.model_validate(h) for h in headers]
     except ValidationError as exc:
@@ -747,6 +752,8 @@ class Resend:
                 )
         tag_l: list[dict[str, str]] | None = None
         if tags is not None:
+            if isinstance(tags, str | bytes) or not all(isinstance(t, Mapping) for t in tags):
+                raise InvalidEmail("tags must be {name, value} strings")
             tag_l = [dict(t) for t in tags]
             if not all(
                 set(t) == {"name", "value"} and all(isinstance(v, str) for v in t.values())
@@ -952,7 +959,7 @@ class Resend:
             return await self._transient(
                 batch_id, attempts, f"Resend API error: {str(exc) or type(exc).__name__}", None
             )
-        body = resp.text
+        body = resp.text[:_MAX_ERROR_CHARS]  # an error page must not bloat the records
         if 200 <= resp.status_code < 300:
             rids = _resend_ids(resp, single, len(ids))
             if rids is None:
