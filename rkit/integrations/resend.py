@@ -16,6 +16,13 @@ Resend id is recorded; ``on_email_event`` runs on a second pool (kind
 
 Keys: ``app.keys.tag("resend", instance) + ":m:..."`` (see ``lua/resend/_lib.lua``);
 every state change is one script in ``lua/resend/``.
+
+The REST API is called with a plain ``httpx.AsyncClient``: the status code and the
+``retry-after`` header drive the permanent/transient split, and the official SDK
+is configured through module globals (``resend.api_key``, ``resend.api_url``), which
+cannot serve two keys in one process. The SDK remains the tool inside
+``send_email_manually`` callbacks (``Emails.send_async(params, {"idempotency_key":
+email_id})``).
 """
 
 from __future__ import annotations
