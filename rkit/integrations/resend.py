@@ -133,6 +133,7 @@ _TEST_ADDRESS = re.compile(r"^(delivered|bounced|complained)(\+[a-zA-Z0-9_-]*)?@
 _MAX_ID_BYTES = 200
 _MAX_ORPHANS = 100
 _MAX_ERROR_CHARS = 2000
+_LOST_CALLBACK_RETRIES = 5
 # crash recovery of the pipeline's own jobs (a lost worker, a Redis blip); API
 # failures are retried by the send job itself with the configured backoff
 _JOB_RETRY = RetryBehavior(max_attempts=20, initial_backoff_ms=1000, base=2, max_backoff_ms=60_000)
@@ -445,9 +446,9 @@ def _register_actions(app: App) -> None:
 
     @app.action(name="resend_email_event_callback")
     async def resend_email_event_callback(
-        instance: str, email_id: str, event: dict[str, Any]
+        instance: str, email_id: str, event: dict[str, Any], call_id: str = ""
     ) -> None:
-        await _instance(app, instance)._run_callback(email_id, event)
+        await _instance(app, instance)._run_callback(email_id, event, call_id)
 
 
 class Resend:
@@ -584,8 +585,13 @@ class Resend:
             lease_ms=lease_ms,
             rng=rng,
         )
+        self.callback_max_attempts = callback_max_attempts
+        # handler failures are counted apart (cb_fail.lua): the extra attempts are for
+        # a worker lost inside the handler, always retried (at least once)
         self._callback_retry = RetryBehavior(
-            max_attempts=callback_max_attempts, initial_backoff_ms=1000, base=2
+            max_attempts=callback_max_attempts + _LOST_CALLBACK_RETRIES,
+            initial_backoff_ms=1000,
+            base=2,
         )
         self._s = {
             op: scripts.load("resend", op)
@@ -597,6 +603,7 @@ class Resend:
                 "cancel",
                 "apply_event",
                 "hook_done",
+                "cb_fail",
                 "manual_update",
                 "cleanup",
                 "get",
@@ -1291,6 +1298,7 @@ class Resend:
                         "instance": self.instance,
                         "email_id": email_id,
                         "event": codec.loads(event_json),
+                        "call_id": work_id,
                     }
                 ],
                 retry_behavior=self._callback_retry,
@@ -1308,7 +1316,10 @@ class Resend:
         for i in range(0, len(flat), 2):
             await self._enqueue_callback(flat[i], flat[i + 1], "cb." + uuid.uuid4().hex)
 
-    async def _run_callback(self, email_id: str, event: dict[str, Any]) -> None:
+    async def _run_callback(self, email_id: str, event: dict[str, Any], call_id: str) -> None:
+        """Run ``on_email_event``. A raising handler is retried (with backoff) until it
+        has failed ``callback_max_attempts`` times, then logged and dropped; an
+        attempt whose worker died is always retried."""
         handler = self.on_email_event
         if handler is None:
             logger.warning("Resend %s: no on_email_event handler in this process", self.instance)
@@ -1316,8 +1327,19 @@ class Resend:
         try:
             await handler(EmailId(email_id), EmailEvent.model_validate(event))
         except Exception:
-            logger.exception("on_email_event failed for email %s", email_id)
-            raise
+            failures = int(await self._call("cb_fail", call_id or uuid.uuid4().hex, int(DAY_MS)))
+            if failures < self.callback_max_attempts:
+                logger.warning(
+                    "on_email_event failed for email %s (failure %d of %d): retrying",
+                    email_id,
+                    failures,
+                    self.callback_max_attempts,
+                    exc_info=True,
+                )
+                raise
+            logger.exception(
+                "on_email_event failed for email %s (%d failures): giving up", email_id, failures
+            )
 
     # -- maintenance ----------------------------------------------------------------------
 

@@ -300,3 +300,27 @@ async def test_an_oversized_webhook_body_is_refused_before_anything(world: World
     out = await world.hook(event("email.delivered", "re_0", pad="x" * 200), "m1", r=r)
     assert out.status_code == 413 and await world.keys() == []
     assert Resend.view(world.app, "small") is r
+
+
+async def test_a_raising_handler_is_retried_up_to_callback_max_attempts(world: World) -> None:
+    calls: list[str] = []
+
+    async def flaky(email_id: str, ev: Any) -> None:
+        calls.append(email_id)
+        raise RuntimeError("handler broke")
+
+    r = make_resend(
+        world.app, world.fake, instance="cb2", on_email_event=flaky, callback_max_attempts=2
+    )
+    await r.send_email_manually(
+        from_="a@x.io", to="b@x.io", subject="S", send=lambda _id: _rid("re_cb")
+    )
+    await world.hook(event("email.delivered", "re_cb"), "m1", r=r)
+    for _ in range(4):
+        await run_until_idle(world.app)
+        world.clock.advance(10_000)  # past the callback backoff
+    assert len(calls) == 2  # failed twice: given up (logged), never a third time
+
+
+async def _rid(rid: str) -> str:
+    return rid
