@@ -85,3 +85,4 @@ async def test_manual_cleanup_and_watchdog_on_cluster(cworld: World) -> None:
     assert await w.r.cleanup_old_emails() == 1  # cleanup (finalized)
     assert await w.r.cleanup_abandoned_emails(0) == 1  # cleanup (created)
     assert await w.r.get(m) is None
+    assert [await w.r._call("cb_fail", "c1", 60_000) for _ in range(2)] == [1, 2]  # cb_fail
