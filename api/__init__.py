@@ -6,6 +6,6 @@ admin routes of every component, each protected by a bearer token. The token is
 request (403) — the API is never open by default.
 """
 
-from .app import create_api
+from .app import add_redis_error_handlers, create_api
 
-__all__ = ["create_api"]
+__all__ = ["add_redis_error_handlers", "create_api"]

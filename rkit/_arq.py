@@ -6,6 +6,9 @@
 - arq's worker logs ``INFO`` at start, which fakeredis lacks: ``_log_redis_info``
   replaces arq's helper with one that tolerates the missing command (applied when
   a worker is built, not at import).
+- :class:`RkitWorker` keeps running through a queue Redis outage (a restart, a
+  stall): its poll loop backs off and reconnects instead of exiting, and arq's
+  bookkeeping never leaks a job slot on a failed call.
 """
 
 from __future__ import annotations
@@ -13,21 +16,21 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
+import signal
 import time
 from typing import TYPE_CHECKING, Any
 
 import arq.worker
-import fakeredis
-from arq.connections import ArqRedis, RedisSettings, create_pool
+from arq.connections import ArqRedis, RedisSettings
 from arq.constants import in_progress_key_prefix, job_key_prefix, result_key_prefix
 from arq.cron import cron
 from arq.jobs import Job, JobStatus
+from arq.utils import timestamp_ms
 from arq.worker import Worker, func
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import RedisError, ResponseError, WatchError
 
-from . import scripts
+from . import connections, scripts
 from .app import use_transport
 from .codec import dumps
 from .errors import ActionNotFound
@@ -82,11 +85,13 @@ async def make_pool(app: App) -> ArqRedis:
     if app._queue_redis is not None:
         return ArqRedis(connection_pool=app._queue_redis.connection_pool, **kw)
     if app.embedded:
+        import fakeredis  # the embedded default implies it is installed
+
         fake = fakeredis.FakeAsyncRedis(server=app._fake_server)
         return ArqRedis(connection_pool=fake.connection_pool, **kw)
     assert app.queue_url is not None
-    settings = RedisSettings.from_dsn(app.queue_url)
-    return await create_pool(settings, **kw)
+    # parsed like the state URL (TLS options, timeouts), not by arq's from_dsn
+    return ArqRedis(connection_pool=connections.queue_connection_pool(app.queue_url), **kw)
 
 
 async def enqueue_action(
@@ -273,30 +278,170 @@ def worker_settings(app: App, *, services: bool = True, **overrides: Any) -> dic
 
 
 def redis_settings(url: str) -> RedisSettings:
-    return RedisSettings.from_dsn(url)
+    """arq's ``RedisSettings`` for arq's own CLI, from the URL parsed as rkit parses it
+    (arq's ``from_dsn`` drops the query: a ``rediss://`` CA file would be lost)."""
+    from redis.asyncio.connection import parse_url
+
+    opts = connections.client_options(url)
+    parsed: dict[str, Any] = dict(parse_url(url))
+    fields: dict[str, Any] = {
+        "host": parsed.get("host", "localhost"),
+        "port": int(parsed.get("port", 6379)),
+        "unix_socket_path": parsed.get("path"),
+        "database": int(parsed.get("db", 0)),
+        "username": parsed.get("username"),
+        "password": parsed.get("password"),
+        "ssl": url.lower().startswith("rediss://"),
+        "conn_timeout": parsed.get("socket_connect_timeout", opts["socket_connect_timeout"]),
+        "retry": opts["retry"],
+        "retry_on_error": opts["retry_on_error"],
+    }
+    for name in (
+        "ssl_keyfile",
+        "ssl_certfile",
+        "ssl_cert_reqs",
+        "ssl_ca_certs",
+        "ssl_ca_data",
+        "ssl_check_hostname",
+        "max_connections",
+    ):
+        if name in parsed:
+            fields[name] = parsed[name]
+    return RedisSettings(**fields)
 
 
-QUEUE_RETRY_S = 0.5
-"""Pause before polling again when the queue Redis cannot be reached."""
+_OUTAGE = (RedisError, OSError)  # a refused, dropped, timed-out or LOADING connection
+_FINISH_RETRY_S = 20.0
 
 
-class _Worker(Worker):
-    """arq's worker, kept alive through a queue Redis outage (a restart, a failover):
-    a poll round that cannot reach Redis is logged and tried again after a pause,
-    where arq's own loop would let the error end the worker. Commands are never
-    re-sent (arq's pipelines are not all idempotent); the next round reconnects."""
+class RkitWorker(Worker):
+    """arq's ``Worker`` that survives queue Redis outages.
+
+    arq exits with a traceback when a poll call fails (a Redis restart, a stall past
+    the socket timeout), and a failure inside ``start_jobs`` leaks a job slot for
+    good. Here a failed poll round is logged and retried with exponential backoff
+    (0.1 s doubling to 5 s, jittered) until Redis answers again; running jobs carry
+    on meanwhile; claiming a job releases its slot when a call fails; arq's
+    end-of-job bookkeeping is retried for up to 20 s so a finished job is not
+    picked up again; ``close()`` avoids redis-py's deprecated ``close()``.
+    """
+
+    _backoff_s = 0.0
+    _down_since: float | None = None
 
     async def _poll_iteration(self) -> None:
         try:
             await super()._poll_iteration()
-        except (RedisConnectionError, RedisTimeoutError) as exc:
+        except _OUTAGE as exc:
+            await self._outage(exc)
+            return
+        if self._down_since is not None:
             logger.warning(
-                "queue Redis unreachable (%s); polling again in %.1f s", exc, QUEUE_RETRY_S
+                "queue Redis is back after %.1f s: worker resumes polling",
+                time.monotonic() - self._down_since,
             )
-            await asyncio.sleep(QUEUE_RETRY_S)
+            self._down_since = None
+        self._backoff_s = 0.0
+
+    async def _outage(self, exc: BaseException) -> None:
+        self._backoff_s = min(5.0, max(0.1, self._backoff_s * 2))
+        if self._down_since is None:
+            self._down_since = time.monotonic()
+            logger.warning(
+                "queue Redis unavailable (%s: %s): worker keeps running, retrying with backoff",
+                type(exc).__name__,
+                exc,
+            )
+        else:
+            logger.info("queue Redis still unavailable (%s: %s)", type(exc).__name__, exc)
+        await asyncio.sleep(self._backoff_s * random.uniform(0.8, 1.2))
+
+    async def start_jobs(self, job_ids: list[bytes]) -> None:
+        """arq's ``start_jobs``, except that a failed call gives the slot back."""
+        for job_id_b in job_ids:
+            await self.sem.acquire()
+            if self.job_counter >= self.max_jobs:
+                self.sem.release()
+                return None
+            self.job_counter += 1
+            job_id = job_id_b.decode()
+            try:
+                score = await self._claim(job_id)
+            except BaseException:
+                self.job_counter -= 1
+                self.sem.release()
+                raise
+            if score is None:
+                self.job_counter -= 1
+                self.sem.release()
+                continue
+            t = self.loop.create_task(self._run_job(job_id, int(score)))
+            t.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
+            self.tasks[job_id] = t
+        return None
+
+    async def _claim(self, job_id: str) -> float | None:
+        """Mark ``job_id`` in progress (arq's WATCH/MULTI); its score, or ``None`` when
+        another worker has it, it is gone, or it is not due."""
+        in_progress_key = in_progress_key_prefix + job_id
+        async with self.pool.pipeline(transaction=True) as pipe:
+            await pipe.watch(in_progress_key)
+            ongoing_exists = await pipe.exists(in_progress_key)
+            score = await pipe.zscore(self.queue_name, job_id)
+            if ongoing_exists or not score or score > timestamp_ms():
+                logger.debug("job %s already running elsewhere", job_id)
+                return None
+            pipe.multi()  # type: ignore[no-untyped-call]
+            pipe.psetex(in_progress_key, int(self.in_progress_timeout_s * 1000), b"1")
+            try:
+                await pipe.execute()
+            except (ResponseError, WatchError):
+                logger.debug("multi-exec error, job %s already started elsewhere", job_id)
+                return None
+        return float(score)
+
+    async def _run_job(self, job_id: str, score: int) -> None:
+        try:
+            await self.run_job(job_id, score)
+        except _OUTAGE as exc:
+            # arq's bookkeeping around the job failed; its in-progress key expires and
+            # the job is seen again (rkit's jobs are fenced: a stale one is a no-op)
+            logger.warning(
+                "job %s: queue Redis call failed (%s: %s)", job_id, type(exc).__name__, exc
+            )
+
+    async def finish_job(self, job_id: str, *args: Any, **kwargs: Any) -> None:
+        deadline = time.monotonic() + _FINISH_RETRY_S
+        delay = 0.05
+        while True:
+            try:
+                await super().finish_job(job_id, *args, **kwargs)
+                return
+            except _OUTAGE:
+                if time.monotonic() + delay > deadline:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(1.0, delay * 2)
+
+    async def close(self) -> None:
+        """arq's ``close()`` without redis-py's deprecated ``close()`` (no warning in
+        users' test suites) and tolerant of an unavailable Redis."""
+        if not self._handle_signals:
+            self.handle_sig(signal.SIGUSR1)
+        if not self._pool:
+            return
+        await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+        try:
+            await self.pool.delete(self.health_check_key)
+        except _OUTAGE:
+            pass
+        if self.on_shutdown:
+            await self.on_shutdown(self.ctx)
+        await self.pool.aclose(close_connection_pool=True)
+        self._pool = None
 
 
 async def create_worker(app: App, *, services: bool = True, **overrides: Any) -> Worker:
     """An arq ``Worker`` bound to ``app`` (its queue connection created here)."""
     pool = await app.queue_pool()
-    return _Worker(redis_pool=pool, **worker_settings(app, services=services, **overrides))
+    return RkitWorker(redis_pool=pool, **worker_settings(app, services=services, **overrides))

@@ -20,7 +20,7 @@ import uuid
 import warnings
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
 from pydantic import BaseModel
 from redis.exceptions import RedisError
@@ -453,13 +453,15 @@ async def _register(app: App, name: str, *, again: bool = False) -> None:
     the entries, so this is a second, idempotent command (SADD), not part of put."""
     registered: set[str] = app.components.state("action_cache:registered", set)
     if again or name not in registered:
-        await app.redis.sadd(_names_key(app), name)
+        redis: Any = app.redis
+        await redis.sadd(_names_key(app), name)
         registered.add(name)
 
 
 async def cache_names(app: App) -> list[str]:
     """Every cache name that has stored an entry in this App's namespace."""
-    return sorted(await app.redis.smembers(_names_key(app)))
+    redis: Any = app.redis
+    return sorted(await redis.smembers(_names_key(app)))
 
 
 async def cache_stats(app: App, name: str) -> CacheStats:
@@ -533,6 +535,40 @@ class ActionCache(Generic[T]):
     the Redis error propagates). Values are JSON.
     """
 
+    @overload
+    def __init__(
+        self,
+        app: App,
+        action: Callable[..., Awaitable[T]],
+        *,
+        name: str | None = None,
+        ttl: float | None = None,
+        log: bool = False,
+        max_value_bytes: int = 1_048_576,
+        on_oversize: Literal["raise", "skip"] = "raise",
+        single_flight: bool = False,
+        lease_ms: float = 30_000,
+        poll_ms: float = 50,
+        gc_grace_ms: float = 60_000,
+        fail_open: bool = False,
+    ) -> None: ...
+    @overload
+    def __init__(
+        self,
+        app: App,
+        action: Callable[..., T],
+        *,
+        name: str | None = None,
+        ttl: float | None = None,
+        log: bool = False,
+        max_value_bytes: int = 1_048_576,
+        on_oversize: Literal["raise", "skip"] = "raise",
+        single_flight: bool = False,
+        lease_ms: float = 30_000,
+        poll_ms: float = 50,
+        gc_grace_ms: float = 60_000,
+        fail_open: bool = False,
+    ) -> None: ...
     def __init__(
         self,
         app: App,

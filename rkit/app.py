@@ -6,17 +6,24 @@ import inspect
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, TypeVar, overload
 
-import fakeredis
-import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 
+from . import connections
 from .clock import Clock, ServerClock
 from .codec import dumps
 from .errors import ActionNotFound, ConfigError
 from .keys import KeySpace
 from .registry import Registry
+
+if TYPE_CHECKING:
+    import redis.asyncio
+
+    #: the state client: redis-py's asyncio ``Redis`` or ``RedisCluster`` (``str`` replies)
+    StateRedis: TypeAlias = "redis.asyncio.Redis | RedisCluster"
+else:
+    StateRedis = Any
 
 ActionFn = Callable[..., Awaitable[Any]]
 F = TypeVar("F", bound=ActionFn)
@@ -67,11 +74,16 @@ class App:
     """The runtime of one service.
 
     ``App()`` with no URL (and no ``RKIT_REDIS_URL`` in the environment) runs on an
-    embedded in-process fakeredis: good for development and tests, not shared
-    between processes. ``redis_url`` is the *state* Redis (standalone, or Cluster
-    with ``cluster=True``); ``queue_url`` is arq's transport (standalone only) and
-    defaults to ``redis_url``. Prebuilt clients may be passed instead of URLs.
+    embedded in-process fakeredis (``pip install 'rkit[dev]'``): good for development
+    and tests, not shared between processes (``rkit worker``/``rkit api`` refuse it).
+    ``redis_url`` is the *state* Redis (standalone, or Cluster with ``cluster=True``);
+    ``queue_url`` is arq's transport (standalone only) and defaults to ``redis_url``.
+    Both URLs are parsed the same way (:mod:`rkit.connections`: timeouts and TLS
+    options in the query). Prebuilt clients may be passed instead of URLs; the state
+    client must decode replies (``decode_responses=True``).
     """
+
+    redis: StateRedis
 
     def __init__(
         self,
@@ -92,23 +104,29 @@ class App:
         self.actions: dict[str, Action] = {}
         # components register themselves here; workers and the admin API read it
         self.components = Registry()
-        self._fake_server: fakeredis.FakeServer | None = None
+        self._fake_server: Any | None = None  # fakeredis.FakeServer when embedded
 
         if redis is None:
             redis_url = redis_url or os.environ.get(ENV_URL) or None
             queue_url = queue_url or os.environ.get(ENV_QUEUE_URL) or None
+        # bad input is refused before any client exists
+        if redis_url is not None:
+            connections.check_url(redis_url, "redis_url")
+        if queue_url is not None:
+            connections.check_url(queue_url, "queue_url")
+        if redis is not None:
+            connections.check_decoding(redis)
         self.redis_url = redis_url
         self.queue_url = queue_url or redis_url
         self.cluster = cluster
         if redis is not None:
             self.redis = redis
         elif redis_url is None:
+            fakeredis = _import_fakeredis()
             self._fake_server = fakeredis.FakeServer()
             self.redis = fakeredis.FakeAsyncRedis(server=self._fake_server, decode_responses=True)
-        elif cluster:
-            self.redis = RedisCluster.from_url(redis_url, decode_responses=True)
         else:
-            self.redis = aioredis.from_url(redis_url, decode_responses=True)  # type: ignore[no-untyped-call]
+            self.redis = connections.state_client(redis_url, cluster=cluster)
         if queue_redis is None and self.queue_url is None and redis is not None:
             if isinstance(redis, RedisCluster):
                 raise ConfigError("a Cluster state client needs queue_url or queue_redis for arq")
@@ -202,10 +220,40 @@ class App:
 
     async def aclose(self) -> None:
         if self._queue_pool is not None and self._queue_pool is not self.redis:
-            await self._queue_pool.aclose()
+            await self._queue_pool.aclose(close_connection_pool=self._queue_redis is None)
         self._queue_pool = None
         await self.redis.aclose()
 
+    def describe_redis(self) -> tuple[str, str]:
+        """(state, queue): where this App's Redis connections go, for logs — URLs with
+        the password masked, ``"embedded fakeredis"``, or a prebuilt client's address."""
+        if self.embedded:
+            return "embedded fakeredis", "embedded fakeredis"
+        state = (
+            connections.mask_url(self.redis_url)
+            if self.redis_url is not None
+            else connections.describe(self.redis)
+        )
+        if self._queue_redis is not None:
+            queue = connections.describe(self._queue_redis)
+        elif self.queue_url is not None:
+            queue = connections.mask_url(self.queue_url)
+        else:
+            queue = state
+        return state, queue
+
     def __repr__(self) -> str:
-        where = "embedded fakeredis" if self.embedded else (self.redis_url or "client")
-        return f"App(namespace={self.namespace!r}, redis={where})"
+        return f"App(namespace={self.namespace!r}, redis={self.describe_redis()[0]})"
+
+
+def _import_fakeredis() -> Any:
+    """fakeredis is the embedded default's server, an optional dependency."""
+    try:
+        import fakeredis
+    except ImportError:  # pragma: no cover - the test extras install it
+        raise ConfigError(
+            "App() without a Redis URL runs on an embedded fakeredis, which is not "
+            "installed: pip install 'rkit[dev]', or pass App('redis://host:6379/0') "
+            f"or set {ENV_URL}"
+        ) from None
+    return fakeredis

@@ -18,9 +18,37 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from .app import ENV_URL, App
+from .app import ENV_QUEUE_URL, ENV_URL, App
 
 DEFAULT_APP = "rkit.example:app"
+ENV_TOKEN = "RKIT_ADMIN_TOKEN"
+
+
+def start_line(command: str, path: str, app: App) -> str:
+    """What a process prints when it starts: the App and the Redis it uses (password
+    masked), so a worker on the wrong (or an embedded) Redis is seen at once."""
+    state, queue = app.describe_redis()
+    where = f"redis {state}" if state == queue else f"state redis {state}, queue redis {queue}"
+    return f"rkit {command}: app {path} (namespace {app.namespace!r}) on {where}, pid {os.getpid()}"
+
+
+def load_served_app(command: str, args: argparse.Namespace) -> App:
+    """The App of ``rkit worker``/``rkit api``: ``--redis-url`` wins over the
+    environment; the embedded fakeredis (no URL at all) is refused unless
+    ``--embedded``: a process on its own private Redis never sees a job."""
+    if args.redis_url:
+        os.environ[ENV_URL] = args.redis_url
+    app = load_app(args.app)
+    if app.embedded and not args.embedded:
+        raise SystemExit(
+            f"rkit {command}: {args.app} has no Redis URL, so it would run on a private "
+            f"in-process fakeredis that no other process can reach (it would never see a "
+            f"job). Set {ENV_URL} (and {ENV_QUEUE_URL} for a separate queue Redis), pass "
+            f"--redis-url redis://host:6379/0, or construct App('redis://...'). "
+            f"--embedded runs on the private fakeredis anyway."
+        )
+    print(start_line(command, args.app, app), file=sys.stderr, flush=True)
+    return app
 
 
 def load_app(path: str) -> App:
@@ -104,7 +132,7 @@ async def _dev(args: argparse.Namespace) -> int:
         create_api(app, admin_token=token), args.host, args.port
     )
     base = f"http://{args.host}:{port}"
-    print(f"rkit dev: app {args.app} on {app.redis_url or 'embedded fakeredis'}")
+    print(start_line("dev", args.app, app))
     print(f"rkit dev: worker running, admin API at {base} (docs: {base}/docs)")
     print(f"rkit dev: admin token {token}")
     print(f"  curl {base}/health")
@@ -136,6 +164,16 @@ async def _dev(args: argparse.Namespace) -> int:
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
+    try:
+        import fakeredis  # noqa: F401
+        import uvicorn  # noqa: F401
+
+        import rkit.api  # noqa: F401
+    except ImportError as exc:
+        raise SystemExit(
+            f"rkit dev needs the dev extra (fakeredis, FastAPI, uvicorn): "
+            f"pip install 'rkit[dev]' ({exc})"
+        ) from None
     embedded = None
     if not (args.redis_url or os.environ.get(ENV_URL)):
         url, embedded = start_embedded_redis(args.redis_port)
@@ -154,7 +192,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     from rkit.workers import run_worker_blocking
 
-    app = load_app(args.app)
+    app = load_served_app("worker", args)
     overrides: dict[str, Any] = {"burst": args.burst}
     if args.max_jobs:
         overrides["max_jobs"] = args.max_jobs
@@ -163,13 +201,33 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_api(args: argparse.Namespace) -> int:
-    import uvicorn
+    try:
+        import uvicorn
 
-    from rkit.api import create_api
+        from rkit.api import create_api
+    except ImportError as exc:
+        raise SystemExit(f"rkit api needs the api extra: pip install 'rkit[api]' ({exc})") from None
 
-    app = load_app(args.app)
+    app = load_served_app("api", args)
+    if not os.environ.get(ENV_TOKEN):
+        print(
+            f"rkit api: WARNING no admin token ({ENV_TOKEN}): every admin route will refuse "
+            "(403); only /health answers",
+            file=sys.stderr,
+            flush=True,
+        )
     uvicorn.run(create_api(app), host=args.host, port=args.port, log_level="info")
     return 0
+
+
+def _served(p: argparse.ArgumentParser) -> None:
+    p.add_argument("app", help="APP import path, e.g. myservice.tasks:app")
+    p.add_argument("--redis-url", default=None, help=f"the Redis to use (default: {ENV_URL})")
+    p.add_argument(
+        "--embedded",
+        action="store_true",
+        help="allow an App without a Redis URL (a private in-process fakeredis)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -202,13 +260,13 @@ def build_parser() -> argparse.ArgumentParser:
     dev.set_defaults(func=cmd_dev)
 
     worker = sub.add_parser("worker", help="run an arq worker for APP")
-    worker.add_argument("app", help="APP import path, e.g. myservice.tasks:app")
+    _served(worker)
     worker.add_argument("--burst", action="store_true", help="exit when the queue is empty")
     worker.add_argument("--max-jobs", type=int, default=0, help="concurrent jobs (default 50)")
     worker.set_defaults(func=cmd_worker)
 
     api = sub.add_parser("api", help="serve the admin API for APP (token: RKIT_ADMIN_TOKEN)")
-    api.add_argument("app", help="APP import path")
+    _served(api)
     api.add_argument("--host", default="127.0.0.1")
     api.add_argument("--port", type=int, default=8000)
     api.set_defaults(func=cmd_api)

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError, RedisError
 
-from . import codec, keys, scripts
+from . import codec, connections, keys, scripts
 from .clock import MAX_DURATION_MS, argv_now
 from .errors import ConfigError, SessionConflict
 from .keys import MAX_KEY_PART_BYTES, BoundedCache, check_max_bytes, check_part, str_bytes
@@ -406,7 +406,7 @@ class Presence:
     async def _unindex(self, pairs: Sequence[tuple[str, str]]) -> None:
         """Drop (room, user) pairs from the users' room indexes, then put back any that
         a concurrent heartbeat re-created (the index stays a superset)."""
-        redis = self.app.redis
+        redis: Any = self.app.redis
         for room, user in pairs:
             await redis.srem(self._user_rooms_key(user), room)
         for room, user in pairs:
@@ -577,7 +577,8 @@ class Presence:
         if limit == 0:
             return []
         index = self._user_rooms_key(user_id)
-        rooms = sorted(await self.app.redis.smembers(index))
+        redis: Any = self.app.redis
+        rooms = sorted(await redis.smembers(index))
         probes = await asyncio.gather(*(self._room("user_probe", r, user_id) for r in rooms))
         online: builtins.list[UserRoomEntry] = []
         offline: builtins.list[UserRoomEntry] = []
@@ -649,7 +650,8 @@ class Presence:
             await self._unindex([(room_id, u) for u in removed])
             if more == "done":
                 break
-        await self.app.redis.srem(self.rooms_key, room_id)
+        redis: Any = self.app.redis
+        await redis.srem(self.rooms_key, room_id)
         await self._settle_due(room_id, earliest, room_gone=True)
         return existed
 
@@ -698,7 +700,7 @@ class Presence:
         budget = _check_positive(budget_ms, "budget_ms")
         at = await self.app.server_time() if now is None else _check_positive(now, "now", 1e15)
         deadline = time.monotonic() + budget / 1000
-        redis = self.app.redis
+        redis: Any = self.app.redis  # redis-py types some async replies as `T | Awaitable[T]`
         total = SweepStats(0, 0, 0, 0)
         seen: set[str] = set()
         while cap is None or total.rooms < cap:
@@ -726,7 +728,7 @@ class Presence:
         return total
 
     async def _sweep_room(self, room: str, at: float, max_sessions: int) -> SweepStats:
-        redis = self.app.redis
+        redis: Any = self.app.redis  # redis-py types some async replies as `T | Awaitable[T]`
         ended = offline = removed_n = 0
         retention = "" if self.offline_retention_ms is None else repr(self.offline_retention_ms)
         while True:
@@ -819,8 +821,9 @@ class Presence:
         if after == "$":
             last = await redis.xrevrange(key, count=1)
             after = last[0][0] if last else "0-0"
+        block = connections.max_block_ms(redis, block_ms)  # below the socket timeout
         while True:
-            got = await redis.xread({key: after}, block=block_ms, count=1000)
+            got = await redis.xread({key: after}, block=block, count=1000)
             if got:
                 batch = [self._event(room_id, eid, fields) for eid, fields in got[0][1]]
                 after = batch[-1].id

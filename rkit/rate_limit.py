@@ -69,7 +69,7 @@ _HOT_CACHE: dict[int, tuple[Any, _Hot]] = {}
 # eval's ARGV[1]: the mode and the flags "<reserve><throws>" as 0/1 digits
 _OPS = {
     (m, r, t): m + f"{int(r)}{int(t)}".encode()
-    for m in (b"limit", b"check", b"limit+")
+    for m in (b"limit", b"check", b"limit+", b"check+")
     for r in (False, True)
     for t in (False, True)
 }
@@ -216,13 +216,26 @@ def parse_config(config: Any) -> TokenBucket | FixedWindow:
 
 @dataclass(frozen=True, slots=True)
 class RateLimitResult:
-    """Outcome of ``limit``/``check``: ``ok`` and, when set, ms to wait."""
+    """Outcome of ``limit``/``check``: ``ok`` and, when set, ms to wait.
+
+    With ``detail=True`` also what ``RateLimit-*`` response headers need, from the
+    same script call (no second round trip): ``limit`` (the bucket's capacity),
+    ``remaining`` (units left after this call; what is left now when refused) and
+    ``reset_at`` (ms on the limiter's clock when the bucket is full again). For a
+    sharded config they are estimated from the shards the call touched."""
 
     ok: bool
     retry_after: float | None = None
+    limit: float | None = None
+    remaining: float | None = None
+    reset_at: float | None = None
 
     def __bool__(self) -> bool:
         return self.ok
+
+    def reset_after(self, now: float) -> float | None:
+        """ms from ``now`` (on the limiter's clock) until the bucket is full again."""
+        return None if self.reset_at is None else max(0.0, self.reset_at - now)
 
 
 @dataclass(frozen=True, slots=True)
@@ -458,13 +471,20 @@ class RateLimiter:
         reserve: bool,
         throws: bool,
         config: Any,
+        detail: bool = False,
     ) -> RateLimitResult:
         cfg = self.config_for(name, config)
         if key is not None and type(key) is not str:
             _check_key(key)
         count = self._validate(name, cfg, count, reserve)
         if self._spread(cfg):
+            if detail:
+                raise ConfigError("detail=True is not available with spread_shards")
             return await self._run_spread(mode, name, key, cfg, count, reserve, throws)
+        if detail is not False:
+            if detail is not True:
+                raise ConfigError(f"detail must be a bool, got {detail!r}")
+            mode += b"+"
         argv, n = cfg._hot()[:2]
         res = await (self._eval if n == 1 else self._eval_sharded)(
             self.app.redis,
@@ -481,11 +501,46 @@ class RateLimiter:
             return _OK
         status = res[0]
         retry = float(res[1]) if res[1] else None
+        if detail and status != "THROW":
+            return self._detailed(cfg, status == "OK", retry, res)
         if status == "OK":
             return RateLimitResult(True, retry)
         if status == "LIMITED":
             return RateLimitResult(False, retry)
         raise RateLimited(name, retry if retry is not None else 0.0)
+
+    def _detailed(
+        self, cfg: TokenBucket | FixedWindow, ok: bool, retry: float | None, res: Any
+    ) -> RateLimitResult:
+        """A result with ``limit``, ``remaining`` and ``reset_at`` from the decisions of
+        a "+" mode reply: [shard, take, value after the take, ts] per shard touched."""
+        one = self._one_shard(cfg)
+        rate, period, cap = float(one.rate), float(one.period), float(one.effective_capacity)
+        fixed = one.kind == "fixed window"
+        left: list[float] = []
+        full_at = 0.0
+        for x in range(2, len(res), 4):
+            take, value, ts = float(res[x + 1]), float(res[x + 2]), float(res[x + 3])
+            if not ok:
+                value += take  # refused: the bucket holds what it held
+            left.append(max(0.0, value))
+            missing = cap - value
+            if missing <= 0:
+                at = ts
+            elif fixed:
+                at = ts + period * math.ceil(missing / rate)
+            else:
+                at = ts + missing / (rate / period)
+            full_at = max(full_at, at)
+        n = cfg.n_shards
+        remaining = left[0] if n == 1 else sum(left) / len(left) * n
+        return RateLimitResult(
+            ok,
+            retry,
+            float(cfg.effective_capacity),
+            min(remaining, float(cfg.effective_capacity)),
+            full_at,
+        )
 
     # -- spread mode (spec §7.5) ---------------------------------------------------------
 
@@ -631,15 +686,18 @@ class RateLimiter:
         reserve: bool = False,
         throws: bool = False,
         config: TokenBucket | FixedWindow | Mapping[str, Any] | None = None,
+        detail: bool = False,
     ) -> RateLimitResult:
         """Consume ``count`` units of (name, key).
 
         Returns ``ok=True`` (proceed; with ``reserve`` maybe after ``retry_after`` ms)
         or ``ok=False`` with the ms after which a retry could succeed. With
         ``throws=True`` raises :class:`RateLimited` instead whenever ``retry_after``
-        is set, writing nothing.
+        is set, writing nothing. ``detail=True`` fills ``limit``, ``remaining`` and
+        ``reset_at`` (for ``RateLimit-*`` headers) from the same script call; not
+        with ``spread_shards`` (ConfigError).
         """
-        return await self._run(b"limit", name, key, count, reserve, throws, config)
+        return await self._run(b"limit", name, key, count, reserve, throws, config, detail)
 
     async def check(
         self,
@@ -650,9 +708,11 @@ class RateLimiter:
         reserve: bool = False,
         throws: bool = False,
         config: TokenBucket | FixedWindow | Mapping[str, Any] | None = None,
+        detail: bool = False,
     ) -> RateLimitResult:
-        """Evaluate like :meth:`limit` but never write."""
-        return await self._run(b"check", name, key, count, reserve, throws, config)
+        """Evaluate like :meth:`limit` but never write (``remaining`` with ``detail``:
+        what would be left after ``count``)."""
+        return await self._run(b"check", name, key, count, reserve, throws, config, detail)
 
     async def reset(
         self,

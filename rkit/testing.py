@@ -17,14 +17,34 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-import fakeredis
-
-from .app import App
-from .clock import TestClock
+from . import connections
+from .app import App, _import_fakeredis
+from .clock import Clock, TestClock
+from .errors import ConfigError
 from .workers import create_worker
 from .workpool import _runtime
 
-__all__ = ["TestClock", "background_worker", "create_test_app", "peer_app", "run_until_idle"]
+__all__ = [
+    "TestApp",
+    "TestClock",
+    "background_worker",
+    "create_test_app",
+    "peer_app",
+    "rebind",
+    "run_until_idle",
+]
+
+
+class TestApp(App):
+    """An App whose clock is a :class:`TestClock` (``app.clock.advance(ms)`` type-checks)."""
+
+    __test__ = False  # not a pytest test class
+    clock: TestClock
+
+    def __init__(
+        self, redis_url: str | None = None, *, clock: TestClock | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(redis_url, clock=clock or TestClock(), **kwargs)
 
 
 def create_test_app(
@@ -32,10 +52,35 @@ def create_test_app(
     namespace: str = "test",
     start_ms: float = 1_700_000_040_000,
     redis_url: str | None = None,
+    clock: TestClock | None = None,
     **kwargs: Any,
-) -> App:
+) -> TestApp:
     """An App with a frozen test clock (``app.clock``), on embedded fakeredis by default."""
-    return App(redis_url, namespace=namespace, clock=TestClock(start_ms), **kwargs)
+    return TestApp(redis_url, namespace=namespace, clock=clock or TestClock(start_ms), **kwargs)
+
+
+def rebind(app: App, *, clock: Clock | None = None) -> None:
+    """Give ``app`` (e.g. your service's module-level App) new connections for the
+    event loop running now, and optionally another clock: pytest-asyncio runs each
+    test in its own loop, and a client used in a previous loop fails with "bound to a
+    different event loop". On the embedded fakeredis the data starts empty; on a URL
+    the same Redis is used. Close it (``await app.aclose()``) in the same loop; the
+    ``rkit_app`` fixture of the ``rkit.pytest`` plugin does both."""
+    if app.embedded:
+        fakeredis = _import_fakeredis()
+        app._fake_server = fakeredis.FakeServer()
+        app.redis = fakeredis.FakeAsyncRedis(server=app._fake_server, decode_responses=True)
+    elif app.redis_url is not None:
+        app.redis = connections.state_client(app.redis_url, cluster=app.cluster)
+    else:
+        raise ConfigError("an App built on prebuilt clients (redis=...) cannot be rebound")
+    app._queue_pool = None
+    if clock is not None:
+        app.clock = clock
+    rt = _runtime(app)  # its tasks and events belonged to the previous loop
+    rt.leases.clear()
+    rt._hb = rt._pump = rt._kick = rt._wanted = None
+    rt._releases.clear()
 
 
 def peer_app(app: App) -> App:
@@ -44,6 +89,7 @@ def peer_app(app: App) -> App:
     same names). On the embedded fakeredis it shares the in-process server; with
     prebuilt clients it shares them (close ``app`` last)."""
     if app.embedded:
+        fakeredis = _import_fakeredis()
         server = app._fake_server
         return App(
             namespace=app.namespace,

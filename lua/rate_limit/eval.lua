@@ -2,12 +2,12 @@
 -- shard count): the decision of rl_evaluate for shard 0 without its tables, one
 -- HMGET of constant field names, one HSET, one PEXPIRE.
 -- KEYS[1] state hash
--- ARGV: op = mode ("limit"|"check"|"limit+": limit replying with the decisions)
+-- ARGV: op = mode ("limit"|"check"|"limit+"|"check+": replying with the decisions)
 --       followed by the flags "<reserve><throws>" as 0/1 digits, e.g. "limit00";
 --       config (see rl_cfg; shards 1); count; now (absent or "": server TIME);
 --       randoms (absent, "" or 4 numbers)
--- Reply: 1 for "OK, no wait" (not in mode "limit+"), else strings
---        {status, retry|"", and for "limit+" [shard, take, value, ts]...}; status OK|LIMITED|THROW.
+-- Reply: 1 for "OK, no wait" (not in the "+" modes), else strings
+--        {status, retry|"", and for "+" modes [shard, take, value, ts]...}; status OK|LIMITED|THROW.
 local key = KEYS[1]
 local mode, reserve, throws = rl_op(ARGV[1])
 local now = rk_now(ARGV[4])
@@ -36,12 +36,12 @@ if not ok and reserve then -- DEVIATION Q1: max_reserved = 0 means no debt
   ok = maxres == "-" or -value <= tonumber(maxres)
 end
 local out = nil
-if mode == "limit+" then
+if mode == "limit+" or mode == "check+" then
   out = {{shard = 0, take = count, value = value, ts = ts}}
 end
 local refused = rl_refused(throws, ok, retry, out)
 if refused then return refused end
-if mode ~= "check" then
+if mode ~= "check" and mode ~= "check+" then
   if v == nil then -- new: with the creation time for clear_all
     redis.call("HSET", key, "0:v", rk_fmt(value), "0:ts", rk_fmt(ts), "c", rk_fmt(now))
   else

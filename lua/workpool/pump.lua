@@ -9,6 +9,34 @@ local function rand()
   rand_i = rand_i + 1
   return r
 end
+-- 0. a gap in the pump rounds on the server clock: every worker pumps at least once a
+-- second, so no round for more than stall_gap_ms means nobody could renew a lease
+-- meanwhile (the server was stopped or unreachable, or no worker ran). A running
+-- attempt whose lease expired unseen in the gap gets one fresh lease before it may be
+-- reaped -- once per unrenewed lease (graced_until): its worker, if alive, renews or
+-- reports (a body that finished during a stall is not run again); a dead one's
+-- attempt is reaped a lease later. An injected clock is moved by the test: no gaps.
+if ARGV[1] == "" then
+  local prev = tonumber(redis.call("HGET", K_STATS, "pump_at") or "")
+  redis.call("HSET", K_STATS, "pump_at", rk_fmt(NOW))
+  if prev and NOW - prev > O.stall_gap_ms then
+    local lease = rk_fmt(NOW + O.lease_ms)
+    local graced = 0
+    for _, id in ipairs(redis.call("ZRANGEBYSCORE", K_RUNNING, "(" .. rk_fmt(prev), rk_fmt(NOW))) do
+      local wk = wkey(id)
+      local st = redis.call("HMGET", wk, "state", "lease_until", "graced_until")
+      if st[1] == "running" and st[2] ~= st[3] then
+        redis.call("HSET", wk, "lease_until", lease, "graced_until", lease)
+        redis.call("ZADD", K_RUNNING, lease, id)
+        graced = graced + 1
+      end
+    end
+    if graced > 0 then
+      redis.call("HINCRBY", K_STATS, "stall_graced", graced)
+      emit("WARN", "stall_grace", {gap_ms = ms(NOW - prev), leases = graced})
+    end
+  end
+end
 -- 1. leases
 local reannounce = {}
 local expired = redis.call("ZRANGEBYSCORE", K_RUNNING, "-inf", rk_fmt(NOW), "LIMIT", 0, 64)

@@ -68,7 +68,8 @@ def _names_key(app: App) -> str:
 
 async def aggregate_names(app: App) -> list[str]:
     """Every aggregate name that has written a tree in this App's namespace."""
-    return sorted(await app.redis.smembers(_names_key(app)))
+    redis: Any = app.redis
+    return sorted(await redis.smembers(_names_key(app)))
 
 
 class Aggregate(Generic[K]):
@@ -165,7 +166,8 @@ class Aggregate(Generic[K]):
         if not created and tree.member in self._registered:
             return
         if created or self.name not in self._registered:
-            await self.app.redis.sadd(_names_key(self.app), self.name)
+            redis: Any = self.app.redis
+            await redis.sadd(_names_key(self.app), self.name)
             self._registered.put(self.name, True, str_bytes(self.name))
         await SCRIPTS["register_ns"](
             self.app.redis, (f"{self._registry}:ns", f"{self._registry}:nsseq"), [tree.member]
@@ -178,7 +180,8 @@ class Aggregate(Generic[K]):
         of the trees; it is in another slot, so this cannot be one script)."""
         self._registered.pop(tree.member)
         await SCRIPTS["unregister_ns"](self.app.redis, (f"{self._registry}:ns",), [tree.member])
-        if await self.app.redis.hexists(tree.m, "M"):
+        redis: Any = self.app.redis
+        if await redis.hexists(tree.m, "M"):
             await self._register(tree, 2)
 
     # -- reads -------------------------------------------------------------------------
@@ -419,7 +422,8 @@ class Aggregate(Generic[K]):
 
     async def version(self, namespace: Namespace = None) -> int:
         """The tree's write counter: +1 per successful write (poll it to re-read)."""
-        return int(await self.app.redis.hget(self._tree(namespace).m, "ver") or 0)
+        redis: Any = self.app.redis
+        return int(await redis.hget(self._tree(namespace).m, "ver") or 0)
 
     # -- maintenance -------------------------------------------------------------------
 
@@ -526,8 +530,9 @@ class Aggregate(Generic[K]):
         ordered by creation time). Returns how many were added."""
         pattern = self._stem("*") + ":m"
         found: list[tuple[float, str]] = []
-        async for key in self.app.redis.scan_iter(match=pattern, count=500):
-            created, member = await self.app.redis.hmget(key, "created", "ns")
+        redis: Any = self.app.redis
+        async for key in redis.scan_iter(match=pattern, count=500):
+            created, member = await redis.hmget(key, "created", "ns")
             if member is not None and self._stem(member) + ":m" == key:
                 found.append((float(created or 0), member))
         found.sort()
@@ -538,7 +543,7 @@ class Aggregate(Generic[K]):
             (f"{self._registry}:ns", f"{self._registry}:nsseq"),
             [m for _, m in found],
         )
-        await self.app.redis.sadd(_names_key(self.app), self.name)
+        await redis.sadd(_names_key(self.app), self.name)
         return int(added)
 
     # -- writes (shared by both front ends) -----------------------------------------------

@@ -68,6 +68,11 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("rkit.workpool")
 
+#: no pump round of a pool for this long (server clock) counts as a stall: leases that
+#: expired unseen in it get one more lease (lua/workpool/pump.lua, step 0)
+STALL_GAP_MS = 2_000
+_TIMESTAMPS = frozenset({"last_report_ts", "pump_at"})  # stats fields that are not counts
+
 
 class Workpool:
     """A named pool of async calls with a global parallelism cap, retries, leases,
@@ -169,6 +174,7 @@ class Workpool:
                 "pool": name,
                 "lease_ms": self.lease_ms,
                 "dispatch_lease_ms": 2 * self.lease_ms,
+                "stall_gap_ms": STALL_GAP_MS,
                 "oc_lease_ms": self.callback_lease_ms,
                 "keep_result_ms": self.keep_result_ms,
                 "default_max_parallelism": self.kind.default_max_parallelism,
@@ -667,7 +673,7 @@ class Workpool:
     async def diagnostics(self) -> Diagnostics:
         r = await self._call("info")
         now, maxp = float(r[0]), int(r[1])
-        stats = {k: int(v) for k, v in _fields(r[10]).items() if k != "last_report_ts"}
+        stats = {k: int(v) for k, v in _fields(r[10]).items() if k not in _TIMESTAMPS}
         running = int(r[5])
         return Diagnostics(
             waiting=int(r[3]),

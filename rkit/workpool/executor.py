@@ -11,7 +11,9 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .. import codec
 from ..errors import FunctionNotRegistered, SerializationError, is_non_retryable_error
@@ -33,6 +35,27 @@ if TYPE_CHECKING:
     from .client import Workpool
 
 logger = logging.getLogger("rkit.workpool")
+
+REPORT_RETRY_S = 30.0  # how long a worker keeps re-sending a report Redis did not answer
+
+
+async def _persist(pool: Workpool, op: str, *args: Any) -> Any:
+    """``pool._call(op, ...)`` for the worker's reports (begin, complete, callback
+    ack/failure), re-sent with backoff while Redis is unreachable or times out (a
+    restart, a stall) for up to ``REPORT_RETRY_S``: each of these scripts recognises
+    its own repeat, so a report whose reply was lost is neither lost nor applied
+    twice, and a body is not run again because its report could not get through."""
+    deadline = time.monotonic() + REPORT_RETRY_S
+    delay = 0.05
+    while True:
+        try:
+            return await pool._call(op, *args)
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            logger.info("%s of pool %s not answered (%s): sending it again", op, pool.name, exc)
+            await asyncio.sleep(delay)
+            delay = min(1.0, delay * 2)
 
 
 MAX_INFLIGHT_CALLBACKS = 16
@@ -65,7 +88,7 @@ async def _run_chain(
     while item is not None:
         wid, tok = item
         # begin is the fence a cancel races against: a canceled attempt never starts
-        reply = await pool._call("begin", wid, tok, rt.worker_id)
+        reply = await _persist(pool, "begin", wid, tok, rt.worker_id)
         if _s(reply[0]) != "OK":
             logger.debug(
                 "stale delivery of %s token %s in pool %s (%s)", wid, tok, pool.name, _s(reply[1])
@@ -76,7 +99,8 @@ async def _run_chain(
         if outcome is None:
             return  # fenced: the lease was lost, the reaper accounts for it
         chain = rt.worker_id if time.monotonic() - t0 < CHAIN_SECONDS else ""
-        reply = await pool._call(
+        reply = await _persist(
+            pool,
             "complete",
             wid,
             tok,
@@ -91,7 +115,9 @@ async def _run_chain(
         result, claimed, events = reply
         pool._log(events, outcome.error)  # a failure's event carries its traceback
         head = _s(result[0])
-        if head == "STALE":
+        if head == "REPLAYED":
+            logger.info("report of work %s in pool %s was already applied", wid, pool.name)
+        elif head == "STALE":
             logger.warning(
                 "late report for work %s (token %s) in pool %s dropped", wid, tok, pool.name
             )
@@ -170,11 +196,12 @@ async def execute(
     if not done:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-        if lease.fenced:
-            return None
-        return Outcome("failed", f"Timed out after {tmo_ms:.0f} ms")
     if lease.fenced:
+        if lease.hand_back:
+            rt.keep(asyncio.get_running_loop().create_task(hand_back(pool, work_id, token)))
         return None
+    if not done:
+        return Outcome("failed", f"Timed out after {tmo_ms:.0f} ms")
     if task.cancelled():
         return Outcome("failed", "Canceled while running")
     error = task.exception()
@@ -193,12 +220,43 @@ async def execute(
     return Outcome("success", payload, value=value)
 
 
-async def release(pool: Workpool, work_id: str, token: str) -> None:
+async def release(
+    pool: Workpool, work_id: str, token: str, *, fresh: bool = False, quiet: bool = True
+) -> None:
+    """Hand a running attempt back (no attempt used); its job is announced again (under
+    a new token with ``fresh``: for an attempt whose arq job is still finishing).
+    ``quiet``: a Redis error is logged (the lease expires instead), else raised."""
     try:
-        if _s(await pool._call("release", work_id, token)) == "OK":
-            await pool._announce([(work_id, token)])
-    except RedisError:  # pragma: no cover - the lease expires instead
+        reply = await pool._call("release", work_id, token, "1" if fresh else "0")
+        if _s(reply[0]) == "OK":
+            await pool._announce([(work_id, _s(reply[1]))])
+    except (RedisError, OSError):
+        if not quiet:
+            raise
         logger.warning("could not release work %s of pool %s", work_id, pool.name)
+
+
+async def hand_back(pool: Workpool, work_id: str, token: str) -> None:
+    """Release an attempt fenced on time once Redis answers again (no attempt used,
+    under a new token: this worker's own arq job for it is still finishing); ``STALE``
+    when the reaper was first, and then it is retried as lost."""
+    deadline = time.monotonic() + 60.0
+    delay = 0.1
+    while True:
+        try:
+            await release(pool, work_id, token, fresh=True, quiet=False)
+            return
+        except (RedisError, OSError) as exc:
+            if time.monotonic() + delay > deadline:
+                logger.warning(
+                    "could not hand back work %s of pool %s (%s): its lease expires",
+                    work_id,
+                    pool.name,
+                    exc,
+                )
+                return
+            await asyncio.sleep(delay)
+            delay = min(2.0, delay * 2)
 
 
 async def deliver(
@@ -229,7 +287,9 @@ async def deliver(
                 "error": error_text(exc),
             },
         )
-        _status, events = await pool._call("oc_fail", work_id, error_text(exc), repr(pool.rng()))
+        _status, events = await _persist(
+            pool, "oc_fail", work_id, error_text(exc), repr(pool.rng())
+        )
         pool._log(events)
         return
-    await pool._call("oc_ack", work_id)
+    await _persist(pool, "oc_ack", work_id)

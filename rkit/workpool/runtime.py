@@ -31,8 +31,9 @@ class _Lease:
     work_id: str
     token: str
     task: asyncio.Future[Any]
-    last_ok: float  # when the lease was last known renewed (runtime._now_s)
+    last_ok: float  # when the last renewal that succeeded was *sent* (runtime._now_s)
     fenced: bool = False
+    hand_back: bool = False  # fenced on time: release the attempt once Redis answers
 
 
 class _Runtime:
@@ -41,7 +42,14 @@ class _Runtime:
     Leases are judged by the App's clock in Redis, so renewal and self-fencing follow
     that clock too: on the server clock, monotonic wall time; on a test clock, the test
     clock (and every pump round renews this process's leases first, so moving the test
-    clock never makes a live attempt look lost)."""
+    clock never makes a live attempt look lost).
+
+    Fencing is on time, not only on an error: an attempt whose lease could not be
+    renewed stops ``margin`` before the lease would expire, whether the renewal failed,
+    timed out or is still hanging on a stalled server (a watchdog on every heartbeat
+    tick, up to one tick late: lease/5, at most 1 s). Such an attempt is handed back
+    (released, no attempt used) as soon as Redis answers again, so a stall never runs
+    a body twice."""
 
     def __init__(self, app: App) -> None:
         self.app = app
@@ -52,6 +60,7 @@ class _Runtime:
         self._pump: asyncio.Task[None] | None = None
         self._kick: asyncio.Event | None = None
         self._wanted: float | None = None  # monotonic time a round was asked for
+        self._releases: set[asyncio.Task[None]] = set()
 
     def _now_s(self) -> float:
         now = self.app.clock.now_ms()
@@ -67,49 +76,75 @@ class _Runtime:
     def untrack(self, lease: _Lease) -> None:
         self.leases.discard(lease)
 
-    def _fence(self, lease: _Lease, why: str) -> None:
+    @staticmethod
+    def margin_s(pool: Workpool) -> float:
+        """How long before its lease expires an unrenewed attempt stops."""
+        return min(1.5, pool.lease_ms / 3000.0)
+
+    def fence_at(self, lease: _Lease) -> float:
+        """When (``_now_s``) ``lease`` must be fenced unless renewed before."""
+        return lease.last_ok + lease.pool.lease_ms / 1000.0 - self.margin_s(lease.pool)
+
+    def _fence(self, lease: _Lease, why: str, *, hand_back: bool = False) -> None:
         if not lease.fenced:
             lease.fenced = True
+            lease.hand_back = hand_back
             lease.task.cancel()
             logger.warning(
                 "abandoning work %s of pool %s (%s)", lease.work_id, lease.pool.name, why
             )
 
+    def _fence_overdue(self, leases: list[_Lease], why: str) -> None:
+        now = self._now_s()
+        for lease in leases:
+            if now >= self.fence_at(lease):
+                self._fence(lease, why, hand_back=True)
+
     async def _heartbeat(self) -> None:
+        renewing: asyncio.Task[None] | None = None
         while self.leases:
             interval = min(lease.pool.lease_ms for lease in self.leases) / 5000.0
             await asyncio.sleep(min(1.0, interval))
-            await self.renew()
+            if renewing is None or renewing.done():
+                renewing = asyncio.get_running_loop().create_task(self.renew())
+                self.keep(renewing)
+            if self.app.clock.now_ms() is None:
+                # the watchdog: a renewal may hang on a stalled server (it is not
+                # cancelled: it may still land); stop what can no longer be renewed
+                self._fence_overdue(list(self.leases), "lease not renewed in time")
 
     async def renew(self, only: Workpool | None = None) -> None:
         """One heartbeat round: renew the leases of this process's running attempts
-        (of one pool with ``only``); fence those that are lost or cannot be renewed
-        before they would expire."""
+        (of one pool with ``only``); fence those that are lost, and those that cannot
+        be renewed before they would expire."""
         by_pool: dict[Workpool, list[_Lease]] = {}
         for lease in list(self.leases):
             if only is None or lease.pool is only:
                 by_pool.setdefault(lease.pool, []).append(lease)
-        for pool, leases in by_pool.items():
-            pairs = [x for lease in leases for x in (lease.work_id, lease.token)]
-            try:
-                replies = await pool._call("heartbeat", *pairs)
-            except (RedisError, OSError) as exc:
-                now = self._now_s()
-                for lease in leases:
-                    # self-fence before the lease could expire unseen
-                    margin = min(1.5, pool.lease_ms / 3000.0)
-                    if now - lease.last_ok > pool.lease_ms / 1000.0 - margin:
-                        self._fence(lease, f"cannot renew lease: {exc}")
-                continue
-            now = self._now_s()
-            for lease, r in zip(leases, replies, strict=True):
-                reply = _s(r)
-                if reply == "STALE":
-                    self._fence(lease, "lease lost")
-                elif reply == "DETACHED":
-                    self.untrack(lease)  # canceled run: finishes unwatched, report dropped
-                else:
-                    lease.last_ok = now
+        await asyncio.gather(*(self._renew_pool(p, ls) for p, ls in by_pool.items()))
+
+    async def _renew_pool(self, pool: Workpool, leases: list[_Lease]) -> None:
+        pairs = [x for lease in leases for x in (lease.work_id, lease.token)]
+        sent = self._now_s()
+        try:
+            replies = await pool._call("heartbeat", *pairs)
+        except (RedisError, OSError) as exc:
+            self._fence_overdue(leases, f"cannot renew lease: {type(exc).__name__}: {exc}")
+            return
+        for lease, r in zip(leases, replies, strict=True):
+            reply = _s(r)
+            if reply == "STALE":
+                self._fence(lease, "lease lost")
+            elif reply == "DETACHED":
+                self.untrack(lease)  # canceled run: finishes unwatched, report dropped
+            else:
+                lease.last_ok = max(lease.last_ok, sent)  # Redis renewed it after `sent`
+
+    def keep(self, task: asyncio.Task[None]) -> None:
+        """Hold a background task of this runtime (a hand-back) until it ends; ``stop``
+        cancels what is left."""
+        self._releases.add(task)
+        task.add_done_callback(self._releases.discard)
 
     def wake_in(self, delay_ms: float) -> None:
         """Have the pump loop run a round in ``delay_ms`` (wall time) at the latest:
@@ -190,6 +225,9 @@ class _Runtime:
                 await self._idle(min(max_idle_s, max(0.005, delay)))
             except asyncio.CancelledError:
                 raise
+            except (RedisError, OSError) as exc:  # an outage: say so, no traceback
+                logger.warning("workpool pump round failed: %s: %s", type(exc).__name__, exc)
+                await self._idle(max_idle_s)
             except Exception:
                 logger.exception("workpool pump round failed")
                 await self._idle(max_idle_s)
@@ -206,7 +244,7 @@ class _Runtime:
             self._pump = asyncio.get_running_loop().create_task(self._pump_forever())
 
     async def stop(self) -> None:
-        for task in (self._pump, self._hb):
+        for task in (self._pump, self._hb, *self._releases):
             if task is not None and not task.done():
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
@@ -221,7 +259,8 @@ def _runtime(app: App) -> _Runtime:
 
 async def pool_names(app: App) -> list[str]:
     """Names of every workpool used in ``app``'s namespace (admin listing)."""
-    members = await app.redis.smembers(index_key(app))
+    redis: Any = app.redis
+    members = await redis.smembers(index_key(app))
     return sorted(_s(m) for m in members)
 
 

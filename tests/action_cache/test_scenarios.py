@@ -503,7 +503,9 @@ async def test_collision_guard(app: App, cache: ActionCache[Any], double: Double
 async def test_redis_down(double: Double) -> None:
     from tests._servers import free_port
 
-    app = App(redis=aioredis.Redis(port=free_port(), socket_connect_timeout=0.5))
+    app = App(
+        redis=aioredis.Redis(port=free_port(), socket_connect_timeout=0.5, decode_responses=True)
+    )
     c = ActionCache(app, double, name="double")
     with pytest.raises(redis.exceptions.ConnectionError):
         await c.fetch({"x": 1})
@@ -514,7 +516,9 @@ async def test_redis_down(double: Double) -> None:
 async def test_fail_open_runs_the_action_uncached(double: Double) -> None:
     from tests._servers import free_port
 
-    app = App(redis=aioredis.Redis(port=free_port(), socket_connect_timeout=0.5))
+    app = App(
+        redis=aioredis.Redis(port=free_port(), socket_connect_timeout=0.5, decode_responses=True)
+    )
     c = ActionCache(app, double, name="double", fail_open=True)
     assert await c.fetch({"x": 1}) == {"y": 2}
     assert double.calls == 1

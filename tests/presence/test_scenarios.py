@@ -378,7 +378,10 @@ async def test_redis_down() -> None:
 
     from .._servers import free_port
 
-    app = App(redis=Redis(port=free_port(), socket_connect_timeout=0.5), namespace="down")
+    app = App(
+        redis=Redis(port=free_port(), socket_connect_timeout=0.5, decode_responses=True),
+        namespace="down",
+    )
     with pytest.raises(redis.exceptions.ConnectionError):
         await Presence(app).heartbeat("r1", "u1", "s1")
     await app.aclose()

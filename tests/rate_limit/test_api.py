@@ -44,7 +44,9 @@ async def test_health_reports_redis_down() -> None:
 
     from tests._servers import free_port
 
-    app = App(redis=aioredis.Redis(port=free_port(), socket_connect_timeout=0.5))
+    app = App(
+        redis=aioredis.Redis(port=free_port(), socket_connect_timeout=0.5, decode_responses=True)
+    )
     transport = httpx.ASGITransport(app=create_api(app, admin_token=TOKEN))
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
         r = await c.get("/health")

@@ -460,7 +460,7 @@ async def test_limit_all_is_all_or_nothing(app: App) -> None:
 async def test_fail_closed() -> None:
     from tests._servers import free_port
 
-    client = aioredis.Redis(port=free_port(), socket_connect_timeout=1)
+    client = aioredis.Redis(port=free_port(), socket_connect_timeout=1, decode_responses=True)
     app = App(redis=client, clock=TestClock())
     rl = RateLimiter(app, {"x": TB(1, SECOND)})
     with pytest.raises(redis.exceptions.ConnectionError):
