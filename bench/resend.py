@@ -10,7 +10,7 @@ email is ``sent`` in Redis (the fake has answered every batch). ``batch_delay_ms
 100 (the default 1,000 only adds a fixed second before the first batch). Variants
 interleaved, medians of ``--rounds``.
 
-    python bench/resend.py [--emails 5000] [--events 2000] [--rounds 3]
+    python bench/resend.py [--emails 20000] [--events 2000] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -188,7 +188,7 @@ async def webhook_round(url: str, fake: str, n: int, conc: int, ns: str) -> tupl
 
 async def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--emails", type=int, default=5000)
+    p.add_argument("--emails", type=int, default=20_000)
     p.add_argument("--events", type=int, default=2000)
     p.add_argument("--concurrency", type=int, default=32)
     p.add_argument("--rounds", type=int, default=3)
