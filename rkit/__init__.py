@@ -65,6 +65,15 @@ from .integrations.workos import (
 )
 from .logs import JsonFormatter, configure_json_logs
 from .operator import OperatorHooks, Panel, RowAction, Sample, Section, operator_hooks
+from .integrations.resend import (
+    EmailAlreadySent,
+    EmailNotFound,
+    InvalidEmail,
+    Resend,
+    ResendComponentError,
+    ResendConfigError,
+    TestModeViolation,
+)
 from .presence import Presence, PresenceEntry, PresenceSession
 from .rate_limit import (
     DAY,
@@ -163,7 +172,6 @@ __all__ = [
     "Clock",
     "ConfigError",
     "CustomerResult",
-
     "Cron",
     "CronDetails",
     "CronInfo",
@@ -173,6 +181,8 @@ __all__ = [
     "CronScheduler",
     "Crons",
     "DirectAggregate",
+    "EmailAlreadySent",
+    "EmailNotFound",
     "Failed",
     "Finished",
     "FixedWindow",
@@ -180,10 +190,10 @@ __all__ = [
     "Hit",
     "Interval",
     "IntervalSchedule",
+    "InvalidEmail",
     "InvalidNodeSize",
     "InvalidToken",
     "JsonFormatter",
-
     "InvalidSchedule",
     "KeyEncodingError",
     "KeyExistsError",
@@ -212,6 +222,9 @@ __all__ = [
     "RateLimitValue",
     "RateLimited",
     "RateLimiter",
+    "Resend",
+    "ResendComponentError",
+    "ResendConfigError",
     "RetryBehavior",
     "RetryPolicy",
     "RkitError",
@@ -234,6 +247,7 @@ __all__ = [
     "Success",
     "TableAggregate",
     "TestClock",
+    "TestModeViolation",
     "TokenBucket",
     "TreeAlreadyInitialized",
     "TreeCorrupted",
