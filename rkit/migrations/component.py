@@ -233,7 +233,10 @@ class Migrations:
             _check_batch_size(max_concurrency)
         if on_item_error not in ("raise", "record"):
             raise ConfigError("on_item_error must be 'raise' or 'record'")
-        full = self.full_name(name or str(getattr(migrate_one, "__name__", "")))
+        fn_name = str(getattr(migrate_one, "__name__", ""))
+        if name is None and (not fn_name or fn_name == "<lambda>"):
+            raise ConfigError("define(name=...) is required when migrate_one has no name")
+        full = self.full_name(fn_name if name is None else name)
         mig: Migration[T] = Migration(
             full, source, migrate_one, batch_size, bool(parallelize), max_concurrency, on_item_error
         )

@@ -40,11 +40,13 @@ async def migrate_command(
     batch_size: int | None = None,
     here: bool = False,
     interval: float = 0.5,
-    out: TextIO = sys.stdout,
-    err: TextIO = sys.stderr,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
 ) -> int:
     """Run (or dry-run) ``name`` and follow it to the end; the exit code: 0 done,
     canceled or dry run; 1 failed or refused."""
+    out = out or sys.stdout
+    err = err or sys.stderr
     try:
         if dry_run:
             report = await m.run(name, dry_run=True, batch_size=batch_size, reset=reset)

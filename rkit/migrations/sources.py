@@ -178,8 +178,12 @@ class RedisScanSource(BaseSource[str]):
         return SourcePage(keys, nxt, done)
 
     async def estimate_total(self) -> int | None:
-        """The database size (an upper bound when ``match`` covers only part of it)."""
-        return int(await self.redis.dbsize())
+        """The database size, summed over a Cluster's primaries (an upper bound when
+        ``match`` covers only part of the keys)."""
+        nodes = self._nodes()
+        if nodes == [None]:
+            return int(await self.redis.dbsize())
+        return sum([int(await n.execute_command("DBSIZE")) for n in nodes])
 
 
 class HashKeySource(_HashPatches, BaseSource[HashItem]):
