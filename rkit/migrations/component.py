@@ -537,18 +537,16 @@ class Migrations:
         failures: list[tuple[str, str]] = []
         source = mig.source
 
-        async def one(item: Any) -> tuple[Any, Mapping[str, Any]] | None:
-            try:
-                patch = mig.migrate_one(ctx, item)
-                if inspect.isawaitable(patch):
-                    patch = await patch
-            except Exception as exc:
-                iid = source.item_id(item)
-                if mig.on_item_error == "record":
-                    failures.append((iid, _error_text(exc)))
-                    return None
-                logger.error("Migration %s failed on item %s: %s", mig.name, iid, exc)
-                raise
+        def failed(item: Any, exc: Exception) -> None:
+            """Record mode: note the item's error; raise mode: log and fail the batch."""
+            iid = source.item_id(item)
+            if mig.on_item_error == "record":
+                failures.append((iid, _error_text(exc)))
+                return
+            logger.error("Migration %s failed on item %s: %s", mig.name, iid, exc)
+            raise exc
+
+        def checked(item: Any, patch: Any) -> tuple[Any, Mapping[str, Any]] | None:
             if patch is None:
                 return None
             if not isinstance(patch, Mapping):
@@ -558,19 +556,38 @@ class Migrations:
                 )
             return (item, patch) if patch else None
 
-        results: list[tuple[Any, Mapping[str, Any]] | None]
+        fn = mig.migrate_one
+        results: list[tuple[Any, Mapping[str, Any]] | None] = []
         if mig.parallelize and len(page.items) > 1:
             sem = asyncio.Semaphore(mig.max_concurrency or len(page.items))
 
             async def bounded(item: Any) -> tuple[Any, Mapping[str, Any]] | None:
                 async with sem:
-                    return await one(item)
+                    try:
+                        patch = fn(ctx, item)
+                        if inspect.isawaitable(patch):
+                            patch = await patch
+                    except Exception as exc:
+                        failed(item, exc)
+                        return None
+                    return checked(item, patch)
 
-            async with asyncio.TaskGroup() as tg:
-                tasks = [tg.create_task(bounded(i)) for i in page.items]
+            try:
+                async with asyncio.TaskGroup() as tg:  # the first failure cancels the rest
+                    tasks = [tg.create_task(bounded(i)) for i in page.items]
+            except ExceptionGroup as group:
+                raise group.exceptions[0] from None
             results = [t.result() for t in tasks]
-        else:
-            results = [await one(i) for i in page.items]
+        else:  # sequential, without a coroutine per item (the hot path)
+            for item in page.items:
+                try:
+                    patch = fn(ctx, item)
+                    if inspect.isawaitable(patch):
+                        patch = await patch
+                except Exception as exc:
+                    failed(item, exc)
+                    continue
+                results.append(checked(item, patch))
         patches = [r for r in results if r is not None]
         if dry is not None:
             for item, patch in patches:

@@ -69,6 +69,28 @@ class BaseSource(Generic[T]):
         return item, dict(patch)
 
 
+async def apply_hash_patches(redis: Any, patches: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
+    """One pipeline: ``HSET`` each patch's values, ``HDEL`` its ``None`` fields."""
+    pipe = pipeline(redis)
+    n = 0
+    for key, patch in patches:
+        pieces: list[Any] = []
+        dels: list[str] = []
+        for f, v in patch.items():
+            if v is None:
+                dels.append(f)
+            else:
+                pieces += (f, v)
+        if pieces:
+            pipe.execute_command("HSET", key, *pieces)
+            n += 1
+        if dels:
+            pipe.hdel(key, *dels)
+            n += 1
+    if n:
+        await pipe.execute()
+
+
 class _HashPatches:
     """Patch shorthand of hash items: ``HSET`` the values, ``HDEL`` the ``None`` ones."""
 
@@ -88,19 +110,7 @@ class _HashPatches:
         return item[0]
 
     async def apply_patches(self, patches: list[tuple[HashItem, Mapping[str, Any]]]) -> None:
-        pipe = pipeline(self.redis)
-        n = 0
-        for (key, _), patch in patches:
-            sets = {f: v for f, v in patch.items() if v is not None}
-            dels = [f for f, v in patch.items() if v is None]
-            if sets:
-                pipe.hset(key, mapping=sets)
-                n += 1
-            if dels:
-                pipe.hdel(key, *dels)
-                n += 1
-        if n:
-            await pipe.execute()
+        await apply_hash_patches(self.redis, [(key, p) for (key, _), p in patches])
 
     def preview(self, item: HashItem, patch: Mapping[str, Any]) -> tuple[Any, Any]:
         before = dict(item[1])
@@ -119,7 +129,9 @@ class RedisScanSource(BaseSource[str]):
     possible; keys created during the run may be missed. A page is the union of SCAN
     replies until ``limit`` keys (it may exceed it by one reply). Cursor
     ``"<primary index>:<scan cursor>"`` over the Cluster's primaries sorted by
-    address (one node on a standalone server)."""
+    address (one node on a standalone server). Items are key names; a returned
+    patch is applied to the key as a hash (``HSET``, ``None`` values ``HDEL``),
+    without reading it first."""
 
     def __init__(
         self, redis: Any, match: str, *, type: str | None = None, count: int | None = None
@@ -176,6 +188,9 @@ class RedisScanSource(BaseSource[str]):
     async def page(self, cursor: str | None, limit: int) -> SourcePage[str]:
         keys, nxt, done = await self.keys_page(cursor, limit)
         return SourcePage(keys, nxt, done)
+
+    async def apply_patches(self, patches: list[tuple[str, Mapping[str, Any]]]) -> None:
+        await apply_hash_patches(self.redis, patches)
 
     async def estimate_total(self) -> int | None:
         """The database size, summed over a Cluster's primaries (an upper bound when

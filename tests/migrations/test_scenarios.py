@@ -520,6 +520,20 @@ async def test_parallelize_overlaps_the_items_of_a_batch(world: World) -> None:
     seq = await world.app.redis.hget(world.m._keys("p")[0], "seq")
     assert int(seq) == 2  # begin + one commit
 
+    async def one_fails(ctx: MigrationCtx, item: Any) -> Any:
+        await asyncio.sleep(0 if item[0] == "item:2" else 0.01)
+        if item[0] == "item:2":
+            raise RuntimeError("parallel boom")
+        return {"p": "1"}
+
+    f = world.m.define(
+        source=world.set_default.source, migrate_one=one_fails, name="pf", parallelize=True
+    )
+    st = await world.m.run_one(f, batch_size=5)
+    assert isinstance(st, MigrationStatus)
+    assert (st.state, st.error, st.processed) == ("failed", "parallel boom", 0)
+    assert [await world.app.redis.hget(f"item:{i}", "p") for i in range(5)] == [None] * 5
+
 
 # 25
 async def test_record_and_continue(world: World) -> None:
