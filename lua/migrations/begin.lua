@@ -13,6 +13,9 @@ if redis.call("EXISTS", S) == 0 then
   created = "1"
 end
 local holder = mg_live(S, now)
+-- a canceled run's lease is free: its runner stops at its next claim, and a batch
+-- it may still be executing commits nothing (the token changes here)
+if holder and redis.call("HGET", S, "cancel") == "1" then holder = nil end
 if holder and holder ~= ARGV[6] then return {"busy"} end
 if ARGV[2] == "explicit" then
   mg_set_cursor(S, ARGV[3], ARGV[4])

@@ -33,5 +33,6 @@ if redis.call("HGET", S, "cancel") == "1" then
   mg_drop_lease(S)
   return {"canceled", seq}
 end
-redis.call("HSET", S, "lease", rk_fmt(now + tonumber(ARGV[9])))
+-- the runner goes on with the next batch at once: this commit claims it too
+redis.call("HSET", S, "lease", rk_fmt(now + tonumber(ARGV[9])), "executing", "1")
 return {"continue", seq}

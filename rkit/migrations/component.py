@@ -106,12 +106,25 @@ class Migration(Generic[T]):
 
 
 @dataclass(frozen=True)
+class _Claim:
+    """A claimed batch: where it starts and the run's options."""
+
+    cursor: str | None
+    limit: int
+    next: list[str]
+    next_batch: int | None
+    reset: bool
+
+
+@dataclass(frozen=True)
 class _Outcome:
     kind: str  # continue | done | canceled | stale | failed
     next: list[str]
     next_batch: int | None
     reset: bool
     error: str | None = None
+    claim: _Claim | None = None
+    """After ``continue``: the next batch, already claimed by the commit."""
 
 
 def _check_batch_size(value: Any) -> int:
@@ -466,25 +479,35 @@ class Migrations:
             await self._call("fail", self._keys(name), token, err)
             return
         deadline = time.monotonic() + self.job_budget_ms / 1000.0
+        claim = None
         while True:
-            out = await self._batch(mig, token)
+            out = await self._batch(mig, token, claim)
             if out.kind == "continue" and time.monotonic() < deadline:
+                claim = out.claim
                 continue
             await self._after(mig, token, out)
             return
 
     async def _batch(
-        self, mig: Migration[Any], token: str, on_claim: Callable[[], None] | None = None
+        self, mig: Migration[Any], token: str, claimed: _Claim | None = None
     ) -> _Outcome:
-        """Claim, process and commit one batch under ``token``."""
+        """Claim (unless the previous commit did), process and commit one batch
+        under ``token``."""
         keys = self._keys(mig.name)
-        claim = [str(x) for x in await self._call("claim", keys, token, str(self.lease_ms))]
-        if claim[0] != "ok":
-            return _Outcome(claim[0], [], None, False)
-        cursor = claim[2] if claim[1] == "1" else None
-        limit = int(claim[3] or self.default_batch_size)
-        nx = codec.loads(claim[4]) if claim[4] else {}
-        names, nbatch, reset = list(nx.get("names", [])), nx.get("batch"), claim[5] == "1"
+        if claimed is None:
+            got = [str(x) for x in await self._call("claim", keys, token, str(self.lease_ms))]
+            if got[0] != "ok":
+                return _Outcome(got[0], [], None, False)
+            nx = codec.loads(got[4]) if got[4] else {}
+            claimed = _Claim(
+                got[2] if got[1] == "1" else None,
+                int(got[3] or self.default_batch_size),
+                list(nx.get("names", [])),
+                nx.get("batch"),
+                got[5] == "1",
+            )
+        cursor, limit = claimed.cursor, claimed.limit
+        names, nbatch, reset = claimed.next, claimed.next_batch, claimed.reset
         try:
             page = await mig.source.page(cursor, limit)
             failures = await self._apply(mig, page, cursor, None)
@@ -516,7 +539,8 @@ class Migrations:
         kind = str(reply[0])
         if kind == "done":
             logger.info("Migration %s done; next up: %s", mig.name, names or "nothing")
-        return _Outcome(kind, names, nbatch, reset)
+        after = replace(claimed, cursor=page.next_cursor) if kind == "continue" else None
+        return _Outcome(kind, names, nbatch, reset, claim=after)
 
     async def _apply(
         self,
@@ -549,6 +573,8 @@ class Migrations:
         def checked(item: Any, patch: Any) -> tuple[Any, Mapping[str, Any]] | None:
             if patch is None:
                 return None
+            if type(patch) is dict:  # the common case, without the ABC check
+                return (item, patch) if patch else None
             if not isinstance(patch, Mapping):
                 raise MigrationError(
                     f"migrate_one of {mig.name} must return a mapping (a patch) or None, "
@@ -582,12 +608,13 @@ class Migrations:
             for item in page.items:
                 try:
                     patch = fn(ctx, item)
-                    if inspect.isawaitable(patch):
+                    if type(patch) is not dict and inspect.isawaitable(patch):
                         patch = await patch
                 except Exception as exc:
                     failed(item, exc)
                     continue
-                results.append(checked(item, patch))
+                if patch is not None:
+                    results.append(checked(item, patch))
         patches = [r for r in results if r is not None]
         if dry is not None:
             for item, patch in patches:
@@ -682,8 +709,10 @@ class Migrations:
         reply = await self._begin(mig, token, cursor, limit, [], None, False)
         if reply[0] == "busy":
             raise MigrationInProgress(f"Migration {mig.name} is already in progress")
+        claim = None
         while reply[0] == "go":
-            out = await self._batch(mig, token)
+            out = await self._batch(mig, token, claim)
+            claim = out.claim
             if out.kind == "failed":
                 raise MigrationBatchFailed(out.error or "batch failed")
             if out.kind == "stale":
