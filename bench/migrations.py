@@ -156,7 +156,7 @@ async def main() -> None:
         st = await wm.run_one("worker", reset=True, batch_size=BATCH)
         assert isinstance(st, MigrationStatus)
         while st.state == "inProgress":
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0.1)  # a light poll: this process shares a core with the worker
             st = await wm.status("worker")
         assert st.state == "success", st
         return st.processed

@@ -377,7 +377,7 @@ class Migrations:
         reset: bool,
     ) -> MigrationStatus | DryRunReport:
         mig = self.get(migration)
-        nxt = [self.full_name(n) for n in next_names]
+        nxt = [self.get(n).name for n in next_names]  # every name known before any write
         limit = self._limit(mig, batch_size)
         if cursor is not RESUME and cursor is not None and not isinstance(cursor, str):
             raise ConfigError("cursor must be a string, None (the beginning) or RESUME")

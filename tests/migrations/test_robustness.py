@@ -129,3 +129,38 @@ async def test_a_stopped_worker_hands_the_batch_to_another_app(queue_app: App) -
         assert await w.opts() == ["default", "x"] * 5
     finally:
         await peer.aclose()
+
+
+async def test_a_worker_without_the_definition_fails_the_run_clearly(queue_app: App) -> None:
+    await seed(queue_app)
+    w = make_world(queue_app)
+    await w.m.run_one(w.set_default, batch_size=2)
+    peer = peer_app(queue_app)
+    try:
+        Migrations(peer)  # the same instance, but this process defines no migrations
+        await run_until_idle(peer)
+    finally:
+        await peer.aclose()
+    st = await w.m.status(w.set_default)
+    assert (st.state, st.processed) == ("failed", 2)
+    assert "Can't find function set_default" in (st.error or "")
+    st = await w.m.run_one(w.set_default, batch_size=2)  # fixed by running where it is defined
+    await run_until_idle(queue_app)
+    assert (await w.m.status(w.set_default)).state == "success"
+
+
+async def test_a_batch_job_that_gives_up_fails_the_run(world: World) -> None:
+    """The workpool's final failure of a batch item (e.g. its workers kept dying)
+    reaches the migration through the item's on_complete."""
+    from rkit.migrations.component import DONE_JOB
+    from rkit.workpool import Failed
+
+    m = world.m
+    await m._begin(world.set_default, "tok", None, 2, [], None, False)
+    ctx = {"instance": m.name, "name": world.set_default.name, "token": "tok"}
+    await world.app.actions[DONE_JOB].fn(context=ctx, result=Failed("Worker lost"))
+    st = await m.status(world.set_default)
+    assert (st.state, st.error) == ("failed", "batch job failed: Worker lost")
+    stale = {**ctx, "token": "other"}
+    await world.app.actions[DONE_JOB].fn(context=stale, result=Failed("late"))
+    assert (await m.status(world.set_default)).error == "batch job failed: Worker lost"

@@ -570,8 +570,11 @@ async def test_progress_reports(world: World) -> None:
     world.fail_on = set()
     await world.m.run(world.set_default, batch_size=2)
     await world.m.cancel(world.set_default)
+    world.m.define(source=world.set_default.source, migrate_one=lambda c, i: None, name="x")
     r = await world.m.run(world.set_default, next=["x"], cursor=None, dry_run=True, batch_size=2)
     assert r["nowUp"] == ["x"]
+    with pytest.raises(UnknownMigration):
+        await world.m.run(world.set_default, next=["y"])
     r = await world.m.run(world.set_default, batch_size=2)
     assert r["Status"] == "Migration started."
     st = await world.m.progress(world.set_default)
