@@ -276,6 +276,33 @@ def _served(p: argparse.ArgumentParser) -> None:
     )
 
 
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """``rkit migrate APP NAME``: run a migration of APP's ``Migrations`` and show its
+    progress (it runs on the App's workers, or here with ``--here``)."""
+    from rkit.migrations import Migrations
+    from rkit.migrations.progress import migrate_command
+
+    app = load_served_app("migrate", args)
+    m = app.components.get("migrations", args.instance)
+    if not isinstance(m, Migrations):
+        raise SystemExit(f"rkit: {args.app} has no Migrations named {args.instance!r}")
+
+    async def go() -> int:
+        try:
+            return await migrate_command(
+                m,
+                args.name,
+                dry_run=args.dry_run,
+                reset=args.reset,
+                batch_size=args.batch_size,
+                here=args.here,
+            )
+        finally:
+            await app.aclose()
+
+    return asyncio.run(go())
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rkit", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -324,6 +351,16 @@ def build_parser() -> argparse.ArgumentParser:
     crons_list.add_argument("--namespace", default="default", help="crons namespace")
     crons_list.add_argument("--json", action="store_true", help="print JSON")
     crons_list.set_defaults(func=cmd_crons_list)
+
+    mig = sub.add_parser("migrate", help="run a migration of APP and show its progress")
+    _served(mig)
+    mig.add_argument("name", help="the migration's name")
+    mig.add_argument("--dry-run", action="store_true", help="run one batch, write nothing")
+    mig.add_argument("--reset", action="store_true", help="start over from the beginning")
+    mig.add_argument("--batch-size", type=int, default=None)
+    mig.add_argument("--here", action="store_true", help="run the batches in this process")
+    mig.add_argument("--instance", default="default", help="the Migrations instance name")
+    mig.set_defaults(func=cmd_migrate)
     return p
 
 
