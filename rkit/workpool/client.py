@@ -8,6 +8,7 @@ import inspect
 import logging
 import math
 import random
+import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -800,7 +801,9 @@ async def _job_handler(app: App, kind: str, name: str, work_id: str, token: str)
 
 async def _fail_unrunnable(pool: Workpool, work_id: str, token: str, error: str) -> None:
     """Begin the attempt (fenced) and record ``error`` as its final failure."""
-    reply = await pool._call("begin", work_id, token, _runtime(pool.app).worker_id)
+    reply = await pool._call(
+        "begin", work_id, token, _runtime(pool.app).worker_id, uuid.uuid4().hex
+    )
     if _s(reply[0]) != "OK":
         return
     reply = await pool._call(

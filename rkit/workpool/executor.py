@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -88,7 +89,9 @@ async def _run_chain(
     while item is not None:
         wid, tok = item
         # begin is the fence a cancel races against: a canceled attempt never starts
-        reply = await _persist(pool, "begin", wid, tok, rt.worker_id)
+        # a begin id per delivery: a re-sent begin is recognised, a second delivery of
+        # the same attempt (even to this worker) is stale
+        reply = await _persist(pool, "begin", wid, tok, rt.worker_id, uuid.uuid4().hex)
         if _s(reply[0]) != "OK":
             logger.debug(
                 "stale delivery of %s token %s in pool %s (%s)", wid, tok, pool.name, _s(reply[1])

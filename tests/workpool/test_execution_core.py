@@ -347,3 +347,46 @@ async def test_a_call_that_raises_before_its_body_is_the_attempts_failure(app: A
 
 async def _no_args() -> None:
     raise AssertionError("never called")
+
+
+# -- a second delivery of one attempt never runs its body twice -------------------------
+
+
+async def test_a_second_delivery_of_an_attempt_to_the_same_worker_is_stale(
+    queue_app: App,
+) -> None:
+    """begin recognises its own repeat (a re-sent begin whose reply was lost) by a
+    per-delivery begin id, not by the worker: two deliveries of the same attempt to
+    one worker process (e.g. a job seen twice) run the body once."""
+    from rkit.workpool.executor import run_dispatched
+
+    app = queue_app
+    started = asyncio.Event()
+    release = asyncio.Event()
+    runs: list[int] = []
+
+    @app.action(name="slow")
+    async def slow(i: int) -> int:
+        runs.append(i)
+        started.set()
+        await release.wait()
+        return i
+
+    p = Workpool(app, "twice")
+    wid = await p.enqueue("slow", {"i": 1})
+    token = (await p.item(wid))["token"]  # type: ignore[index]
+    first = asyncio.create_task(run_dispatched(p, wid, token))
+    await asyncio.wait_for(started.wait(), 10)
+    await run_dispatched(p, wid, token)  # the same attempt delivered again: stale
+    release.set()
+    await first
+    assert runs == [1]
+    assert await p.status(wid) == Success(1) or (await p.item(wid)) is None
+    # the repeat of one begin (same begin id) is answered again; another is stale
+    wid2 = await p.enqueue("slow", {"i": 2})
+    tok2 = (await p.item(wid2))["token"]  # type: ignore[index]
+    worker = "w-test"
+    assert (await p._call("begin", wid2, tok2, worker, "b1"))[0] == "OK"
+    assert (await p._call("begin", wid2, tok2, worker, "b1"))[0] == "OK"
+    assert (await p._call("begin", wid2, tok2, worker, "b2"))[0] == "STALE"
+    assert (await p._call("begin", wid2, tok2, worker, ""))[0] == "STALE"
