@@ -34,10 +34,10 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from ratelimit import start_redis  # noqa: E402
+from rkit.api import create_api  # noqa: E402
 from svix.webhooks import Webhook  # noqa: E402
 
 from rkit import App  # noqa: E402
-from rkit.api import create_api  # noqa: E402
 from rkit.integrations.resend import Resend  # noqa: E402
 from rkit.testing import background_worker  # noqa: E402
 

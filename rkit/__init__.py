@@ -54,6 +54,15 @@ from .errors import (
     is_non_retryable_error,
     is_rate_limit_error,
 )
+from .integrations.resend import (
+    EmailAlreadySent,
+    EmailNotFound,
+    InvalidEmail,
+    Resend,
+    ResendComponentError,
+    ResendConfigError,
+    TestModeViolation,
+)
 from .integrations.workos import (
     ActionResponder,
     ActionVerdict,
@@ -64,16 +73,6 @@ from .integrations.workos import (
     InvalidToken,
 )
 from .logs import JsonFormatter, configure_json_logs
-from .operator import OperatorHooks, Panel, RowAction, Sample, Section, operator_hooks
-from .integrations.resend import (
-    EmailAlreadySent,
-    EmailNotFound,
-    InvalidEmail,
-    Resend,
-    ResendComponentError,
-    ResendConfigError,
-    TestModeViolation,
-)
 from .migrations import (
     CursorMismatch,
     DryRunReport,
@@ -93,6 +92,7 @@ from .migrations import (
     StreamSource,
     UnknownMigration,
 )
+from .operator import OperatorHooks, Panel, RowAction, Sample, Section, operator_hooks
 from .presence import Presence, PresenceEntry, PresenceSession
 from .rate_limit import (
     DAY,
@@ -166,6 +166,12 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "DAY",
+    "DEFAULT_RETRY_BEHAVIOR",
+    "HOUR",
+    "MINUTE",
+    "SECOND",
+    "WEEK",
     "Action",
     "ActionCache",
     "ActionNotFound",
@@ -194,8 +200,6 @@ __all__ = [
     "Crons",
     "CursorMismatch",
     "CustomerResult",
-    "DAY",
-    "DEFAULT_RETRY_BEHAVIOR",
     "DirectAggregate",
     "DryRunReport",
     "EmailAlreadySent",
@@ -204,7 +208,6 @@ __all__ = [
     "Finished",
     "FixedWindow",
     "FunctionNotRegistered",
-    "HOUR",
     "HashIndexSource",
     "HashKeySource",
     "Hit",
@@ -222,7 +225,6 @@ __all__ = [
     "KeyNotFoundError",
     "KeyTooLong",
     "LimitRequest",
-    "MINUTE",
     "MigrationBatchFailed",
     "MigrationCtx",
     "MigrationError",
@@ -262,7 +264,6 @@ __all__ = [
     "RunNotCompleted",
     "RunNotFound",
     "Running",
-    "SECOND",
     "Sample",
     "Section",
     "SerializationError",
@@ -286,7 +287,6 @@ __all__ = [
     "TreeAlreadyInitialized",
     "TreeCorrupted",
     "UnknownMigration",
-    "WEEK",
     "WorkId",
     "WorkflowError",
     "WorkflowManager",

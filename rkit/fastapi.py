@@ -11,8 +11,9 @@ A limited request is answered ``429`` with ``Retry-After`` (whole seconds, at le
 1) and ``RateLimit-Limit`` / ``RateLimit-Remaining`` / ``RateLimit-Reset`` /
 ``RateLimit-Policy`` headers; an allowed one carries ``RateLimit-Limit``,
 ``RateLimit-Remaining``, ``RateLimit-Reset`` (read from the same script call as the
-decision: ``limit(..., detail=True)``) and ``RateLimit-Policy``. The handler also answers :class:`~rkit.RateLimited` raised
-by your own ``limiter.limit(..., throws=True)`` calls.
+decision: ``limit(..., detail=True)``) and ``RateLimit-Policy``. The handler also
+answers :class:`~rkit.RateLimited` raised by your own
+``limiter.limit(..., throws=True)`` calls.
 """
 
 from __future__ import annotations

@@ -10,7 +10,6 @@ from typing import Any
 
 import httpx
 import pytest
-
 from rkit.api import create_api
 
 from .conftest import SECRET, T0, World, event, make_resend, signed
