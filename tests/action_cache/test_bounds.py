@@ -77,7 +77,9 @@ async def test_waiters_in_another_process_are_woken_and_counted(app: App) -> Non
         winner = asyncio.create_task(a.fetch({"x": 1}))
         await _leased(app, a, {"x": 1})
         waiters = [asyncio.create_task(b.fetch({"x": 1})) for _ in range(20)]
-        await asyncio.sleep(0.1)  # all blocked on the winner's flight
+        # all blocked on the winner's flight (the peer's Cluster client opens its
+        # connections first: 0.1 s was not always enough on a loaded host)
+        await asyncio.sleep(1.0)
         assert not any(w.done() for w in waiters)
         started = time.monotonic()
         release.set()
