@@ -23,6 +23,7 @@ from ..errors import (
     PayloadTooLarge,
 )
 from ..keys import check_part
+from ..operator import Panel, Section, operator_hooks
 from ..registry import Service
 from ..workpool import (
     MAX_TIMEOUT_MS,
@@ -240,6 +241,7 @@ class Crons:
             app.components.set_factory(CRON.kind, lambda ns: Crons(app, ns))
             app.components.add_service(Service("crons", _start_schedulers, _stop_schedulers))
             app.components.add_router("/crons", "rkit.api.crons:router")
+            operator_hooks(app).add_panel(Panel("cron", "Crons", _crons_panel, order=70))
 
     @classmethod
     def view(cls, app: App, namespace: str = "default") -> Crons:
@@ -694,3 +696,32 @@ async def _stop_schedulers(app: App) -> None:
         task.cancel()
     await asyncio.gather(*tasks.values(), return_exceptions=True)
     tasks.clear()
+
+
+async def _crons_panel(app: App) -> list[Section]:
+    """Dashboard panel: per namespace the crons with their next and last fires."""
+    out = []
+    for crons in app.components.of_kind(CRON.kind, Crons):
+        total, page = await crons.list_details(limit=50)
+        rows = [
+            {
+                "id": d.id,
+                "name": d.name,
+                "next run (ms)": None if d.paused else d.next_run_ms,
+                "last fired (ms)": d.last_fired_ms,
+                "last status": d.last_status,
+                "last duration (ms)": d.last_duration_ms,
+                "paused": d.paused,
+            }
+            for d in page
+        ]
+        paused = sum(1 for d in page if d.paused)
+        out.append(
+            Section(
+                f"namespace {crons.namespace}",
+                stats={"crons": total, "paused (first 50)": paused},
+                columns=list(rows[0]) if rows else [],
+                rows=rows,
+            )
+        )
+    return out

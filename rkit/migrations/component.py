@@ -34,6 +34,7 @@ from .. import codec, scripts
 from ..clock import argv_now
 from ..errors import ConfigError
 from ..keys import check_part
+from ..operator import Panel, Section, operator_hooks
 from ..workpool import MAX_TIMEOUT_MS, Failed, PoolKind, RetryBehavior, RunResult, Workpool
 from .dryrun import RecordingRedis
 from .types import (
@@ -204,6 +205,9 @@ class Migrations:
             app.components.set_factory(MIGRATIONS.kind, lambda n: Migrations(app, n))
             app.components.add_router("/migrations", "rkit.api.migrations:router")
             _register_actions(app)
+            operator_hooks(app).add_panel(
+                Panel("migrations", "Migrations", _migrations_panel, order=75)
+            )
 
     def __repr__(self) -> str:
         return f"Migrations({self.name!r}, {len(self._defs)} defined)"
@@ -955,3 +959,38 @@ def _register_actions(app: App) -> None:
 
     app.action(name=BATCH_JOB)(batch_job)
     app.action(name=DONE_JOB)(batch_done)
+
+
+async def _migrations_panel(app: App) -> list[Section]:
+    """Dashboard panel: per instance the latest migrations, each with a progress bar
+    (processed of the source's estimate)."""
+    out = []
+    for m in app.components.of_kind(MIGRATIONS.kind, Migrations):
+        statuses = await m.get_status(limit=20)
+        bars: dict[str, tuple[float, float]] = {}
+        for st in statuses:
+            if st.name in m._defs:
+                got = await m.progress(st.name)
+                estimate = got.get("estimate")
+                total = float(estimate) if estimate else float(max(st.processed, 1))
+                bars[st.name] = (float(st.processed), max(total, float(st.processed)))
+        rows = [
+            {
+                "name": st.name,
+                "state": st.state,
+                "processed": st.processed,
+                "failed items": st.failed_items,
+                "error": st.error,
+            }
+            for st in statuses
+        ]
+        out.append(
+            Section(
+                f"instance {m.name}",
+                stats={"migrations": len(statuses)},
+                columns=["name", "state", "processed", "failed items", "error"],
+                rows=rows,
+                progress=bars,
+            )
+        )
+    return out

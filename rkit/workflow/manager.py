@@ -21,6 +21,7 @@ from .. import codec, scripts
 from ..clock import argv_now
 from ..errors import ActionNotFound, ConfigError, SerializationError
 from ..keys import BoundedCache, encode
+from ..operator import Panel, Section, operator_hooks
 from ..registry import Cron
 from ..workpool import (
     Failed,
@@ -214,6 +215,7 @@ class WorkflowManager:
         }
         app.components.add(WORKFLOW.kind, name, self)
         app.components.add_router("/workflows", "rkit.api.workflows:router")
+        operator_hooks(app).add_panel(Panel("workflow", "Workflows", _workflows_panel, order=80))
         app.components.add_cron(Cron("workflow:reconcile", _reconcile_all, second=frozenset({17})))
         _register_actions(app)
         sandbox.install()
@@ -1241,3 +1243,33 @@ async def _reconcile_all(app: App) -> None:
     for m in app.components.of_kind(WORKFLOW.kind, WorkflowManager):
         await m.reconcile()
         await m.expire()
+
+
+async def _workflows_panel(app: App) -> list[Section]:
+    """Dashboard panel: per manager the 20 newest workflows, their status and steps."""
+    out = []
+    for wf in app.components.of_kind(WORKFLOW.kind, WorkflowManager):
+        page = (await wf.list(order="desc", num_items=20)).page
+        rows = []
+        for info in page:
+            steps = (await wf.list_steps(info.workflow_id, num_items=100)).page
+            done = sum(1 for st in steps if st.result is not None)
+            rows.append(
+                {
+                    "workflow_id": info.workflow_id,
+                    "name": info.name,
+                    "status": "running" if info.result is None else info.result.kind,
+                    "steps done": f"{done} / {len(steps)}",
+                    "current step": next((st.name for st in steps if st.result is None), None),
+                }
+            )
+        running = sum(1 for r in rows if r["status"] == "running")
+        out.append(
+            Section(
+                f"manager {wf.name}",
+                stats={"shown": len(rows), "running (shown)": running},
+                columns=["workflow_id", "name", "status", "steps done", "current step"],
+                rows=rows,
+            )
+        )
+    return out
