@@ -23,7 +23,7 @@ from ..errors import (
     PayloadTooLarge,
 )
 from ..keys import check_part
-from ..operator import Panel, Section, operator_hooks
+from ..operator import Panel, Sample, Section, operator_hooks
 from ..registry import Service
 from ..workpool import (
     MAX_TIMEOUT_MS,
@@ -241,7 +241,9 @@ class Crons:
             app.components.set_factory(CRON.kind, lambda ns: Crons(app, ns))
             app.components.add_service(Service("crons", _start_schedulers, _stop_schedulers))
             app.components.add_router("/crons", "rkit.api.crons:router")
-            operator_hooks(app).add_panel(Panel("cron", "Crons", _crons_panel, order=70))
+            hooks = operator_hooks(app)
+            hooks.add_panel(Panel("cron", "Crons", _crons_panel, order=70))
+            hooks.add_metrics("cron", _crons_metrics)
 
     @classmethod
     def view(cls, app: App, namespace: str = "default") -> Crons:
@@ -724,4 +726,28 @@ async def _crons_panel(app: App) -> list[Section]:
                 rows=rows,
             )
         )
+    return out
+
+
+_CRON_COUNTERS = ("fired", "skipped", "misfired", "success", "failed", "lost", "canceled")
+
+
+async def _crons_metrics(app: App) -> list[Sample]:
+    """/metrics: per namespace the crons and their fire / outcome counters (kept in
+    Redis, so every scheduler's and worker's count is in them once)."""
+    out = []
+    for crons in app.components.of_kind(CRON.kind, Crons):
+        st = await crons.stats()
+        ns = {"namespace": crons.namespace}
+        out.append(Sample("rkit_crons", "gauge", "Registered crons", ns, st["crons"]))
+        for name in _CRON_COUNTERS:
+            out.append(
+                Sample(
+                    "rkit_cron_events",
+                    "counter",
+                    "Cron fires and execution outcomes",
+                    {**ns, "event": name},
+                    int(st.get(name, 0)),
+                )
+            )
     return out

@@ -34,7 +34,7 @@ from .. import codec, scripts
 from ..clock import argv_now
 from ..errors import ConfigError
 from ..keys import check_part
-from ..operator import Panel, Section, operator_hooks
+from ..operator import Panel, Sample, Section, operator_hooks
 from ..workpool import MAX_TIMEOUT_MS, Failed, PoolKind, RetryBehavior, RunResult, Workpool
 from .dryrun import RecordingRedis
 from .types import (
@@ -205,9 +205,9 @@ class Migrations:
             app.components.set_factory(MIGRATIONS.kind, lambda n: Migrations(app, n))
             app.components.add_router("/migrations", "rkit.api.migrations:router")
             _register_actions(app)
-            operator_hooks(app).add_panel(
-                Panel("migrations", "Migrations", _migrations_panel, order=75)
-            )
+            hooks = operator_hooks(app)
+            hooks.add_panel(Panel("migrations", "Migrations", _migrations_panel, order=75))
+            hooks.add_metrics("migrations", _migrations_metrics)
 
     def __repr__(self) -> str:
         return f"Migrations({self.name!r}, {len(self._defs)} defined)"
@@ -993,4 +993,21 @@ async def _migrations_panel(app: App) -> list[Section]:
                 progress=bars,
             )
         )
+    return out
+
+
+async def _migrations_metrics(app: App) -> list[Sample]:
+    """/metrics: items processed per migration (the committed count in Redis)."""
+    out = []
+    for m in app.components.of_kind(MIGRATIONS.kind, Migrations):
+        for st in await m.get_status(limit=100):
+            out.append(
+                Sample(
+                    "rkit_migration_processed",
+                    "counter",
+                    "Items a migration processed (committed batches)",
+                    {"instance": m.name, "migration": st.name, "state": st.state},
+                    st.processed,
+                )
+            )
     return out

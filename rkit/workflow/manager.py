@@ -21,7 +21,7 @@ from .. import codec, scripts
 from ..clock import argv_now
 from ..errors import ActionNotFound, ConfigError, SerializationError
 from ..keys import BoundedCache, encode
-from ..operator import Panel, Section, operator_hooks
+from ..operator import Panel, Sample, Section, operator_hooks
 from ..registry import Cron
 from ..workpool import (
     Failed,
@@ -215,7 +215,9 @@ class WorkflowManager:
         }
         app.components.add(WORKFLOW.kind, name, self)
         app.components.add_router("/workflows", "rkit.api.workflows:router")
-        operator_hooks(app).add_panel(Panel("workflow", "Workflows", _workflows_panel, order=80))
+        hooks = operator_hooks(app)
+        hooks.add_panel(Panel("workflow", "Workflows", _workflows_panel, order=80))
+        hooks.add_metrics("workflow", _workflows_metrics)
         app.components.add_cron(Cron("workflow:reconcile", _reconcile_all, second=frozenset({17})))
         _register_actions(app)
         sandbox.install()
@@ -1272,4 +1274,24 @@ async def _workflows_panel(app: App) -> list[Section]:
                 rows=rows,
             )
         )
+    return out
+
+
+async def _workflows_metrics(app: App) -> list[Sample]:
+    """/metrics: workflows by state per manager (their steps are the jobs of the
+    manager's workpools, counted under ``rkit_workpool_*``)."""
+    out = []
+    for wf in app.components.of_kind(WORKFLOW.kind, WorkflowManager):
+        redis: Any = wf.app.redis
+        running, finished = await redis.zcard(wf._ix[2]), await redis.zcard(wf._ix[3])
+        for state, n in (("running", running), ("finished", finished)):
+            out.append(
+                Sample(
+                    "rkit_workflows",
+                    "gauge",
+                    "Workflows by state",
+                    {"manager": wf.name, "state": state},
+                    int(n),
+                )
+            )
     return out

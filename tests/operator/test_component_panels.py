@@ -89,3 +89,52 @@ async def test_workflows_panel_shows_status_and_steps(app: App, client: httpx.As
     rows = {r["workflow_id"]: r for r in section["rows"]}
     assert rows[done]["status"] == "success" and rows[done]["steps done"] == "2 / 2"
     assert rows[waiting]["status"] == "running"
+
+
+async def test_metrics_of_crons_migrations_and_workflows(
+    app: App, client: httpx.AsyncClient
+) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    @app.action(name="noop_action")
+    async def noop_action() -> None:
+        return None
+
+    crons = Crons(app)
+    await crons.register(Interval(1_000), noop_action, name="each-second")
+    app.clock.advance(1_000)  # type: ignore[attr-defined]
+    await CronScheduler(crons).tick()
+    await run_until_idle(app)
+
+    migrations = Migrations(app)
+    await app.redis.hset("m:1", mapping={"a": "1"})
+    await app.redis.zadd("m:idx", {"m:1": 0})  # type: ignore[misc]
+
+    def mark(ctx: MigrationCtx, item: tuple[str, dict[str, str]]) -> dict[str, str]:
+        return {"b": "2"}
+
+    migrations.define(source=HashIndexSource(app.redis, "m:idx"), migrate_one=mark)
+    await migrations.run_to_completion("mark")
+
+    wf = WorkflowManager(app)
+
+    @wf.define(name="empty")
+    async def empty(ctx: StepCtx) -> int:
+        return 1
+
+    await wf.start(empty, {})
+    await run_until_idle(app)
+
+    text = (await client.get("/metrics", headers={"Authorization": "Bearer tok"})).text
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for fam in text_string_to_metric_families(text)
+        for s in fam.samples
+    }
+    assert samples[("rkit_crons", (("namespace", "default"),))] == 1
+    fired = (("event", "fired"), ("namespace", "default"))
+    assert samples[("rkit_cron_events_total", fired)] == 1
+    key = (("instance", "default"), ("migration", "mark"), ("state", "success"))
+    assert samples[("rkit_migration_processed_total", key)] == 1
+    assert samples[("rkit_workflows", (("manager", "default"), ("state", "finished")))] == 1
+    assert samples[("rkit_workflows", (("manager", "default"), ("state", "running")))] == 0
