@@ -49,6 +49,7 @@ from .. import codec, scripts
 from ..clock import argv_now
 from ..errors import ConfigError, RkitError
 from ..keys import check_part
+from ..operator import Panel, Section, operator_hooks
 from ..rate_limit import FixedWindow, RateLimiter
 from ..registry import Cron
 from ..workpool import (
@@ -614,6 +615,7 @@ class Resend:
         }
         app.components.add(RESEND_KIND.kind, instance, self)
         app.components.add(RESEND_EVENTS_KIND.kind, instance, _EventsPool(self, self.events_pool))
+        operator_hooks(app).add_panel(Panel("resend", "Resend", _resend_panel, order=90))
         app.components.set_factory(RESEND_KIND.kind, lambda n: Resend(app, instance=n))
         app.components.set_factory(
             RESEND_EVENTS_KIND.kind,
@@ -1485,3 +1487,24 @@ def _email_of(email_id: str, h: Mapping[str, str]) -> Email:
             "manual": h.get("manual") == "1",
         }
     )
+
+
+async def _resend_panel(app: App) -> list[Section]:
+    """Dashboard panel: per instance the outbox (waiting, batches, scheduled) and the
+    emails by status."""
+    out = []
+    for r in app.components.of_kind(RESEND_KIND.kind, Resend):
+        q = await r.queue_info()
+        out.append(
+            Section(
+                f"instance {r.instance}",
+                stats={
+                    "waiting": q.waiting,
+                    "batches pending": q.batches_pending,
+                    "batches in flight": q.batches_inflight,
+                    "scheduled": q.scheduled,
+                    **{f"status {k}": v for k, v in q.by_status.items()},
+                },
+            )
+        )
+    return out

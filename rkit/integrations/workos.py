@@ -54,6 +54,7 @@ from ..clock import argv_now
 from ..codec import fmt_num
 from ..errors import ConfigError, KeyTooLong, RkitError
 from ..keys import check_part, encode
+from ..operator import Panel, Section, operator_hooks
 from ..registry import Cron
 from ..workpool import (
     Canceled,
@@ -509,6 +510,7 @@ class AuthKit:
         )
         app.components.add(KIND, instance, self)
         _register_actions(app)
+        operator_hooks(app).add_panel(Panel(KIND, "WorkOS AuthKit", _authkit_panel, order=90))
         app.components.add_router("/admin/workos", "rkit.api.workos:router")
         for prefix in prefixes:
             app.components.add_router(prefix, _PUBLIC_ROUTER, public=True)
@@ -1123,3 +1125,21 @@ async def _cron_reconcile(app: App) -> None:
     for authkit in app.components.of_kind(KIND, AuthKit):
         if authkit.reconcile_cron:
             await authkit.start_reconcile()
+
+
+async def _authkit_panel(app: App) -> list[Section]:
+    """Dashboard panel: per instance the synced users and the user backfill."""
+    out = []
+    for ak in app.components.of_kind(KIND, AuthKit):
+        backfill = await ak.backfill_status()
+        stats: dict[str, Any] = {"users": await ak.count_users()}
+        if backfill is not None:
+            stats.update(
+                {
+                    "backfill": backfill["state"],
+                    "backfill pages": backfill["pages"],
+                    "backfill inserted": backfill["inserted"],
+                }
+            )
+        out.append(Section(f"instance {ak.instance}", stats=stats))
+    return out

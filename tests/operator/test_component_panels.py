@@ -138,3 +138,23 @@ async def test_metrics_of_crons_migrations_and_workflows(
     assert samples[("rkit_migration_processed_total", key)] == 1
     assert samples[("rkit_workflows", (("manager", "default"), ("state", "finished")))] == 1
     assert samples[("rkit_workflows", (("manager", "default"), ("state", "running")))] == 0
+
+
+async def test_integration_panels(app: App, client: httpx.AsyncClient) -> None:
+    """Stripe (events received, dead letters), WorkOS AuthKit (users, backfill) and
+    Resend (the outbox) each show a panel once constructed."""
+    from rkit import AuthKit, Resend, StripeSync
+
+    StripeSync(app, secret_key="sk_test_x", webhook_secret="whsec_x")
+    AuthKit(app, client_id="client_1", api_key="sk_test_1", webhook_secret="wh")
+    resend = Resend(app, api_key="re_1", webhook_secret="whsec_dGVzdA==")
+    await resend.send_email(
+        from_="me@example.com", to="delivered@resend.dev", subject="hi", text="hello"
+    )
+    got = await panels(client)
+    (stripe,) = got["stripe"]["sections"]
+    assert stripe["stats"] == {"events shown": 0, "dead letters": 0}
+    (authkit,) = got["workos"]["sections"]
+    assert authkit["stats"] == {"users": 0}
+    (outbox,) = got["resend"]["sections"]
+    assert outbox["stats"]["waiting"] == 1

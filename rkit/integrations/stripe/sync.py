@@ -32,6 +32,7 @@ import stripe
 
 from ...errors import ConfigError
 from ...keys import check_part
+from ...operator import Panel, Section, operator_hooks
 from ...workpool import Failed, OnCompleteArgs, PoolKind, RetryBehavior, Workpool
 from .extract import (
     build_checkout_session_params,
@@ -229,6 +230,7 @@ class StripeSync:
         if register:
             app.components.add(STRIPE.kind, instance, self)
             app.components.set_factory(STRIPE.kind, lambda n: StripeSync(app, instance=n))
+            operator_hooks(app).add_panel(Panel("stripe", "Stripe", _stripe_panel, order=90))
             app.components.add_router("/stripe", "rkit.api.stripe:router")
             app.components.add_router(
                 "/stripe/webhook", "rkit.api.webhooks.stripe:router", public=True
@@ -984,3 +986,21 @@ def _register_actions(app: App) -> None:
     app.action(name=SYNC_INVOICE_ACTION)(sync_latest_invoice)
     app.action(name=PROCESS_EVENT_ACTION)(process_event)
     app.action(name=FOLLOW_UP_DONE_ACTION)(follow_up_done)
+
+
+async def _stripe_panel(app: App) -> list[Section]:
+    """Dashboard panel: per instance the newest webhook events received (the dedupe
+    log) and how many follow-up fetches were dead-lettered."""
+    out = []
+    for sync in app.components.of_kind(STRIPE.kind, StripeSync):
+        events = await sync.store.event_log(20)
+        dead = await sync.store.dead(1_000)
+        out.append(
+            Section(
+                f"instance {sync.instance}",
+                stats={"events shown": len(events), "dead letters": len(dead)},
+                columns=["id", "received_at"],
+                rows=events,
+            )
+        )
+    return out
