@@ -93,3 +93,17 @@ def test_no_module_below_the_surfaces_imports_api_or_workers() -> None:
         if path.name not in _SURFACES and _UPWARD.search(path.read_text())
     ]
     assert offenders == []
+
+
+def test_no_bench_script_shadows_a_module_it_may_import() -> None:
+    """``python bench/x.py`` puts bench/ first on sys.path: a bench named like a
+    standard-library module or a dependency breaks every import of that name (a
+    bench/operator.py once broke ``import re`` for all benches)."""
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    deps = {"redis", "arq", "fastapi", "starlette", "pydantic", "httpx", "uvicorn", "stripe"}
+    deps |= {"workos", "svix", "croniter", "prometheus_client", "fakeredis", "limits"}
+    for script in (root / "bench").glob("*.py"):
+        assert script.stem not in sys.stdlib_module_names, script
+        assert script.stem not in deps, script

@@ -12,8 +12,8 @@
 Same redis-server (started here from PATH unless --redis-url; pinned to another
 core), variants interleaved round by round, medians reported with ratios.
 
-    python bench/operator.py                 # 5 rounds
-    python bench/operator.py --requests 3000 --rounds 7
+    python bench/operator_surface.py                 # 5 rounds
+    python bench/operator_surface.py --requests 3000 --rounds 7
 """
 
 from __future__ import annotations
