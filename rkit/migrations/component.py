@@ -969,9 +969,9 @@ async def _migrations_panel(app: App) -> list[Section]:
         statuses = await m.get_status(limit=20)
         bars: dict[str, tuple[float, float]] = {}
         for st in statuses:
-            if st.name in m._defs:
-                got = await m.progress(st.name)
-                estimate = got.get("estimate")
+            mig = m._defs.get(st.name)
+            if mig is not None:  # the status is read already: only the estimate is owed
+                estimate = await mig.source.estimate_total()
                 total = float(estimate) if estimate else float(max(st.processed, 1))
                 bars[st.name] = (float(st.processed), max(total, float(st.processed)))
         rows = [

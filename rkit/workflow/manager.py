@@ -1252,9 +1252,12 @@ async def _workflows_panel(app: App) -> list[Section]:
     out = []
     for wf in app.components.of_kind(WORKFLOW.kind, WorkflowManager):
         page = (await wf.list(order="desc", num_items=20)).page
+        journals = await asyncio.gather(
+            *(wf.list_steps(info.workflow_id, num_items=100) for info in page)
+        )
         rows = []
-        for info in page:
-            steps = (await wf.list_steps(info.workflow_id, num_items=100)).page
+        for info, journal in zip(page, journals, strict=True):
+            steps = journal.page
             done = sum(1 for st in steps if st.result is not None)
             rows.append(
                 {
