@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pydantic import BaseModel, TypeAdapter
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 
 from .. import codec, scripts
 from ..clock import argv_now
@@ -74,6 +74,9 @@ _ID_RE = re.compile(r"^wf_[a-z2-7]{26}$")
 _POLL = "rkit.workflow.poll"
 _DONE = "rkit.workflow.item_done"
 _SLEEP = "rkit.workflow.sleep_done"
+_INTERNAL_RETRY = RetryBehavior(max_attempts=8, initial_backoff_ms=200, base=2, max_backoff_ms=5000)
+"""Polls and sleep timers are replayable and fenced: a lost or failed attempt (its
+worker died, Redis was away) runs again instead of failing the workflow."""
 
 
 class WorkflowKind(PoolKind):
@@ -435,6 +438,7 @@ class WorkflowManager:
                 ids=[f"{wid}.p{gen}.{steps}"],
                 kind="mutation",
                 run_at=run_at,
+                retry_behavior=_INTERNAL_RETRY,
             )
         except ResponseError as exc:
             if "already exists" not in str(exc):
@@ -491,6 +495,11 @@ class WorkflowManager:
         meta, ip, journal = loaded
         if int(meta["gen"]) != gen or meta["state"] != "running" or ip:
             logger.debug("poll of %s gen %s: nothing to do", wid, gen)
+            # a retried poll whose first attempt died mid-way: finish what it left
+            if meta["state"] != "running":
+                await self._owed_on_complete(wid, meta)
+            elif ip and int(meta["gen"]) == gen:
+                await self._heal(wid)
             return
         steps = len(journal)
         defn = self.defs.get(meta["name"])
@@ -527,6 +536,11 @@ class WorkflowManager:
             await ex.stop()
         self._remember(wid, gen, ex.journal)
         end = len(ex.journal)
+        if isinstance(ex.fatal, RedisError | OSError):
+            # Redis went away mid-poll: not the workflow's failure. The poll (or the
+            # completion that ran it) fails and is delivered again; a step journaled
+            # but not enqueued is started by that repeat (_heal).
+            raise ex.fatal
         if ex.fatal is not None:
             await self._finish(wid, gen, end, RunResult("failed", error=_error_text(ex.fatal)))
             return
@@ -695,6 +709,7 @@ class WorkflowManager:
                         ids=[wid_s],
                         kind="mutation",
                         run_after=float(meta["ms"]),
+                        retry_behavior=_INTERNAL_RETRY,
                     )
                 elif kind == "workflow":
                     child = meta["child"]
@@ -726,7 +741,16 @@ class WorkflowManager:
             outcome = ("failed", "", result.error)
         else:
             outcome = ("canceled", "", "")
-        await self._complete_step(wid, gen, int(context["n"]), *outcome)
+        reply = await self._complete_step(wid, gen, int(context["n"]), *outcome)
+        # A repeated completion (the callback was redelivered: the process delivering it
+        # died, perhaps inside the poll it ran) finishes at once what that poll left
+        # undone, instead of waiting for the reconciler's idle threshold.
+        if reply == "ignored:done":
+            await self._heal(wid)
+        elif reply == "ignored:finished":
+            loaded = await self._load(wid)
+            if loaded is not None:
+                await self._owed_on_complete(wid, loaded[0])
 
     async def _complete_step(
         self, wid: str, gen: int, n: int, rkind: str, result: str, error: str
@@ -812,6 +836,61 @@ class WorkflowManager:
                 )
         await self._call("oc_done", self._keys(wid)[:1], status)
         await self._index("done", wid)
+
+    async def _owed_on_complete(self, wid: str, meta: dict[str, str]) -> None:
+        """Deliver the on_complete of a workflow that finished at least a lease ago and
+        still owes it (its finisher died before delivering it). Younger ones are left to
+        their finisher, which may be delivering right now."""
+        if meta.get("ocs") != "pending" or not meta.get("finished"):
+            return
+        now = await self.app.server_time()
+        if float(meta["finished"]) <= now - self.lease_ms:
+            await self._after_finish(wid)
+
+    async def _heal(self, wid: str) -> int:
+        """Start again the work of in-progress steps that have none: a poll that died
+        (or lost Redis) between journaling its steps and enqueuing their work (spec
+        §7.5). A step's work is missing when the pool does not know its item *and* the
+        step is still in progress afterwards: an item keeps its record until its
+        completion has been delivered, so a step whose item just ended is no longer in
+        progress by then. Re-enqueueing uses the step's deterministic item id, so a poll
+        enqueuing at the same time and this start one item. Returns how many steps got
+        their work again."""
+        loaded = await self._load(wid)
+        if loaded is None:
+            return 0
+        meta, ip, _, _ = loaded
+        if meta["state"] != "running" or not ip:
+            return 0
+        gen = int(meta["gen"])
+        picked = (await self._load(wid, 0, 0, ip))[3]  # type: ignore[index]
+        todo: builtins.list[tuple[int, str, dict[str, Any], Any]] = []
+        for n, e in zip(ip, picked, strict=True):
+            kind = e.get("kind", "")
+            if kind not in ("function", "sleep", "workflow"):
+                continue
+            meta_e = codec.loads(e["meta"]) if e.get("meta") else {}
+            if kind == "workflow":
+                missing = not await self.app.redis.exists(self._keys(meta_e["child"])[0])
+            else:
+                status = await self.pool_for(meta["name"]).status(f"{wid}.s{n}.g{gen}")
+                missing = isinstance(status, NotFound)
+            if missing:
+                todo.append((n, kind, meta_e, codec.loads(e["args"])))
+        if not todo:
+            return 0
+        again = await self._load(wid)  # still in progress, same generation?
+        if again is None or again[0]["state"] != "running" or int(again[0]["gen"]) != gen:
+            return 0
+        todo = [t for t in todo if t[0] in set(again[1])]
+        if todo:
+            logger.warning(
+                "workflow %s: starting again the work of step(s) %s (it was never enqueued)",
+                wid,
+                ", ".join(str(t[0]) for t in todo),
+            )
+            await self._start_work(wid, gen, todo, meta["name"])
+        return len(todo)
 
     # -- control -----------------------------------------------------------------------
 
@@ -1172,23 +1251,8 @@ class WorkflowManager:
                 touched += 1
                 await self._enqueue_poll(wid, gen, int(meta["steps"]))
                 continue
-            picked = (await self._load(wid, 0, 0, ip))[3]  # type: ignore[index]
-            todo: builtins.list[tuple[int, str, dict[str, Any], Any]] = []
-            for n, e in zip(ip, picked, strict=True):
-                kind = e.get("kind", "")
-                if kind not in ("function", "sleep", "workflow"):
-                    continue
-                meta_e = codec.loads(e["meta"]) if e.get("meta") else {}
-                if kind == "workflow":
-                    if not await self.app.redis.exists(self._keys(meta_e["child"])[0]):
-                        todo.append((n, kind, meta_e, codec.loads(e["args"])))
-                    continue
-                status = await self.pool_for(meta["name"]).status(f"{wid}.s{n}.g{gen}")
-                if isinstance(status, NotFound):
-                    todo.append((n, kind, meta_e, codec.loads(e["args"])))
-            if todo:
+            if await self._heal(wid):
                 touched += 1
-                await self._start_work(wid, gen, todo, meta["name"])
         return touched
 
 

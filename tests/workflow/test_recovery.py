@@ -99,6 +99,90 @@ async def test_crash_between_journal_and_enqueue(env: Env) -> None:
     assert (await env.wf.status(w)).result == "hello 7" and env.calls["greet"] == 1
 
 
+async def test_a_redelivered_completion_starts_what_its_dead_poll_never_enqueued(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The poll a step's completion runs journaled the next step and its process died
+    before the enqueue: the completion is delivered again (its lease ran out) and
+    starts the missing work at once; the minute-cadence reconciler is not needed."""
+
+    @env.wf.define(name="two")
+    async def two(ctx: StepCtx) -> Any:
+        a = await ctx.run_action(env.greet, {"q": 1})
+        return [a, await ctx.run_action(env.greet, {"q": 2})]
+
+    real = env.wf._start_work
+    calls = 0
+
+    async def dies_once(*args: Any) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 2:  # step 1's enqueue, inside the completion of step 0
+            raise ConnectionError("the process died here")
+        await real(*args)
+
+    monkeypatch.setattr(env.wf, "_start_work", dies_once)
+    w = await env.wf.start(two, on_complete="on_done")
+    await env.drain()
+    steps = (await env.wf.list_steps(w)).page
+    assert [s.result.kind if s.result else None for s in steps] == ["success", None]
+    assert (await env.wf.status(w)).type == "inProgress" and env.calls["greet"] == 1
+    await env.advance(env.wf.lease_ms + 1_000)  # the completion's redelivery
+    assert (await env.wf.status(w)).result == ["hello 1", "hello 2"]
+    assert env.calls["greet"] == 2 and [c[0] for c in env.completions] == [w]
+
+
+async def test_a_redelivered_completion_delivers_an_owed_on_complete(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The poll finished the workflow and its process died before on_complete ran:
+    the step's completion, delivered again, sees the workflow finished and, a lease
+    after the finish, delivers the callback."""
+
+    @env.wf.define(name="one")
+    async def one(ctx: StepCtx) -> Any:
+        return await ctx.run_action(env.greet, {"q": 3})
+
+    real = env.wf._after_finish
+    calls = 0
+
+    async def dies_once(wid: str) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise ConnectionError("the process died here")
+        await real(wid)
+
+    monkeypatch.setattr(env.wf, "_after_finish", dies_once)
+    w = await env.wf.start(one, on_complete="on_done")
+    await env.drain()
+    assert (await env.wf.status(w)).result == "hello 3" and env.completions == []
+    await env.advance(env.wf.lease_ms + 1_000)
+    assert [(c[0], c[1].value) for c in env.completions] == [(w, "hello 3")]
+    await env.advance(env.wf.lease_ms + 1_000)
+    assert len(env.completions) == 1
+    assert await env.app.redis.zcard(env.wf._ix[2]) == 0
+
+
+async def test_a_lost_poll_runs_again_instead_of_failing_the_workflow(env: Env) -> None:
+    """A poll is replayable and fenced: its worker dying costs a re-run, not the
+    workflow (steps of kind query/mutation still fail when lost, as the spec says)."""
+
+    @env.wf.define(name="polled")
+    async def polled(ctx: StepCtx) -> Any:
+        env.started.set()
+        await env.gate.wait()  # the first poll hangs in its worker, which then dies
+        return await ctx.run_action(env.greet, {"q": 4})
+
+    w = await env.wf.start(polled, start_async=True)
+    async with background_worker(env.app):
+        await env.started.wait()
+        await lose_execution(env)
+    env.gate.set()
+    await env.advance(1_000)
+    assert (await env.wf.status(w)).result == "hello 4" and env.calls["greet"] == 1
+
+
 async def test_reconcile_polls_a_stuck_workflow_and_owed_callbacks(env: Env) -> None:
     @env.wf.define(name="stuck")
     async def stuck(ctx: StepCtx) -> Any:
