@@ -34,7 +34,7 @@ from ._world import AUTH, TOKEN, known, seed
 
 # examples per operation and mode (free / known path parameters); the whole fuzz
 # stays well under a minute on two cores
-EXAMPLES = int(os.environ.get("RKIT_FUZZ_EXAMPLES", "30"))
+EXAMPLES = int(os.environ.get("RKIT_FUZZ_EXAMPLES", "20"))
 NEGATIVE_EXAMPLES = max(EXAMPLES // 3, 1)  # invalid data is slower to generate
 
 

@@ -71,8 +71,9 @@ async def _refused(
     *,
     headers: dict[str, str] = AUTH,
 ) -> httpx.Response:
+    """One refused request: a 4xx whose JSON echoes none of the input. The caller
+    checks that nothing was written (one snapshot around all its requests)."""
     client, names = world
-    before = await snapshot(app)
     h = dict(headers)
     if content_type is not None:
         h["content-type"] = content_type
@@ -84,7 +85,6 @@ async def _refused(
     assert "\ufffd" not in text and "\\u00ff" not in text.lower()  # no raw bytes echoed
     for token in ("1e999", "NaN", "Infinity", "garbage", "hello", "deep"):
         assert token not in text
-    assert await snapshot(app) == before  # nothing was written
     return r
 
 
@@ -94,91 +94,93 @@ def test_every_mutation_route_is_covered() -> None:
     assert ("PATCH", "/workpools/{pool}/config") in ROUTES
 
 
-@pytest.mark.parametrize("method,path", ROUTES)
-async def test_malformed_bodies_are_a_4xx_and_write_nothing(
-    app: App, world: Any, method: str, path: str
-) -> None:
-    for body in NON_FINITE:
-        r = await _refused(app, world, method, path, body, "application/json")
-        assert r.status_code == 422, body
-        assert r.json()["detail"][0]["type"] == "finite_number"
-    for body, content_type in NOT_UTF8:
-        r = await _refused(app, world, method, path, body, content_type)
-        assert r.status_code == 422, body
-        assert r.json()["detail"] == [
-            {"type": "json_invalid", "loc": ["body"], "msg": "request body is not UTF-8"}
-        ]
-    for body, content_type, status in NOT_JSON:
-        r = await _refused(app, world, method, path, body, content_type)
-        assert r.status_code == status, body[:20]
+async def test_malformed_bodies_are_a_4xx_and_write_nothing(app: App, world: Any) -> None:
+    """Every mutation route, one App per backend (the routes share it: nothing may be
+    written by any of them, checked once around all the requests)."""
+    before = await snapshot(app)
     big = b'{"key": "' + b"a" * (64 * 1024) + b'"}'
-    r = await _refused(app, world, method, path, big, "application/json")
-    assert r.status_code == 413
+    for method, path in ROUTES:
+        route = f"{method} {path}"
+        for body in NON_FINITE:
+            r = await _refused(app, world, method, path, body, "application/json")
+            assert r.status_code == 422, (route, body)
+            assert r.json()["detail"][0]["type"] == "finite_number", route
+        for body, content_type in NOT_UTF8:
+            r = await _refused(app, world, method, path, body, content_type)
+            assert r.status_code == 422, (route, body)
+            assert r.json()["detail"] == [
+                {"type": "json_invalid", "loc": ["body"], "msg": "request body is not UTF-8"}
+            ], route
+        for body, content_type, status in NOT_JSON:
+            r = await _refused(app, world, method, path, body, content_type)
+            assert r.status_code == status, (route, body[:20])
+        r = await _refused(app, world, method, path, big, "application/json")
+        assert r.status_code == 413, route
+    assert await snapshot(app) == before  # nothing was written
 
 
-@pytest.mark.parametrize("method,path", ROUTES)
-async def test_without_the_token_malformed_bodies_are_refused_first(
-    app: App, world: Any, method: str, path: str
-) -> None:
+async def test_without_the_token_malformed_bodies_are_refused_first(app: App, world: Any) -> None:
     """The token is checked before the body: a stranger learns nothing from it."""
-    for headers in ({}, {"Authorization": "Bearer wrong"}):
-        for body in (b'{"before": 1e999}', b"\xff\xfe", b"x" * (70 * 1024)):
-            r = await _refused(app, world, method, path, body, None, headers=headers)
-            assert r.status_code == 401
-            assert r.json() == {"detail": "missing or wrong bearer token"}
+    before = await snapshot(app)
+    for method, path in ROUTES:
+        for headers in ({}, {"Authorization": "Bearer wrong"}):
+            for body in (b'{"before": 1e999}', b"\xff\xfe", b"x" * (70 * 1024)):
+                r = await _refused(app, world, method, path, body, None, headers=headers)
+                assert r.status_code == 401, (method, path)
+                assert r.json() == {"detail": "missing or wrong bearer token"}
+    assert await snapshot(app) == before
 
 
-@pytest.mark.parametrize(
-    "method,path,body",
-    [
-        ("POST", "/rate-limits/send/reset", {"key": 1}),
-        ("POST", "/rate-limits/send/reset", {"key": "k", "extra": 1}),
-        ("POST", "/rate-limits/send/reset", {"key": "k" * 1025}),
-        ("POST", "/rate-limits/clear-all", {"before": "1"}),
-        ("POST", "/rate-limits/clear-all", {"before": True}),
-        ("POST", "/rate-limits/clear-all", {"before": -1}),
-        ("POST", "/action-cache/remove-all", {"before": "soon"}),
-        ("DELETE", "/action-cache/sq/entry", {"args": [1]}),
-        ("DELETE", "/action-cache/sq/entry", {"args": {"x": 1}, "name": "sq"}),
-        ("POST", "/aggregates/board/clear", {"max_node_size": 3}),
-        ("POST", "/aggregates/board/clear", {"root_lazy": "yes"}),
-        ("PATCH", "/workpools/emails/config", {"max_parallelism": 1.5}),
-        ("PATCH", "/workpools/emails/config", {"log_level": "LOUD"}),
-        ("POST", "/workpools/emails/cancel-all", {"limit": 0}),
-        ("POST", "/workpools/emails/cancel-all", {"limit": 10**30}),
-    ],
-)
-async def test_wrong_types_unknown_fields_and_bounds_are_a_422(
-    app: App, world: Any, method: str, path: str, body: Any
-) -> None:
+WRONG_BODIES = [
+    ("POST", "/rate-limits/send/reset", {"key": 1}),
+    ("POST", "/rate-limits/send/reset", {"key": "k", "extra": 1}),
+    ("POST", "/rate-limits/send/reset", {"key": "k" * 1025}),
+    ("POST", "/rate-limits/clear-all", {"before": "1"}),
+    ("POST", "/rate-limits/clear-all", {"before": True}),
+    ("POST", "/rate-limits/clear-all", {"before": -1}),
+    ("POST", "/action-cache/remove-all", {"before": "soon"}),
+    ("DELETE", "/action-cache/sq/entry", {"args": [1]}),
+    ("DELETE", "/action-cache/sq/entry", {"args": {"x": 1}, "name": "sq"}),
+    ("POST", "/aggregates/board/clear", {"max_node_size": 3}),
+    ("POST", "/aggregates/board/clear", {"root_lazy": "yes"}),
+    ("PATCH", "/workpools/emails/config", {"max_parallelism": 1.5}),
+    ("PATCH", "/workpools/emails/config", {"log_level": "LOUD"}),
+    ("POST", "/workpools/emails/cancel-all", {"limit": 0}),
+    ("POST", "/workpools/emails/cancel-all", {"limit": 10**30}),
+]
+
+
+async def test_wrong_types_unknown_fields_and_bounds_are_a_422(app: App, world: Any) -> None:
     import json
 
-    r = await _refused(app, world, method, path, json.dumps(body).encode(), "application/json")
-    assert r.status_code == 422
-    (error,) = r.json()["detail"]
-    assert set(error) == {"type", "loc", "msg"}  # no "input": never echoed
-    assert error["loc"][0] == "body"
+    before = await snapshot(app)
+    for method, path, body in WRONG_BODIES:
+        r = await _refused(app, world, method, path, json.dumps(body).encode(), "application/json")
+        assert r.status_code == 422, (method, path, body)
+        (error,) = r.json()["detail"]
+        assert set(error) == {"type", "loc", "msg"}  # no "input": never echoed
+        assert error["loc"][0] == "body"
+    assert await snapshot(app) == before
 
 
-@pytest.mark.parametrize(
-    "path",
-    [
-        "/rate-limits/" + "n" * 1025 + "/value",
-        "/rate-limits/send/value?key=" + "k" * 1025,
-        "/presence/rooms?cursor=18446744073709551616",
-        "/presence/rooms?instance=",
-        "/aggregates/board/count?ns=" + "~" * 1025,
-        "/aggregates/board/shape?max_nodes=0",
-        "/workpools/" + "p" * 1025,
-    ],
-    ids=lambda path: path[:48],
-)
-async def test_parameters_out_of_bounds_are_a_422(app: App, world: Any, path: str) -> None:
+OUT_OF_BOUNDS = [
+    "/rate-limits/" + "n" * 1025 + "/value",
+    "/rate-limits/send/value?key=" + "k" * 1025,
+    "/presence/rooms?cursor=18446744073709551616",
+    "/presence/rooms?instance=",
+    "/aggregates/board/count?ns=" + "~" * 1025,
+    "/aggregates/board/shape?max_nodes=0",
+    "/workpools/" + "p" * 1025,
+]
+
+
+async def test_parameters_out_of_bounds_are_a_422(app: App, world: Any) -> None:
     client, _ = world
     before = await snapshot(app)
-    r = await client.get(path, headers=AUTH)
-    assert r.status_code == 422, r.text
-    assert all(set(e) == {"type", "loc", "msg"} for e in r.json()["detail"])
+    for path in OUT_OF_BOUNDS:
+        r = await client.get(path, headers=AUTH)
+        assert r.status_code == 422, (path[:48], r.text)
+        assert all(set(e) == {"type", "loc", "msg"} for e in r.json()["detail"])
     assert await snapshot(app) == before
 
 

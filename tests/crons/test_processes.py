@@ -43,8 +43,8 @@ async def fire() -> None:
 
 CRONS = 50
 RETRY = RetryBehavior(max_attempts=3, initial_backoff_ms=50, base=1)
-RUN_S = 20.0
-KILL_AT_S = 7.0
+RUN_S = 12.0
+KILL_AT_S = 4.0
 
 
 def test_three_schedulers_fifty_crons_one_killed(tmp_path: Path, redis_url: str) -> None:

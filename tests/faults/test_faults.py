@@ -1,5 +1,5 @@
 """Real faults under real processes (redis-server with AOF, 2 `rkit worker`
-processes, 1,500 workpool jobs of 40 ms, each with an on_complete): a redis-server
+processes, 1,000 workpool jobs of 40 ms, each with an on_complete): a redis-server
 SIGKILL and restart, a redis-server stalled by SIGSTOP for 8 s, and a worker
 SIGKILLed twice. Each asserts no job lost, every on_complete effect exactly once,
 and no body completed twice except where a worker was killed between a body's end
@@ -21,7 +21,7 @@ from ._harness import AofServer, Service, aof_server, figures, make_service, run
 
 pytestmark = pytest.mark.slow
 
-N, SLEEP_MS = 1_500, 40
+N, SLEEP_MS = 1_000, 40
 
 
 @pytest.fixture
@@ -71,7 +71,7 @@ def test_redis_restart_under_running_workers(svc: Service, server: AofServer) ->
     """redis-server SIGKILLed mid-run and restarted 1 s later on its AOF: both workers
     keep running (reconnect with backoff), every job done once."""
     start(svc)
-    wait_until(lambda: bodies(svc) >= 300, 30, "300 bodies")
+    wait_until(lambda: bodies(svc) >= 200, 30, "200 bodies")
     server.kill()
     killed_at = time.time()
     done_at_kill = bodies(svc)
@@ -98,7 +98,7 @@ def test_redis_stalled_by_sigstop(svc: Service, server: AofServer) -> None:
     fence their attempts on time and hand them back; bodies that finished during the
     stall are reported once Redis resumes; no body completes twice."""
     start(svc)
-    wait_until(lambda: bodies(svc) >= 300, 30, "300 bodies")
+    wait_until(lambda: bodies(svc) >= 200, 30, "200 bodies")
     server.stop_signal(signal.SIGSTOP)
     stopped_at = time.time()
     time.sleep(8.0)
@@ -128,7 +128,7 @@ def test_worker_sigkilled_twice(svc: Service, server: AofServer) -> None:
     from rkit import App, Workpool
 
     stats_key = Workpool(App(namespace="ft"), "ft").keys[7]
-    for at in (300, 800):
+    for at in (200, 550):
         wait_until(lambda at=at: bodies(svc) >= at, 30, f"{at} bodies")  # type: ignore[misc]
         victim = next(p for p in svc.procs if p.poll() is None)
         lost_before = int(r.hget(stats_key, "lost") or 0)

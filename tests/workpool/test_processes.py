@@ -34,7 +34,7 @@ from rkit import App, OnCompleteArgs, Workpool
 from rkit.retrier import ActionRetrier
 
 app = App(namespace="mp")
-pool = Workpool(app, "mp", max_parallelism=5)
+pool = Workpool(app, "mp", max_parallelism=5, callback_lease_ms=5_000)
 retrier = ActionRetrier(app, namespace="mp", initial_backoff_ms=20)
 
 ENTER = '''
@@ -267,9 +267,10 @@ def test_sigkill_inside_on_complete_redelivers_after_the_callback_lease(
     service: tuple[Path, dict[str, str]], redis_url: str
 ) -> None:
     """A worker killed while its ``on_complete`` handler runs: the callback is
-    redelivered by another worker once its claim lease runs out -- ``callback_lease_ms``,
-    by default 2 x the pool's lease (5 s), so about 10 s after the claim; it was a
-    fixed 30 s. The work itself does not run again; the effect happens once."""
+    redelivered by another worker once its claim lease runs out -- ``callback_lease_ms``
+    (5 s in this service; by default 2 x the pool's lease), so about 5 s after the
+    claim; it was a fixed 30 s. The work itself does not run again; the effect
+    happens once."""
     cwd, env = service
     r = sync_redis.Redis.from_url(redis_url, decode_responses=True)
     procs = start_workers(2, cwd, env)
@@ -302,10 +303,10 @@ def test_sigkill_inside_on_complete_redelivers_after_the_callback_lease(
     print(
         f"\ncallback redelivery after SIGKILL inside on_complete: {after_kill:.2f} s after "
         f"the kill, {after_claim:.2f} s after the first delivery began (lease 5 s, "
-        f"callback lease 10 s)"
+        f"callback lease 5 s)"
     )
     assert r.llen(starts) == 2 and r.llen("mp:starts:0") == 1  # the work ran once
-    assert 9.0 < after_claim < 13.0  # the claim lease (10 s) plus at most a pump round
+    assert 4.5 < after_claim < 8.0  # the claim lease (5 s) plus at most a pump round
     assert set(r.hgetall("mp:effects").values()) == {"1"}
 
 
