@@ -86,6 +86,10 @@ class _Runtime:
         return lease.last_ok + lease.pool.lease_ms / 1000.0 - self.margin_s(lease.pool)
 
     def _fence(self, lease: _Lease, why: str, *, hand_back: bool = False) -> None:
+        if lease not in self.leases or lease.task.done():
+            # the attempt ended while its renewal was on the way (the reply to a
+            # renewal sent after the report is STALE): nothing is running to stop
+            return
         if not lease.fenced:
             lease.fenced = True
             lease.hand_back = hand_back

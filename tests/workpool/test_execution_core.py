@@ -390,3 +390,32 @@ async def test_a_second_delivery_of_an_attempt_to_the_same_worker_is_stale(
     assert (await p._call("begin", wid2, tok2, worker, "b1"))[0] == "OK"
     assert (await p._call("begin", wid2, tok2, worker, "b2"))[0] == "STALE"
     assert (await p._call("begin", wid2, tok2, worker, ""))[0] == "STALE"
+
+
+async def test_a_renewal_answered_after_the_attempt_ended_fences_nothing(
+    app: App, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A heartbeat sent while an attempt runs and answered after its report (the item
+    finished: the reply is STALE) stops nothing and logs no 'abandoning work'. Seen
+    under load as spurious lease-lost warnings for work that had completed; a lease
+    whose attempt still runs is fenced as before."""
+    from rkit.workpool import _runtime
+
+    p = Workpool(app, "renewals")
+    rt = _runtime(app)
+    loop = asyncio.get_running_loop()
+    ended: asyncio.Future[None] = loop.create_future()
+    ended.set_result(None)
+    running: asyncio.Future[None] = loop.create_future()
+    gone = rt.track(p, "no-such-item", "t1", ended)
+    live = rt.track(p, "no-such-item-either", "t2", running)
+    try:
+        with caplog.at_level("WARNING", logger="rkit.workpool"):
+            await rt.renew()
+        assert not gone.fenced
+        assert live.fenced and running.cancelled()
+        abandoned = [r.getMessage() for r in caplog.records if "abandoning" in r.getMessage()]
+        assert abandoned == ["abandoning work no-such-item-either of pool renewals (lease lost)"]
+    finally:
+        rt.untrack(gone)
+        rt.untrack(live)
