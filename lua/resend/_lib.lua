@@ -6,6 +6,7 @@
 --   D:st:<status> ZSET id -> created_ms (emails by status)   D:rid HASH resend id -> id
 --   D:ev:<id> LIST delivery events   D:b:<batch> HASH   D:batches ZSET batch -> last change
 --   D:sched STRING   D:wh:<svix id> STRING   D:orphan:<resend id> LIST   D:idem:<key> STRING
+--   D:orphans ZSET resend id with parked events -> when they expire (App clock)
 --   D:scheduled ZSET id -> due ms (emails sent later; they join D:waiting when due)
 -- ARGV[1] is always now ("" = Redis TIME).
 
@@ -114,14 +115,26 @@ local function rs_apply(D, id, etype, created_at, rid, msg, now)
   return true
 end
 
--- Record resend id `rid` for email `id` and apply the events parked under it (R2);
+-- Whether events may be parked under some resend id (R2), on the App's clock: a
+-- per-batch guard that spares a batch result one lookup per email. D:orphans holds
+-- each parked resend id until its events expire (the list's own PX bounds them too).
+local function rs_orphans_pending(D, now)
+  local z = D .. ":orphans"
+  if redis.call("ZCARD", z) == 0 then
+    return false
+  end
+  redis.call("ZREMRANGEBYSCORE", z, "-inf", "(" .. rk_fmt(now))
+  return redis.call("ZCARD", z) > 0
+end
+
+-- Apply the events parked under resend id `rid`, now known to be email `id`;
 -- appends {id, event json} pairs to `out` for the callbacks.
-local function rs_record_rid(D, id, rid, now, out)
-  redis.call("HSET", D .. ":rid", rid, id)
+local function rs_take_parked(D, id, rid, now, out)
   local ok = D .. ":orphan:" .. rid
   local parked = redis.call("LRANGE", ok, 0, -1)
   if #parked > 0 then
     redis.call("DEL", ok)
+    redis.call("ZREM", D .. ":orphans", rid)
     for _, raw in ipairs(parked) do
       local p = cjson.decode(raw)
       -- parked events live orphan_ttl_ms on the App's clock (PX bounds the memory)
@@ -130,6 +143,14 @@ local function rs_record_rid(D, id, rid, now, out)
         out[#out + 1] = p.e
       end
     end
+  end
+end
+
+-- Record resend id `rid` for email `id` and apply the events parked under it.
+local function rs_record_rid(D, id, rid, now, out)
+  redis.call("HSET", D .. ":rid", rid, id)
+  if rs_orphans_pending(D, now) then
+    rs_take_parked(D, id, rid, now, out)
   end
 end
 

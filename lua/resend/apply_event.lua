@@ -29,6 +29,8 @@ if not id or redis.call("EXISTS", D .. ":e:" .. id) == 0 then
     x = NOW + ottl}))
   redis.call("LTRIM", ok, -tonumber(ARGV[10]), -1)
   redis.call("PEXPIRE", ok, ottl)
+  redis.call("ZREMRANGEBYSCORE", D .. ":orphans", "-inf", "(" .. rk_fmt(NOW)) -- bounded
+  redis.call("ZADD", D .. ":orphans", rk_fmt(NOW + ottl), rid)
   redis.call("SET", wk, "o", "PX", ttl)
   return {"ORPHANED"}
 end

@@ -21,12 +21,11 @@ end
 redis.call("ZADD", D .. ":batches", rk_fmt(NOW), bid)
 local out = {}
 for _, id in ipairs(cjson.decode(b[3])) do
-  local ek = D .. ":e:" .. id
-  local s = redis.call("HMGET", ek, "status", "batch_id")
-  if s[1] == "queued" and s[2] == bid then
-    local row = redis.call("HMGET", ek, "from", "to", "cc", "bcc", "subject", "reply_to",
-      "headers", "template", "html", "text", "attachments", "tags")
-    table.insert(row, 1, id)
+  local row = redis.call("HMGET", D .. ":e:" .. id, "status", "batch_id", "from", "to", "cc",
+    "bcc", "subject", "reply_to", "headers", "template", "html", "text", "attachments", "tags")
+  if row[1] == "queued" and row[2] == bid then
+    row[1] = id -- the reply row: id, then the 12 payload fields
+    table.remove(row, 2)
     out[#out + 1] = row
   end
 end

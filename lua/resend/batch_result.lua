@@ -26,12 +26,29 @@ local function still_queued(id)
   return s[1] == "queued" and s[2] == bid
 end
 if mode == "sent" then
+  -- per email one read and one write; the indexes in one call each per batch
+  local sent, scored, rids = {}, {}, {}
   for i = 5, #ARGV, 2 do
     local id, rid = ARGV[i], ARGV[i + 1]
-    if still_queued(id) then
-      redis.call("HSET", D .. ":e:" .. id, "resend_id", rid)
-      rs_set_status(D, id, "queued", "sent")
-      rs_record_rid(D, id, rid, NOW, out)
+    local ek = D .. ":e:" .. id
+    local s = redis.call("HMGET", ek, "status", "batch_id", "created_ms")
+    if s[1] == "queued" and s[2] == bid then
+      redis.call("HSET", ek, "status", "sent", "resend_id", rid)
+      sent[#sent + 1] = id
+      scored[#scored + 1] = s[3] or "0"
+      scored[#scored + 1] = id
+      rids[#rids + 1] = rid
+      rids[#rids + 1] = id
+    end
+  end
+  if #sent > 0 then
+    redis.call("ZREM", D .. ":st:queued", unpack(sent))
+    redis.call("ZADD", D .. ":st:sent", unpack(scored))
+    redis.call("HSET", D .. ":rid", unpack(rids))
+    if rs_orphans_pending(D, NOW) then
+      for k, id in ipairs(sent) do
+        rs_take_parked(D, id, rids[2 * k - 1], NOW, out)
+      end
     end
   end
 else

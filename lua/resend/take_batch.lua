@@ -24,7 +24,7 @@ end
 
 local function take_one(full_only)
   local ids = redis.call("ZRANGE", wk, 0, size - 1)
-  local taken, endpoint = {}, "batch"
+  local taken, created, endpoint = {}, {}, "batch"
   for _, id in ipairs(ids) do
     local f = redis.call("HMGET", D .. ":e:" .. id, "created_ms", "single")
     if not f[1] then
@@ -34,22 +34,28 @@ local function take_one(full_only)
     elseif f[2] == "1" then
       if #taken == 0 then
         taken[1] = id
+        created[1] = f[1]
         endpoint = "single"
       end
       break
     else
       taken[#taken + 1] = id
+      created[#created + 1] = f[1]
     end
   end
   if #taken == 0 or (full_only and #taken < size and endpoint == "batch") then
     return nil
   end
   local bid = taken[1]
-  for _, id in ipairs(taken) do
-    redis.call("ZREM", wk, id)
-    rs_set_status(D, id, "waiting", "queued")
-    redis.call("HSET", D .. ":e:" .. id, "batch_id", bid)
+  local scored = {}
+  for k, id in ipairs(taken) do
+    redis.call("HSET", D .. ":e:" .. id, "status", "queued", "batch_id", bid)
+    scored[#scored + 1] = created[k]
+    scored[#scored + 1] = id
   end
+  redis.call("ZREM", wk, unpack(taken))
+  redis.call("ZREM", D .. ":st:waiting", unpack(taken))
+  redis.call("ZADD", D .. ":st:queued", unpack(scored))
   redis.call("HSET", D .. ":b:" .. bid, "ids", cjson.encode(taken), "attempts", 0,
     "state", "pending", "created_ms", rk_fmt(NOW), "endpoint", endpoint)
   redis.call("ZADD", D .. ":batches", rk_fmt(NOW), bid)

@@ -134,6 +134,8 @@ _TEST_ADDRESS = re.compile(r"^(delivered|bounced|complained)(\+[a-zA-Z0-9_-]*)?@
 _MAX_ID_BYTES = 200
 _MAX_ORPHANS = 100
 _MAX_ERROR_CHARS = 2000
+_FLUSHES_IN_FLIGHT = 2
+"""Group-commit writes of send_email in flight at once (per instance and process)."""
 _LOST_CALLBACK_RETRIES = 5
 # crash recovery of the pipeline's own jobs (a lost worker, a Redis blip); API
 # failures are retried by the send job itself with the configured backoff
@@ -797,56 +799,72 @@ class Resend:
 
     async def _create(self, fields: list[str], idem: str, *, manual: bool, at: str = "") -> EmailId:
         """Write one email, in a group commit with the other ``send_email`` calls of
-        this moment: calls made while no write is pending share the next script call
-        (up to 256 emails or 4 MB of arguments); each returns once its email is in
-        Redis."""
+        this moment: the emails queued while the writes in flight are pending share the
+        next script call (up to 256 emails or 4 MB of arguments); each call returns once
+        its email is in Redis. Two writes may be in flight at once, so this process
+        prepares the next group while Redis runs the last."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[str] = loop.create_future()
         self._queue.append((self.id_factory(), idem, "1" if manual else "0", fields, at, fut))
-        if not self._flush_soon:
+        self._want_flush(loop)
+        return EmailId(await fut)
+
+    def _want_flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._queue and not self._flush_soon and len(self._flushes) < _FLUSHES_IN_FLIGHT:
             self._flush_soon = True
             loop.call_soon(self._start_flush)
-        return EmailId(await fut)
 
     def _start_flush(self) -> None:
         self._flush_soon = False
+        if not self._queue:
+            return
         task = asyncio.get_running_loop().create_task(self._flush())
         self._flushes.add(task)
-        task.add_done_callback(self._flushes.discard)
+        task.add_done_callback(self._flush_done)
+
+    def _flush_done(self, task: asyncio.Task[None]) -> None:
+        self._flushes.discard(task)
+        try:
+            self._want_flush(asyncio.get_running_loop())
+        except RuntimeError:  # the loop is closing
+            pass
 
     async def _flush(self) -> None:
-        while self._queue:
-            chunk: list[tuple[str, str, str, list[str], str, asyncio.Future[str]]] = []
-            argv: list[str] = []
-            size = 0
-            while self._queue and len(chunk) < 256 and (not chunk or size < 4_000_000):
-                item = self._queue.pop(0)
-                email_id, idem, manual, fields, at, _ = item
-                chunk.append(item)
-                argv += [email_id, idem, manual, codec.dumps(fields), at]
-                size += sum(len(f) for f in fields)
-            try:
-                must, now, rows = await self._call(
-                    "enqueue", codec.fmt_num(self.batch_delay_ms), len(chunk), *argv
-                )
-                if int(must):
-                    await self._schedule_make(float(now), self.batch_delay_ms)
-                for due in sorted({_s(row[2]) for row in rows if _s(row[2])}):
-                    await self._schedule_at(float(due))
-            except BaseException as exc:
-                for *_, fut in chunk:
-                    if not fut.done():
-                        fut.set_exception(exc)
-                if not isinstance(exc, Exception):
-                    raise
+        """Write one group of queued emails (one script call)."""
+        n = 0
+        size = 0
+        queue = self._queue
+        while n < len(queue) and n < 256 and (n == 0 or size < 4_000_000):
+            size += sum(len(f) for f in queue[n][3])
+            n += 1
+        chunk = queue[:n]
+        del queue[:n]
+        argv: list[str] = []
+        for email_id, idem, manual, fields, at, _ in chunk:
+            argv += [email_id, idem, manual, at, str(len(fields) // 2)]
+            argv += fields
+        try:
+            must, now, rows = await self._call(
+                "enqueue", codec.fmt_num(self.batch_delay_ms), len(chunk), *argv
+            )
+            if int(must):
+                await self._schedule_make(float(now), self.batch_delay_ms)
+            for due in sorted({_s(row[2]) for row in rows if _s(row[2])}):
+                await self._schedule_at(float(due))
+        except BaseException as exc:
+            for *_, fut in chunk:
+                if not fut.done():
+                    fut.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for (email_id, *_, fut), row in zip(chunk, rows, strict=True):
+            if fut.done():
                 continue
-            for (email_id, *_, fut), row in zip(chunk, rows, strict=True):
-                if fut.done():
-                    continue
-                if int(row[1]) < 0:
-                    fut.set_exception(ConfigError(f"email id already exists: {email_id}"))
-                else:
-                    fut.set_result(_s(row[0]))
+            if int(row[1]) < 0:
+                fut.set_exception(ConfigError(f"email id already exists: {email_id}"))
+            else:
+                fut.set_result(_s(row[0]))
 
     async def _schedule_make(self, now: float, delay: float, *, reloop: bool = False) -> None:
         cutoff = now + self.batch_delay_ms - self.settle_ms

@@ -403,6 +403,7 @@ async def test_26_early_event_is_parked_then_applied(world: World) -> None:
     assert e is not None and e.status == "delivered"
     assert len(await world.r.list_delivery_events(eid)) == 1
     assert [i for i, _ in world.events] == [eid]
+    assert await world.app.redis.zcard(world.r.key + ":orphans") == 0  # taken with it
 
 
 async def test_26b_parked_event_expires(world: World) -> None:
@@ -413,9 +414,12 @@ async def test_26b_parked_event_expires(world: World) -> None:
     assert r.status_code == 201
     keys = [k for k in await world.keys() if ":orphan:" in k]
     assert 0 < await world.app.redis.pttl(keys[0]) <= 600_000  # the memory bound
+    orphans = world.r.key + ":orphans"  # the resend ids with parked events (a guard)
+    assert await world.app.redis.zcard(orphans) == 1
     await world.tick(T0 + 1000 + 600_001)
     e = await world.r.get(eid)
     assert e is not None and e.status == "sent" and await world.r.list_delivery_events(eid) == []
+    assert await world.app.redis.zcard(orphans) == 0  # expired entries are trimmed
 
 
 INVALID_BODIES: list[Any] = [
