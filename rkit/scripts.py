@@ -116,7 +116,7 @@ async def _evalsha(
             await conn.connect()
             if await conn.can_read_destructive():
                 raise RedisConnectionError("Connection not ready")
-        packed = script._pack(conn.encoder.encode, keys, args)
+        packed = script._pack(conn.encoder, keys, args)
         return await conn.retry.call_with_retry(
             lambda: _send_read(conn, packed), lambda error: _disconnect_raise(conn, error)
         )
@@ -159,18 +159,31 @@ class Script:
 
     def _pack(
         self,
-        encode: Callable[[Any], Any],
+        encoder: Any,
         keys: Sequence[str],
         args: Sequence[str | bytes | int | float],
     ) -> bytes:
         """The RESP request ``EVALSHA sha numkeys keys... args...``, each argument
-        encoded as redis-py's ``pack_command`` does (the connection's encoder)."""
+        encoded as redis-py's ``pack_command`` does (the connection's encoder; a str,
+        the common case, directly with its encoding)."""
+        encode: Callable[[Any], bytes] = encoder.encode
+        charset, errors = encoder.encoding, encoder.encoding_errors
         parts = [b"*%d\r\n" % (3 + len(keys) + len(args)), self._head, _bulk(b"%d" % len(keys))]
+        append = parts.append
         for a in (*keys, *args):
-            b = a if type(a) is bytes else encode(a)
-            parts.append(b"$%d\r\n" % len(b))
-            parts.append(b)
-            parts.append(b"\r\n")
+            b: bytes
+            if isinstance(a, str) and type(a) is str:
+                b = a.encode(charset, errors)
+            elif type(a) is bytes:
+                b = a
+            else:
+                b = encode(a)
+            if len(b) < 4096:
+                append(b"$%d\r\n%b\r\n" % (len(b), b))
+            else:  # no copy of a large argument before the join
+                append(b"$%d\r\n" % len(b))
+                append(b)
+                append(b"\r\n")
         return b"".join(parts)
 
     def __repr__(self) -> str:

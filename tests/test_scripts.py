@@ -130,3 +130,15 @@ async def test_other_clients_keep_the_generic_path(fast_calls: list[int]) -> Non
     assert scripts._fast_pool(plain) is plain.connection_pool
     plain.set_response_callback("EVALSHA", lambda r, **kw: r)
     assert scripts._fast_pool(plain) is None
+
+
+@pytest.mark.parametrize("encoding,errors", [("utf-8", "strict"), ("latin-1", "replace")])
+def test_packing_matches_redis_py_byte_for_byte(encoding: str, errors: str) -> None:
+    """The fast path packs EVALSHA itself (str arguments encoded directly): the bytes
+    are the ones redis-py's pack_command sends, for every argument type and size."""
+    from redis.asyncio.connection import Connection
+
+    conn = Connection(encoding=encoding, encoding_errors=errors)
+    args: list[Any] = [*ARGS, "", "x" * 5000, b"y" * 5000, -3, 1e300, "caf\u00e9"]
+    want = b"".join(conn.pack_command("EVALSHA", ECHO.sha, 2, "k1", "k\u00e92", *args))
+    assert ECHO._pack(conn.encoder, ["k1", "k\u00e92"], args) == want
