@@ -12,6 +12,7 @@ import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis as sync_redis
@@ -117,20 +118,35 @@ def test_redis_stalled_by_sigstop(svc: Service, server: AofServer) -> None:
     assert f.oc_calls_twice == {}
 
 
+def running_on(r: sync_redis.Redis, pool: Any, pid: int) -> int:
+    """How many of the pool's running attempts belong to the worker process ``pid``."""
+    base = pool.keys[0][: -len(":cfg")]
+    ids = r.zrange(pool.keys[3], 0, -1)
+    workers = [r.hget(f"{base}:w:{i}", "worker") or "" for i in ids]
+    return sum(1 for w in workers if f":{pid}:" in w)
+
+
 def test_worker_sigkilled_twice(svc: Service, server: AofServer) -> None:
-    """A worker SIGKILLed twice (a replacement started each time): its attempts are
-    reaped and retried, nothing lost, every on_complete effect once; a body completes
-    twice only when its first run was in a killed worker (ended, not yet reported)."""
-    start(svc)
+    """A worker SIGKILLed twice (a replacement started each time), each time while it
+    runs attempts: its attempts are reaped and retried, nothing lost, every
+    on_complete effect once; a body completes twice only when its first run was in a
+    killed worker (ended, not yet reported)."""
+    n = 1_500  # enough work left for the second kill after the first recovery (5 s)
+    for _ in range(2):
+        svc.start_worker()
+    run_enqueue(svc.url, n, SLEEP_MS)
     killed: list[int] = []
     recoveries: list[float] = []
     r = sync_redis.Redis.from_url(svc.url, decode_responses=True)
     from rkit import App, Workpool
 
-    stats_key = Workpool(App(namespace="ft"), "ft").keys[7]
-    for at in (200, 550):
+    pool = Workpool(App(namespace="ft"), "ft")
+    stats_key = pool.keys[7]
+    for k in range(2):
+        at = bodies(svc) + (200 if k == 0 else 100)
         wait_until(lambda at=at: bodies(svc) >= at, 30, f"{at} bodies")  # type: ignore[misc]
         victim = next(p for p in svc.procs if p.poll() is None)
+        wait_until(lambda v=victim: running_on(r, pool, v.pid) > 0, 10, "the victim running")  # type: ignore[misc]
         lost_before = int(r.hget(stats_key, "lost") or 0)
         victim.send_signal(signal.SIGKILL)
         victim.wait()
@@ -141,8 +157,8 @@ def test_worker_sigkilled_twice(svc: Service, server: AofServer) -> None:
             lambda lb=lost_before: int(r.hget(stats_key, "lost") or 0) > lb, 20, "lost attempts"
         )
         recoveries.append(reaped - t)
-    done = finish(svc)
-    f = figures(svc, N)
+    done = finish(svc, n=n)
+    f = figures(svc, n)
     print(
         f"\nworker SIGKILL x2: lost attempts reaped {', '.join(f'{x:.2f}' for x in recoveries)} s "
         f"after each kill; all done {done - t:.2f} s after the second\n  {f.line()}"
