@@ -1,8 +1,7 @@
 -- batch_begin: start attempt `attempt` of a batch (or re-run it after its worker died)
--- and read the payload fields of its emails still queued.
+-- and read the API payloads of its emails still queued.
 -- ARGV: now, batch_id, attempt. Reply: {"NOOP"} | {"EMPTY"} |
--- {"GO", attempts, endpoint, {id, from, to, cc, bcc, subject, reply_to, headers,
---  template, html, text, attachments, tags}...}
+-- {"GO", attempts, endpoint, {id, payload json}...}
 local D = KEYS[1]
 local NOW = rk_now(ARGV[1])
 local bid, attempt = ARGV[2], tonumber(ARGV[3])
@@ -21,12 +20,9 @@ end
 redis.call("ZADD", D .. ":batches", rk_fmt(NOW), bid)
 local out = {}
 for _, id in ipairs(cjson.decode(b[3])) do
-  local row = redis.call("HMGET", D .. ":e:" .. id, "status", "batch_id", "from", "to", "cc",
-    "bcc", "subject", "reply_to", "headers", "template", "html", "text", "attachments", "tags")
+  local row = redis.call("HMGET", D .. ":e:" .. id, "status", "batch_id", "p")
   if row[1] == "queued" and row[2] == bid then
-    row[1] = id -- the reply row: id, then the 12 payload fields
-    table.remove(row, 2)
-    out[#out + 1] = row
+    out[#out + 1] = {id, row[3]}
   end
 end
 if #out == 0 then

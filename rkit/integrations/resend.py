@@ -320,46 +320,46 @@ def _headers(headers: Sequence[Header | Mapping[str, Any]] | None) -> list[Heade
 def build_payload(email: Email) -> dict[str, Any]:
     """The JSON entry of one email in a batch request (spec §4.5), or the body of a
     single ``POST /emails`` when it has attachments or tags."""
-    p: dict[str, Any] = {"from": email.from_, "to": list(email.to)}
-    if email.bcc is not None:
-        p["bcc"] = list(email.bcc)
-    if email.cc is not None:
-        p["cc"] = list(email.cc)
-    p["reply_to"] = list(email.reply_to)
-    if email.headers is not None:
-        p["headers"] = {h.name: h.value for h in email.headers}
-    if email.template is not None:
-        p["template"] = email.template.model_dump(exclude_none=True)
-        if email.subject:
-            p["subject"] = email.subject
-    else:
-        if email.subject is not None:
-            p["subject"] = email.subject
-        if email.html is not None:
-            p["html"] = email.html
-        if email.text is not None:
-            p["text"] = email.text
-    if email.attachments:
-        p["attachments"] = [a.model_dump(exclude_none=True) for a in email.attachments]
-    if email.tags:
-        p["tags"] = email.tags
-    return p
+    return _payload(
+        email.from_,
+        email.to,
+        email.cc,
+        email.bcc,
+        email.subject,
+        email.reply_to,
+        email.headers,
+        email.template,
+        email.html,
+        email.text,
+        email.attachments,
+        email.tags,
+    )
 
 
-def _row_payload(row: Sequence[Any]) -> dict[str, Any]:
-    """build_payload from batch_begin's row: id, from, to, cc, bcc, subject, reply_to,
-    headers, template, html, text, attachments, tags."""
-    _, frm, to, cc, bcc, subject, reply_to, headers, template, html, text, att, tags = row
-    p: dict[str, Any] = {"from": frm, "to": codec.loads(to)}
+def _payload(
+    from_: str,
+    to: Sequence[str],
+    cc: Sequence[str] | None,
+    bcc: Sequence[str] | None,
+    subject: str | None,
+    reply_to: Sequence[str],
+    headers: Sequence[Header] | None,
+    template: Template | None,
+    html: str | None,
+    text: str | None,
+    attachments: Sequence[Attachment] | None,
+    tags: Sequence[Mapping[str, str]] | None,
+) -> dict[str, Any]:
+    p: dict[str, Any] = {"from": from_, "to": list(to)}
     if bcc is not None:
-        p["bcc"] = codec.loads(bcc)
+        p["bcc"] = list(bcc)
     if cc is not None:
-        p["cc"] = codec.loads(cc)
-    p["reply_to"] = codec.loads(reply_to) if reply_to is not None else []
+        p["cc"] = list(cc)
+    p["reply_to"] = list(reply_to)
     if headers is not None:
-        p["headers"] = {h["name"]: h["value"] for h in codec.loads(headers)}
+        p["headers"] = {h.name: h.value for h in headers}
     if template is not None:
-        p["template"] = codec.loads(template)
+        p["template"] = template.model_dump(exclude_none=True)
         if subject:
             p["subject"] = subject
     else:
@@ -369,10 +369,10 @@ def _row_payload(row: Sequence[Any]) -> dict[str, Any]:
             p["html"] = html
         if text is not None:
             p["text"] = text
-    if att is not None:
-        p["attachments"] = codec.loads(att)
-    if tags is not None:
-        p["tags"] = codec.loads(tags)
+    if attachments:
+        p["attachments"] = [a.model_dump(exclude_none=True) for a in attachments]
+    if tags:
+        p["tags"] = [dict(t) for t in tags]
     return p
 
 
@@ -778,21 +778,14 @@ class Resend:
                 for t in tag_l
             ):
                 raise InvalidEmail("tags must be {name, value} strings")
-        fields: list[str] = ["from", from_, "to", codec.dumps(to_l), "reply_to", codec.dumps(reply)]
-        for name, val in (("cc", cc_l), ("bcc", bcc_l)):
-            if val is not None:
-                fields += [name, codec.dumps(val)]
-        for name, s in (("subject", subject), ("html", html), ("text", text)):
-            if s is not None:
-                fields += [name, s]
-        if hdrs is not None:
-            fields += ["headers", codec.dumps([h.model_dump() for h in hdrs])]
-        if tpl is not None:
-            fields += ["template", codec.dumps(tpl.model_dump(exclude_none=True))]
-        if atts:
-            fields += ["attachments", codec.dumps([a.model_dump(exclude_none=True) for a in atts])]
-        if tag_l:
-            fields += ["tags", codec.dumps(tag_l)]
+        # the record keeps the email as the API payload it is sent as (one field: a
+        # batch is the payloads joined, nothing decoded and encoded again per send)
+        payload = _payload(
+            from_, to_l, cc_l, bcc_l, subject, reply or [], hdrs, tpl, html, text, atts, tag_l
+        )
+        fields: list[str] = ["p", codec.dumps(payload)]
+        if tpl is not None and subject is not None and not subject:
+            fields += ["subject", subject]  # kept for get(); the API is not sent an empty one
         if atts or tag_l:
             fields += ["single", "1"]  # the batch endpoint has no attachments or tags
         return await self._create(fields, idem, manual=False, at=at)
@@ -979,16 +972,18 @@ class Resend:
             return verdict
         attempts, endpoint, rows = int(reply[1]), _s(reply[2]), reply[3]
         ids = [_s(r[0]) for r in rows]
-        payloads = [_row_payload(r) for r in rows]
         single = endpoint == "single"
         url = f"{self.api_base}/emails" if single else f"{self.api_base}/emails/batch"
-        headers = {"Authorization": f"Bearer {self.api_key}", "Idempotency-Key": batch_id}
+        body = _s(rows[0][1]) if single else "[" + ",".join(_s(r[1]) for r in rows) + "]"
+        headers = {
+            "Authorization": f"Bearer {self.api_key}",
+            "Idempotency-Key": batch_id,
+            "Content-Type": "application/json",
+        }
         import httpx
 
         try:
-            resp = await self._client().post(
-                url, json=payloads[0] if single else payloads, headers=headers
-            )
+            resp = await self._client().post(url, content=body.encode(), headers=headers)
         except httpx.HTTPError as exc:
             return await self._transient(
                 batch_id, attempts, f"Resend API error: {str(exc) or type(exc).__name__}", None
@@ -1074,14 +1069,10 @@ class Resend:
         cc_l, bcc_l = _addresses(cc, "cc"), _addresses(bcc, "bcc")
         reply = _addresses(reply_to, "reply_to") if reply_to is not None else []
         hdrs = _headers(headers)
-        fields = ["from", from_, "to", codec.dumps(to_l), "reply_to", codec.dumps(reply)]
-        fields += ["subject", subject]
-        for name, val in (("cc", cc_l), ("bcc", bcc_l)):
-            if val is not None:
-                fields += [name, codec.dumps(val)]
-        if hdrs is not None:
-            fields += ["headers", codec.dumps([h.model_dump() for h in hdrs])]
-        email_id = await self._create(fields, "", manual=True)
+        payload = _payload(
+            from_, to_l, cc_l, bcc_l, subject, reply or [], hdrs, None, None, None, None, None
+        )
+        email_id = await self._create(["p", codec.dumps(payload)], "", manual=True)
         try:
             rid = await send(email_id)
         except Exception as exc:
@@ -1477,8 +1468,24 @@ def _status_of(h: Mapping[str, str]) -> EmailStatus:
     )
 
 
-def _json_or_none(v: str | None) -> Any:
-    return None if v is None else codec.loads(v)
+def _content_of(h: Mapping[str, str]) -> dict[str, Any]:
+    """An email's content fields from its record's API payload ``p``."""
+    p = codec.loads(h["p"]) if h.get("p") else {}
+    hdrs = p.get("headers")
+    return {
+        "from": p.get("from", ""),
+        "to": p.get("to", []),
+        "cc": p.get("cc"),
+        "bcc": p.get("bcc"),
+        "subject": h.get("subject", p.get("subject")),
+        "reply_to": p.get("reply_to", []),
+        "headers": None if hdrs is None else [{"name": k, "value": v} for k, v in hdrs.items()],
+        "template": p.get("template"),
+        "html": p.get("html"),
+        "text": p.get("text"),
+        "attachments": p.get("attachments"),
+        "tags": p.get("tags"),
+    }
 
 
 def _email_of(email_id: str, h: Mapping[str, str]) -> Email:
@@ -1486,18 +1493,7 @@ def _email_of(email_id: str, h: Mapping[str, str]) -> Email:
     return Email.model_validate(
         {
             "id": email_id,
-            "from": h.get("from", ""),
-            "to": codec.loads(h.get("to", "[]")),
-            "cc": _json_or_none(h.get("cc")),
-            "bcc": _json_or_none(h.get("bcc")),
-            "subject": h.get("subject"),
-            "reply_to": codec.loads(h.get("reply_to", "[]")),
-            "headers": _json_or_none(h.get("headers")),
-            "template": _json_or_none(h.get("template")),
-            "html": h.get("html"),
-            "text": h.get("text"),
-            "attachments": _json_or_none(h.get("attachments")),
-            "tags": _json_or_none(h.get("tags")),
+            **_content_of(h),
             **_status_of(h).model_dump(),
             "resend_id": h.get("resend_id"),
             "created_at": _int(h.get("created_ms", 0)),

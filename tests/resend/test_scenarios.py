@@ -173,6 +173,53 @@ async def test_9_batch_request_contents_and_result_mapping(world: World) -> None
     assert (ea.resend_id, eb.resend_id, ea.status, eb.status) == ("re_0", "re_1", "sent", "sent")
 
 
+async def test_get_returns_what_send_email_was_given(world: World) -> None:
+    """The record keeps each email as the API payload it is sent as (one field, joined
+    into the batch body as stored); get() reads every content field back from it."""
+    full = {
+        "from_": "A <a@x.io>",
+        "to": ["delivered@resend.dev", "bounced@resend.dev"],
+        "cc": ["complained@resend.dev"],
+        "bcc": ["delivered+b@resend.dev"],
+        "subject": "S \u00e9\u2713",
+        "html": "<b>h</b>",
+        "text": "t",
+        "reply_to": ["r@x.io"],
+        "headers": [{"name": "X-A", "value": "1"}, {"name": "X-B", "value": "2"}],
+    }
+    a = await world.r.send_email(**full)  # type: ignore[arg-type]
+    tpl = {"id": "welcome", "variables": {"N": 3}}
+    b = await world.send(subject="", html=None, template=tpl)
+    c = await world.send(
+        tags=[{"name": "k", "value": "v"}],
+        attachments=[{"filename": "a.txt", "content": "aGk="}],
+    )
+    raw = await world.app.redis.hgetall(f"{world.r.key}:e:{a}")
+    assert not {"from", "to", "html", "headers"} & set(raw)  # one payload field, "p"
+    for eid in (a, b, c):
+        e = await world.r.get(eid)
+        assert e is not None and e.status == "waiting"
+    ea, eb, ec = [await world.r.get(x) for x in (a, b, c)]
+    assert ea is not None and eb is not None and ec is not None
+    got = ea.model_dump(by_alias=False, exclude_none=True)
+    assert {k: got[k] for k in ("from_", "to", "cc", "bcc", "subject", "html", "text")} == {
+        k: full[k] for k in ("from_", "to", "cc", "bcc", "subject", "html", "text")
+    }
+    assert ea.reply_to == ["r@x.io"]
+    assert [h.model_dump() for h in ea.headers or []] == full["headers"]
+    assert eb.subject == "" and eb.template is not None and eb.template.id == "welcome"
+    assert eb.html is None and eb.template.variables == {"N": 3}
+    assert ec.tags == [{"name": "k", "value": "v"}]
+    assert [x.filename for x in ec.attachments or []] == ["a.txt"]
+    await world.tick(T0 + 1000)
+    (req,) = world.fake.batch_requests
+    assert [p["from"] for p in req.body] == ["A <a@x.io>", "me@x.io"]  # c goes alone
+    assert "subject" not in req.body[1]  # an empty subject is not sent with a template
+    await world.tick(T0 + 3000)
+    single = [r for r in world.fake.requests if r.path == "/emails"]
+    assert len(single) == 1 and single[0].body["tags"] == [{"name": "k", "value": "v"}]
+
+
 async def test_10_template_payload(world: World) -> None:
     tpl = {"id": "welcome", "variables": {"NAME": "Ann", "N": 3}}
     await world.send(subject=None, html=None, template=tpl)
