@@ -20,12 +20,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import random
-import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -36,6 +32,9 @@ import httpx
 from fastapi import Depends, FastAPI, HTTPException, Request
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from ratelimit import start_redis
 
 from rkit import ActionCache, App, RateLimiter, TokenBucket, Workpool
 from rkit import api as admin_api
@@ -43,29 +42,6 @@ from rkit.fastapi import add_exception_handlers, limit
 
 RATE = 10**9  # never limited: the cost of a decision, not of refusals
 KEYS = [f"client-{i}" for i in range(1000)]
-
-
-def start_redis() -> tuple[str, subprocess.Popen[bytes] | None]:
-    exe = shutil.which("redis-server")
-    if not exe:
-        raise SystemExit("redis-server not on PATH (apt-get install redis-server) or --redis-url")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    cmd = [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    if shutil.which("taskset") and (os.cpu_count() or 1) >= 2:
-        cmd = ["taskset", "-c", "1", *cmd]  # server on core 1, client on core 0
-        os.sched_setaffinity(0, {0})
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    import redis
-
-    for _ in range(200):
-        try:
-            redis.Redis(port=port).ping()
-            break
-        except redis.exceptions.ConnectionError:
-            time.sleep(0.025)
-    return f"redis://127.0.0.1:{port}/0", proc
 
 
 def client_key(request: Request) -> str:
