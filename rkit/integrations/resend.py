@@ -40,7 +40,7 @@ import re
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, NewType
+from typing import TYPE_CHECKING, Any, Literal, NewType, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from redis.exceptions import ResponseError
@@ -97,28 +97,18 @@ EmailId = NewType("EmailId", str)
 Status = Literal[
     "waiting", "queued", "cancelled", "sent", "delivered", "delivery_delayed", "bounced", "failed"
 ]
-STATUSES: tuple[str, ...] = (
-    "waiting",
-    "queued",
-    "cancelled",
-    "sent",
-    "delivered",
-    "delivery_delayed",
-    "bounced",
-    "failed",
-)
-EVENT_TYPES = frozenset(
-    {
-        "email.sent",
-        "email.delivered",
-        "email.delivery_delayed",
-        "email.complained",
-        "email.bounced",
-        "email.opened",
-        "email.clicked",
-        "email.failed",
-    }
-)
+STATUSES: tuple[str, ...] = get_args(Status)
+EventType = Literal[
+    "email.sent",
+    "email.delivered",
+    "email.delivery_delayed",
+    "email.complained",
+    "email.bounced",
+    "email.opened",
+    "email.clicked",
+    "email.failed",
+]
+EVENT_TYPES = frozenset(get_args(EventType))
 PERMANENT = frozenset(
     {400, 401, 403, 404, 405, 406, 407, 408, 410, 411, 413, 414, 415, 416, 418, 421, 422, 426}
     | {427, 428, 431}
@@ -240,16 +230,7 @@ class EmailEvent(BaseModel):
     """A webhook event (lenient: unknown fields are kept and passed to the callback)."""
 
     model_config = ConfigDict(extra="allow")
-    type: Literal[
-        "email.sent",
-        "email.delivered",
-        "email.delivery_delayed",
-        "email.complained",
-        "email.bounced",
-        "email.opened",
-        "email.clicked",
-        "email.failed",
-    ]
+    type: EventType
     created_at: str
     data: dict[str, Any]
 
