@@ -499,7 +499,7 @@ class WorkflowManager:
             if meta["state"] != "running":
                 await self._owed_on_complete(wid, meta)
             elif ip and int(meta["gen"]) == gen:
-                await self._heal(wid)
+                await self._heal(wid, (meta, ip))
             return
         steps = len(journal)
         defn = self.defs.get(meta["name"])
@@ -847,7 +847,7 @@ class WorkflowManager:
         if float(meta["finished"]) <= now - self.lease_ms:
             await self._after_finish(wid)
 
-    async def _heal(self, wid: str) -> int:
+    async def _heal(self, wid: str, known: tuple[dict[str, str], list[int]] | None = None) -> int:
         """Start again the work of in-progress steps that have none: a poll that died
         (or lost Redis) between journaling its steps and enqueuing their work (spec
         §7.5). A step's work is missing when the pool does not know its item *and* the
@@ -855,11 +855,14 @@ class WorkflowManager:
         completion has been delivered, so a step whose item just ended is no longer in
         progress by then. Re-enqueueing uses the step's deterministic item id, so a poll
         enqueuing at the same time and this start one item. Returns how many steps got
-        their work again."""
-        loaded = await self._load(wid)
-        if loaded is None:
-            return 0
-        meta, ip, _, _ = loaded
+        their work again. ``known``: the workflow's meta and in-progress steps when the
+        caller has just read them."""
+        if known is None:
+            loaded = await self._load(wid)
+            if loaded is None:
+                return 0
+            known = loaded[0], loaded[1]
+        meta, ip = known
         if meta["state"] != "running" or not ip:
             return 0
         gen = int(meta["gen"])
@@ -1251,7 +1254,7 @@ class WorkflowManager:
                 touched += 1
                 await self._enqueue_poll(wid, gen, int(meta["steps"]))
                 continue
-            if await self._heal(wid):
+            if await self._heal(wid, (meta, ip)):
                 touched += 1
         return touched
 
