@@ -20,6 +20,7 @@ from rkit.migrations import (
     UnknownMigration,
 )
 
+from .lookup import registered
 from .validation import Name, QueryStr
 
 MAX_LIMIT = 1_000
@@ -46,10 +47,7 @@ class ClearAllBody(BaseModel):
 
 
 def _component(app: App, instance: str) -> Migrations:
-    found = app.components.get("migrations", instance)
-    if not isinstance(found, Migrations):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no migrations named {instance!r}")
-    return found
+    return registered(app, "migrations", instance, Migrations, "migrations named")
 
 
 def router(app: App) -> Any:

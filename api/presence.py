@@ -13,6 +13,7 @@ from fastapi import APIRouter, HTTPException, Query, status
 from rkit import App
 from rkit.presence import DEFAULT_LIMIT, MAX_CURSOR, Presence
 
+from .lookup import registered
 from .validation import MAX_NAME, Name
 
 Instance = Query(default="default", min_length=1, max_length=MAX_NAME)
@@ -20,10 +21,7 @@ Limit = Query(default=DEFAULT_LIMIT, ge=0, le=10_000)
 
 
 def _presence(app: App, instance: str) -> Presence:
-    found = app.components.get("presence", instance)
-    if not isinstance(found, Presence):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no presence named {instance!r}")
-    return found
+    return registered(app, "presence", instance, Presence, "presence named")
 
 
 def router(app: App) -> APIRouter:

@@ -16,6 +16,7 @@ from rkit.integrations.resend import (
     Resend,
 )
 
+from .lookup import registered
 from .validation import MAX_NAME
 
 Instance = Query(default="default", min_length=1, max_length=MAX_NAME)
@@ -23,10 +24,7 @@ MAX_AGE_MS = 100 * 365 * 86_400_000
 
 
 def _resend(app: App, instance: str) -> Resend:
-    found = app.components.get("resend", instance)
-    if not isinstance(found, Resend):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no Resend instance {instance!r}")
-    return found
+    return registered(app, "resend", instance, Resend, "Resend instance")
 
 
 def router(app: App) -> APIRouter:

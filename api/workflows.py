@@ -21,6 +21,7 @@ from rkit.workflow import (
     WorkflowStillRunning,
 )
 
+from .lookup import registered
 from .validation import Name
 
 Manager = Query("default", min_length=1, max_length=64)
@@ -46,10 +47,7 @@ class ConfigBody(BaseModel):
 
 
 def _wf(app: App, manager: str) -> WorkflowManager:
-    found = app.components.get("workflow", manager)
-    if not isinstance(found, WorkflowManager):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no workflow manager {manager!r}")
-    return found
+    return registered(app, "workflow", manager, WorkflowManager, "workflow manager")
 
 
 def _http(exc: WorkflowError) -> HTTPException:

@@ -25,14 +25,13 @@ from rkit.integrations.workos import (
     User,
 )
 
+from .lookup import registered
+
 __all__ = ["AuthUser", "auth_user", "get_auth_user", "router"]
 
 
 def _authkit(app: App, instance: str) -> AuthKit:
-    found = app.components.get(KIND, instance)
-    if not isinstance(found, AuthKit):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no AuthKit instance {instance!r}")
-    return found
+    return registered(app, KIND, instance, AuthKit, "AuthKit instance")
 
 
 def router(app: App) -> APIRouter:

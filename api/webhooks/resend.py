@@ -7,17 +7,16 @@ success, 400 for a bad or stale signature, 500 while no secret is configured."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Request, Response, status
+from fastapi import APIRouter, Request, Response
 
 from rkit import App
 from rkit.integrations.resend import Resend
 
+from ..lookup import registered
+
 
 def _resend(app: App, instance: str) -> Resend:
-    found = app.components.get("resend", instance)
-    if not isinstance(found, Resend):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no Resend instance {instance!r}")
-    return found
+    return registered(app, "resend", instance, Resend, "Resend instance")
 
 
 def router(app: App) -> APIRouter:
