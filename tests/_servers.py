@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -163,6 +164,19 @@ def spawn(cmd: list[str], cwd: object, env: dict[str, str]) -> subprocess.Popen[
         proc = subprocess.Popen(cmd, cwd=str(cwd), env=env, stdout=subprocess.DEVNULL, stderr=log)
     _LOGS[proc.pid] = log.name
     return proc
+
+
+def stop_workers(procs: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM every process still running, then wait for each (15 s, then SIGKILL)."""
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(timeout=15)
+        except subprocess.TimeoutExpired:  # pragma: no cover
+            p.kill()
+            p.wait()
 
 
 def stderr_of(proc: subprocess.Popen[bytes], tail: int = 3000) -> str:

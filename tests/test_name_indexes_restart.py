@@ -26,9 +26,16 @@ from rkit.action_cache import ActionCache, cache_names, remove_all
 from rkit.aggregate import aggregate_names
 from rkit.workpool import pool_names
 
-from ._servers import Server, child_pythonpath, spawn, start_server, stderr_of, stop_server
+from ._servers import (
+    Server,
+    child_pythonpath,
+    spawn,
+    start_server,
+    stderr_of,
+    stop_server,
+    stop_workers,
+)
 from .conftest import _need_redis_server
-from .workpool.test_processes import stop_workers
 
 pytestmark = pytest.mark.slow
 

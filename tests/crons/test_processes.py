@@ -20,7 +20,7 @@ import redis as sync_redis
 
 from rkit import App, Crons, Interval, RetryBehavior
 
-from .._servers import child_pythonpath, spawn, stderr_of
+from .._servers import child_pythonpath, spawn, stderr_of, stop_workers
 
 pytestmark = pytest.mark.slow
 
@@ -65,14 +65,7 @@ def test_three_schedulers_fifty_crons_one_killed(tmp_path: Path, redis_url: str)
         paused_at = asyncio.run(_pause_all(redis_url)) - start
         _drain(r, procs[1:])
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=15)
-            except subprocess.TimeoutExpired:  # pragma: no cover
-                p.kill()
+        stop_workers(procs)
 
     tag = App(namespace="mpc").keys.tag("cron", "default")
     fired: dict[str, list[int]] = defaultdict(list)

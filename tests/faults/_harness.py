@@ -22,7 +22,7 @@ import redis as sync_redis
 
 from rkit import App, Workpool
 
-from .._servers import _wait_ping, free_port, redis_server_path
+from .._servers import _wait_ping, free_port, redis_server_path, stop_workers
 
 SERVICE = """
 import asyncio
@@ -156,15 +156,7 @@ class Service:
         return proc
 
     def stop(self) -> None:
-        for p in self.procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in self.procs:
-            try:
-                p.wait(timeout=15)
-            except subprocess.TimeoutExpired:  # pragma: no cover
-                p.kill()
-                p.wait()
+        stop_workers(self.procs)
 
     def worker_logs(self) -> str:
         return "\n".join(

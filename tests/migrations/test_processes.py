@@ -18,8 +18,7 @@ import redis as sync_redis
 from rkit import App
 from rkit.migrations import HashIndexSource, Migrations
 
-from .._servers import child_pythonpath, spawn, stderr_of
-from ..workpool.test_processes import stop_workers
+from .._servers import child_pythonpath, spawn, stderr_of, stop_workers
 
 pytestmark = pytest.mark.slow
 

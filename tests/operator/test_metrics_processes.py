@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -21,7 +19,7 @@ from rkit.api import create_api
 from rkit import App, Workpool
 from rkit.workpool import RetryBehavior
 
-from .._servers import child_pythonpath, spawn, stderr_of
+from .._servers import child_pythonpath, spawn, stderr_of, stop_workers
 
 pytestmark = pytest.mark.slow
 
@@ -122,12 +120,5 @@ async def test_scrape_counts_two_workers_exactly(tmp_path: Path, redis_url: str)
         pids = await app.redis.smembers("mpm:pids")
         assert {int(p) for p in pids} == {p.pid for p in procs}  # both workers ran jobs
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(timeout=15)
-            except subprocess.TimeoutExpired:  # pragma: no cover
-                p.kill()
+        stop_workers(procs)
         await app.aclose()

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -21,7 +20,7 @@ import redis as sync_redis
 
 from rkit.workflow import WorkflowManager
 
-from .._servers import child_pythonpath, spawn, stderr_of
+from .._servers import child_pythonpath, spawn, stderr_of, stop_workers
 
 pytestmark = pytest.mark.slow
 
@@ -138,14 +137,7 @@ def test_500_workflows_survive_a_sigkilled_worker(
     try:
         done_after, statuses, entries = asyncio.run(scenario())
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(timeout=15)
-            except subprocess.TimeoutExpired:  # pragma: no cover
-                p.kill()
+        stop_workers(procs)
     assert all(s.type == "completed" for s in statuses)
     assert all(e == ["success"] * 3 for e in entries)  # each step journaled once
     effects = {k: int(v) for k, v in r.hgetall("wfmp:effects").items()}

@@ -17,7 +17,7 @@ import redis as sync_redis
 
 from rkit import App, AuthKit
 
-from .._servers import child_pythonpath, spawn, stderr_of
+from .._servers import child_pythonpath, spawn, stderr_of, stop_workers
 from .fake import API_KEY, CLIENT_ID, FakeWorkOS, user
 
 pytestmark = pytest.mark.slow
@@ -90,10 +90,7 @@ def test_a_backfill_worker_killed_mid_batch_loses_and_duplicates_nothing(
         key = f"{ak.prefix}:backfill"
         _wait(lambda: not r.exists(key), "the backfill to finish", [second], timeout=50)
     finally:
-        for p in (first, second):
-            if p is not None and p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                p.wait(timeout=15)
+        stop_workers([p for p in (first, second) if p is not None])
     assert r.scard("wo:handled") == N
     assert r.get(f"{ak.prefix}:seq") == str(N)  # each user inserted exactly once
     calls = int(r.get("wo:calls") or 0)

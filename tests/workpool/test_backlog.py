@@ -25,8 +25,7 @@ from rkit import App, Workpool
 from rkit.cli import start_embedded_redis
 from rkit.retrier import ActionRetrier
 
-from .._servers import child_pythonpath, spawn
-from .test_processes import stop_workers
+from .._servers import child_pythonpath, spawn, stop_workers
 
 pytestmark = pytest.mark.slow
 

@@ -21,7 +21,7 @@ import redis as sync_redis
 
 from rkit import App, Workpool
 
-from .._servers import child_pythonpath, spawn, stderr_of
+from .._servers import child_pythonpath, spawn, stderr_of, stop_workers
 
 pytestmark = pytest.mark.slow
 
@@ -114,17 +114,6 @@ def service(tmp_path: Path, redis_url: str) -> Iterator[tuple[Path, dict[str, st
 def start_workers(n: int, cwd: Path, env: dict[str, str]) -> list[subprocess.Popen[bytes]]:
     cmd = [sys.executable, "-m", "rkit.cli", "worker", "mpsvc:app", "--max-jobs", "10"]
     return [spawn(cmd, cwd, env) for _ in range(n)]
-
-
-def stop_workers(procs: list[subprocess.Popen[bytes]]) -> None:
-    for p in procs:
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-    for p in procs:
-        try:
-            p.wait(timeout=15)
-        except subprocess.TimeoutExpired:  # pragma: no cover
-            p.kill()
 
 
 def client_app(redis_url: str, *names: str) -> App:
